@@ -1,0 +1,97 @@
+"""Numerical comparison of a candidate (ONNX Runtime, a lowered graph) against a reference (PyTorch).
+
+The rule per output: max|candidate - reference| <= atol + rtol * max|reference|, and the cosine
+similarity of the flattened outputs >= min_cosine. Relative error is reported against the reference's
+largest magnitude, so near-zero elements do not blow it up (random-weight logits are often near zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from trt_converters.errors import StageError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float
+
+    def with_overrides(self, atol: float | None = None, rtol: float | None = None,
+                       min_cosine: float | None = None) -> "Tolerance":
+        return Tolerance(atol=self.atol if atol is None else atol, rtol=self.rtol if rtol is None else rtol,
+                         min_cosine=self.min_cosine if min_cosine is None else min_cosine)
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
+    "fp16": Tolerance(atol=1e-3, rtol=2e-2, min_cosine=0.999),
+    "int8": Tolerance(atol=1e-2, rtol=0.15, min_cosine=0.98),
+}
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    max_rel_error: float
+    cosine: float
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_arrays(name: str, reference, candidate, tolerance: Tolerance) -> OutputComparison:
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise StageError(f"output {name!r}: shape {tuple(cand.shape)} differs from the reference's {tuple(ref.shape)}")
+    if ref.size == 0:
+        return OutputComparison(name, tuple(ref.shape), 0.0, 0.0, 1.0, True)
+    finite = np.isfinite(cand).all()
+    diff = np.abs(ref - cand)
+    max_abs = float(diff.max()) if finite else float("inf")
+    scale = float(np.abs(ref).max())
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    cosine = _cosine(ref.ravel(), cand.ravel()) if finite else float("nan")
+    passed = bool(finite and max_abs <= tolerance.atol + tolerance.rtol * scale and cosine >= tolerance.min_cosine)
+    return OutputComparison(name, tuple(ref.shape), max_abs, max_rel, cosine, passed)
+
+
+def _cosine(a, b) -> float:
+    import numpy as np
+
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if norm == 0.0:
+        return 1.0 if float(np.abs(a - b).max()) == 0.0 else 0.0
+    return float(np.dot(a, b) / norm)
+
+
+def compare_output_sets(references: list[dict], candidates: list[dict], tolerance: Tolerance) -> list[OutputComparison]:
+    """One comparison per output name, worst case over all input sets (errors max, cosine min)."""
+    worst: dict[str, OutputComparison] = {}
+    for reference, candidate in zip(references, candidates):
+        for name, ref in reference.items():
+            if name not in candidate:
+                raise StageError(f"output {name!r} is missing from the candidate's outputs ({', '.join(candidate)})")
+            result = compare_arrays(name, ref, candidate[name], tolerance)
+            previous = worst.get(name)
+            worst[name] = result if previous is None else OutputComparison(
+                name, result.shape, max(previous.max_abs_error, result.max_abs_error),
+                max(previous.max_rel_error, result.max_rel_error), min(previous.cosine, result.cosine),
+                previous.passed and result.passed)
+    return list(worst.values())
+
+
+def failure_message(label: str, comparisons: list[OutputComparison], tolerance: Tolerance) -> str:
+    failed = sorted((c for c in comparisons if not c.passed), key=lambda c: (-c.max_rel_error, c.cosine))
+    worst = failed[0]
+    return (f"{label} does not match the reference: worst output {worst.name!r} has max abs error "
+            f"{worst.max_abs_error:.3g}, max rel error {worst.max_rel_error:.3g}, cosine {worst.cosine:.6f} "
+            f"(budget atol {tolerance.atol:g}, rtol {tolerance.rtol:g}, min cosine {tolerance.min_cosine:g}; "
+            "loosen with --atol/--rtol/--min-cosine if this is expected)")
