@@ -1,0 +1,187 @@
+"""Generic Triton python-backend model that serves `<version>/model.onnx` with ONNX Runtime (CPU).
+
+Copy this file to `<repo>/<model>/<version>/model.py` next to `model.onnx` (or the file named by
+the config parameter `onnx_file`). Inputs and outputs come from the Triton model config; a config may
+leave out graph inputs only if the graph does not need them. Optional config parameters:
+`intra_op_thread_count`, `inter_op_thread_count` (ONNX Runtime session threads).
+
+All requests of one execute() call whose non-batch shapes agree run as one ONNX Runtime call
+(concatenated along the batch dimension) and the outputs are split back per request. A request
+that fails gets an error response; the other requests of the call are still answered.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_ORT_TO_NUMPY = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
+}
+
+
+class RequestError(Exception):
+    """A request this model cannot answer; reported to its client, never fatal."""
+
+
+def _parameter(config, key):
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    return value.strip() or None
+
+
+def _to_text(array):
+    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])(array)
+
+
+def _to_bytes(array):
+    return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode("utf-8"), otypes=[object])(array)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import onnxruntime as ort
+
+        self.config = json.loads(args["model_config"])
+        self.model_name = args["model_name"]
+        self.batched = int(self.config.get("max_batch_size", 0)) > 0
+
+        # default_model_filename is the python backend's own (model.py), hence a parameter here
+        filename = _parameter(self.config, "onnx_file") or "model.onnx"
+        path = os.path.join(args["model_repository"], args["model_version"], filename)
+        if not os.path.isfile(path):
+            raise pb_utils.TritonModelException(f"{self.model_name}: ONNX file not found at {path}")
+
+        options = ort.SessionOptions()
+        for key, attribute in (("intra_op_thread_count", "intra_op_num_threads"),
+                               ("inter_op_thread_count", "inter_op_num_threads")):
+            value = _parameter(self.config, key)
+            if value is not None:
+                if not value.isdigit():
+                    raise pb_utils.TritonModelException(
+                        f"{self.model_name}: parameter {key} must be a non-negative integer, got {value!r}")
+                setattr(options, attribute, int(value))
+        self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        graph_outputs = {o.name: o for o in self.session.get_outputs()}
+        config_inputs = [i["name"] for i in self.config.get("input", [])]
+        unknown = [n for n in config_inputs if n not in graph_inputs]
+        missing = [n for n in graph_inputs if n not in config_inputs]
+        if unknown or missing:
+            raise pb_utils.TritonModelException(
+                f"{self.model_name}: config inputs do not match the ONNX graph "
+                f"(not in graph: {unknown}; needed by graph but not in config: {missing})")
+        self.optional_inputs = {i["name"] for i in self.config.get("input", []) if i.get("optional")}
+        self.input_dtypes = {n: _ORT_TO_NUMPY.get(graph_inputs[n].type) for n in config_inputs}
+
+        self.outputs = []
+        for entry in self.config.get("output", []):
+            name = entry["name"]
+            if name not in graph_outputs:
+                raise pb_utils.TritonModelException(
+                    f"{self.model_name}: config output {name!r} is not an ONNX graph output "
+                    f"(graph outputs: {sorted(graph_outputs)})")
+            self.outputs.append((name, pb_utils.triton_string_to_numpy(entry["data_type"])))
+        self.output_names = [name for name, _ in self.outputs]
+
+    # -- request handling -----------------------------------------------------------------
+    def _read_inputs(self, request):
+        feeds = {}
+        for name, dtype in self.input_dtypes.items():
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                if name in self.optional_inputs:
+                    raise RequestError(f"input {name!r} is required by the ONNX graph of {self.model_name}")
+                raise RequestError(f"missing input {name!r}")
+            array = tensor.as_numpy()
+            if dtype is np.object_:
+                array = _to_text(array)
+            elif dtype is not None and array.dtype != dtype:
+                array = array.astype(dtype)
+            if self.batched and array.ndim == 0:
+                raise RequestError(f"input {name!r} has no batch dimension")
+            feeds[name] = array
+        if self.batched:
+            sizes = {a.shape[0] for a in feeds.values()}
+            if len(sizes) > 1:
+                raise RequestError(f"inputs disagree on batch size: {sorted(sizes)}")
+        return feeds
+
+    def _run(self, feeds):
+        try:
+            return self.session.run(self.output_names, feeds)
+        except Exception as exc:  # ORT raises several types for bad shapes/values
+            raise RequestError(f"ONNX Runtime failed: {exc}") from exc
+
+    def _response(self, results):
+        tensors = []
+        for (name, dtype), value in zip(self.outputs, results):
+            value = np.asarray(value)
+            value = _to_bytes(value) if dtype is np.object_ else value.astype(dtype, copy=False)
+            tensors.append(pb_utils.Tensor(name, value))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _run_group(self, members):
+        """Run (index, feeds) pairs with equal non-batch shapes as one call; index -> response."""
+        if len(members) == 1:
+            index, feeds = members[0]
+            return {index: self._response(self._run(feeds))}
+        sizes = [next(iter(feeds.values())).shape[0] for _, feeds in members]
+        names = list(members[0][1])
+        stacked = {n: np.concatenate([feeds[n] for _, feeds in members], axis=0) for n in names}
+        results = self._run(stacked)
+        total = sum(sizes)
+        if any(np.ndim(r) == 0 or np.shape(r)[0] != total for r in results):
+            raise RequestError("outputs are not batched along dimension 0")
+        bounds = np.cumsum(sizes)[:-1]
+        per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
+        return {index: self._response([parts[k] for parts in per_output])
+                for k, (index, _) in enumerate(members)}
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        groups = {}
+        for index, request in enumerate(requests):
+            try:
+                feeds = self._read_inputs(request)
+            except RequestError as exc:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                continue
+            if self.batched:
+                key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
+            else:
+                key = ("request", index)
+            groups.setdefault(key, []).append((index, feeds))
+
+        for members in groups.values():
+            try:
+                responses_by_index = self._run_group(members)
+            except Exception:
+                # One bad request must not fail the others: fall back to one call each.
+                responses_by_index = {}
+                for index, feeds in members:
+                    try:
+                        responses_by_index.update(self._run_group([(index, feeds)]))
+                    except Exception as exc:  # answer this request with its error, keep serving
+                        responses_by_index[index] = pb_utils.InferenceResponse(
+                            output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+            for index, response in responses_by_index.items():
+                responses[index] = response
+        return responses
+
+    def finalize(self):
+        self.session = None

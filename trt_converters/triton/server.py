@@ -1,0 +1,389 @@
+"""Run the real Triton Inference Server shipped in the nvidia-pytriton wheel, on 127.0.0.1.
+
+The wheel carries `tritonserver` 2.51, its shared libraries and the Python backend, but keeps
+the per-Python-version backend stubs apart from the backend. `LocalTritonServer` assembles a
+backend directory with the stub that matches this interpreter, starts the server on free ports
+with this environment's `bin/` first on PATH (the stub finds numpy and our packages there), and
+waits for readiness. `check_repository` uses the same server as a config validator.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from trt_converters.errors import StageError, UserError
+
+_INSTALL_HINT = "install the server with `pip install nvidia-pytriton`"
+_LOG_TAIL_LINES = 40
+_PORT_ATTEMPTS = 3
+_ERROR_LINE = re.compile(r"^(E\d{4} |\[libprotobuf ERROR|error: )")
+# Logged on every start on a machine without a GPU driver; not a cause of failure.
+_NOISE = ("CudaDriverHelper has not been initialized",)
+
+
+class TritonServerError(StageError):
+    """The server process failed to start, exited early, or did not become ready in time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TritonDistribution:
+    """Paths inside the installed nvidia-pytriton wheel."""
+
+    binary: Path
+    libs: Path
+    python_backend: Path
+    python_stub: Path
+    caches: Path
+
+
+def find_triton_distribution() -> TritonDistribution:
+    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the Triton server (nvidia-pytriton) is not installed: {_INSTALL_HINT}")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    server_root = package / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    dist = TritonDistribution(
+        binary=server_root / "bin" / "tritonserver",
+        libs=package.parent / "nvidia_pytriton.libs",
+        python_backend=server_root / "backends" / "python",
+        python_stub=server_root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        caches=server_root / "caches",
+    )
+    for label, path in (
+        ("tritonserver binary", dist.binary),
+        ("server libraries", dist.libs),
+        ("python backend", dist.python_backend / "libtriton_python.so"),
+        (f"python {version} backend stub", dist.python_stub),
+    ):
+        if not path.exists():
+            raise UserError(f"{label} missing from the nvidia-pytriton install ({path}): {_INSTALL_HINT}")
+    return dist
+
+
+def find_tritonserver() -> Path:
+    """Path of the `tritonserver` binary inside the installed nvidia-pytriton wheel."""
+    return find_triton_distribution().binary
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http_status(url: str, *, method: str = "GET", timeout: float = 2.0) -> int:
+    """HTTP status of a request, 0 when the server is not answering."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """The server's error lines (its option table would otherwise fill the tail), else the tail."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no server log)"
+    errors = [
+        line[:2000] for line in text.splitlines()
+        if _ERROR_LINE.match(line) and not any(noise in line for noise in _NOISE)
+    ]
+    return "\n".join(errors[-lines:] or text.splitlines()[-lines:])
+
+
+class LocalTritonServer:
+    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports.
+
+    Use as a context manager, or call start() and stop(). After start(), `http_url` and
+    `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
+    only with metrics=True. `env` adds or overrides environment variables for the server and
+    its Python backend stubs (e.g. PYTHONPATH for python-backend models).
+    """
+
+    def __init__(
+        self,
+        repo: Path,
+        *,
+        log_path: Path | None = None,
+        startup_timeout: float = 90.0,
+        extra_args: Sequence[str] = (),
+        metrics: bool = False,
+        env: Mapping[str, str] | None = None,
+        exit_timeout: int = 5,
+        wait_for: str = "ready",
+    ) -> None:
+        if wait_for not in ("ready", "live"):
+            raise ValueError("wait_for must be 'ready' or 'live'")
+        self.repo = Path(repo)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
+        self.metrics = metrics
+        self.env = dict(env or {})
+        self.exit_timeout = exit_timeout
+        self.wait_for = wait_for
+        self.http_url: str | None = None
+        self.grpc_url: str | None = None
+        self.metrics_url: str | None = None
+        self.pid: int | None = None
+        self.startup_seconds: float | None = None
+        self._process: subprocess.Popen | None = None
+        self._workdir: Path | None = None
+        self._log_file = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "LocalTritonServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> "LocalTritonServer":
+        """Start the server and block until it is ready; raise TritonServerError otherwise."""
+        if self._process is not None:
+            raise RuntimeError("server already started")
+        if not self.repo.is_dir():
+            raise UserError(
+                f"model repository {self.repo} is not a directory: "
+                "pass the folder that holds <model>/config.pbtxt"
+            )
+        dist = find_triton_distribution()
+        self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
+        try:
+            backends = self._prepare_backends(dist)
+            for attempt in range(_PORT_ATTEMPTS):
+                if self._launch(dist, backends):
+                    return self
+            raise TritonServerError(
+                f"tritonserver could not bind free ports after {_PORT_ATTEMPTS} attempts:\n"
+                + _tail(self._current_log())
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Terminate the server this object started (SIGTERM, bounded wait, SIGKILL)."""
+        process, self._process = self._process, None
+        if process is not None:
+            self._terminate(process)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        atexit.unregister(self.stop)
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- conveniences ----------------------------------------------------------------------
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """Whether `name` (optionally one version) is loaded and ready to infer."""
+        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/ready"
+        return _http_status(f"http://{self.http_url}{path}") == 200
+
+    def repository_index(self) -> list[dict]:
+        """The server's repository index: name, version, state and reason per model."""
+        request = urllib.request.Request(
+            f"http://{self.http_url}/v2/repository/index", method="POST", data=b"{}"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def log_text(self) -> str:
+        """The server log so far (stdout and stderr together)."""
+        path = self._current_log()
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- internals -------------------------------------------------------------------------
+    def _current_log(self) -> Path:
+        if self.log_path is not None:
+            return self.log_path
+        return (self._workdir or Path(tempfile.gettempdir())) / "tritonserver.log"
+
+    def _prepare_backends(self, dist: TritonDistribution) -> Path:
+        # The stub must sit next to the backend library; the wheel keeps it apart, so the
+        # backend directory is assembled in our temp folder.
+        backends = self._workdir / "backends"
+        python_dir = backends / "python"
+        python_dir.mkdir(parents=True)
+        for item in dist.python_backend.iterdir():
+            if item.is_file():
+                shutil.copy2(item, python_dir / item.name)
+        shutil.copy2(dist.python_stub, python_dir / "triton_python_backend_stub")
+        return backends
+
+    def _environment(self, dist: TritonDistribution) -> dict[str, str]:
+        env = os.environ.copy()
+        # The copied stub and backend lose their RPATH to the wheel's libraries.
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        env["PATH"] = os.pathsep.join(
+            p for p in (str(Path(sys.prefix) / "bin"), env.get("PATH", "")) if p
+        )
+        env.update(self.env)
+        return env
+
+    def _command(self, dist: TritonDistribution, backends: Path, http: int, grpc: int, metrics: int) -> list[str]:
+        cmd = [
+            str(dist.binary),
+            f"--model-repository={self.repo.resolve()}",
+            f"--backend-directory={backends}",
+            f"--cache-directory={dist.caches}",
+            "--http-address=127.0.0.1",
+            f"--http-port={http}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={grpc}",
+            "--disable-auto-complete-config",
+            f"--exit-timeout-secs={self.exit_timeout}",
+        ]
+        if self.metrics:
+            cmd += ["--allow-metrics=true", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}"]
+        else:
+            cmd += ["--allow-metrics=false"]
+        return cmd + list(self.extra_args)
+
+    def _launch(self, dist: TritonDistribution, backends: Path) -> bool:
+        """One start attempt; False when a port was taken meanwhile (caller retries)."""
+        http, grpc, metrics = _free_port(), _free_port(), _free_port()
+        if len({http, grpc, metrics}) < 3:
+            return False
+        log_path = self._current_log()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log_file is not None:
+            self._log_file.close()
+        self._log_file = open(log_path, "wb")
+        began = time.monotonic()
+        self._process = subprocess.Popen(
+            self._command(dist, backends, http, grpc, metrics),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=self._environment(dist),
+            cwd=self._workdir,
+        )
+        atexit.register(self.stop)
+        self.pid = self._process.pid
+        self.http_url = f"127.0.0.1:{http}"
+        self.grpc_url = f"127.0.0.1:{grpc}"
+        self.metrics_url = f"127.0.0.1:{metrics}" if self.metrics else None
+
+        health = f"http://{self.http_url}/v2/health/{self.wait_for}"
+        deadline = began + self.startup_timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            code = self._process.poll()
+            if code is not None:
+                log = _tail(log_path)
+                self._process = None
+                if "already in use" in log:
+                    return False
+                raise TritonServerError(
+                    f"tritonserver exited with status {code} while starting "
+                    f"(repository {self.repo}); last log lines:\n{log}"
+                )
+            if _http_status(health, timeout=1.0) == 200:
+                self.startup_seconds = time.monotonic() - began
+                return True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        raise TritonServerError(
+            f"tritonserver was not {self.wait_for} within {self.startup_timeout:.0f} s "
+            f"(repository {self.repo}); last log lines:\n{_tail(log_path)}"
+        )
+
+    def _terminate(self, process: subprocess.Popen) -> None:
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.exit_timeout + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+_POLL_FAILED = re.compile(r"Poll failed for model directory '([^']+)': (.*?)\"?$")
+_LOAD_FAILED = re.compile(r"failed to load model '([^']+)': (.*?)\"?$")
+_PROTOBUF_ERROR = re.compile(r"\[libprotobuf ERROR [^\]]*\] (.*)$")
+
+
+def _log_failures(log: str) -> dict[str, str]:
+    """Reasons the server only logs: config files it could not read or accept."""
+    reasons: dict[str, str] = {}
+    last_protobuf = ""
+    for line in log.splitlines():
+        proto = _PROTOBUF_ERROR.search(line)
+        if proto:
+            last_protobuf = proto.group(1).strip()
+            continue
+        match = _POLL_FAILED.search(line) or _LOAD_FAILED.search(line)
+        if match:
+            name, reason = match.group(1), match.group(2).strip()
+            if last_protobuf and "text proto" in reason:
+                reason = f"{reason}: {last_protobuf}"
+            reasons.setdefault(name, reason)
+        last_protobuf = ""
+    return reasons
+
+
+def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, str]:
+    """Load `repo` in the real server and report each model's outcome.
+
+    Returns model name -> "READY", "UNAVAILABLE: <reason>" (config accepted, load failed, e.g.
+    "unable to find backend library for backend 'tensorrt'") or "CONFIG_ERROR: <reason>"
+    (the server rejected the directory or its config.pbtxt: syntax, semantics, naming).
+    Models without a backend here are expected to be UNAVAILABLE, never CONFIG_ERROR.
+    """
+    server = LocalTritonServer(
+        Path(repo),
+        startup_timeout=startup_timeout,
+        extra_args=("--exit-on-error=false", "--strict-readiness=false"),
+        exit_timeout=2,
+        wait_for="live",
+    )
+    with server:
+        index = server.repository_index()
+        logged = _log_failures(server.log_text())
+    result: dict[str, str] = {}
+    for entry in index:
+        name = entry["name"]
+        state = entry.get("state", "")
+        reason = entry.get("reason", "")
+        if state == "READY":
+            result[name] = "READY"
+        elif state:
+            result[name] = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
+        else:
+            result[name] = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
+    for name, reason in logged.items():
+        result.setdefault(name, f"CONFIG_ERROR: {reason}")
+    return result
