@@ -1,0 +1,91 @@
+"""GECToR (Grammatical Error Correction: Tag, Not Rewrite) token tagger for trt-convert.
+
+`GectorModel` has the network and key names of gotutiyan/gector's `GECToR` (the Hugging Face
+checkpoints gotutiyan/gector-roberta-base-5k etc.):
+    bert.*               transformer encoder (RoBERTa by default) without pooler; its word
+                         embeddings have `vocab_size + 1` rows, the extra one for `$START`
+    label_proj_layer.*   Linear(hidden, num_labels)        edit-tag logits
+    d_proj_layer.*       Linear(hidden, num_detect_labels)  $CORRECT / $INCORRECT logits
+(gotutiyan's dropout before the label head has no weights and is identity at inference.)
+
+Keyword arguments: `num_labels` = rows of the label head, i.e. len(label2id) - 1 of the
+checkpoint's config.json (its <PAD> label has no row); `num_detect_labels` (2); `encoder_type`
+(a transformers model_type: roberta, bert, deberta-v2, ...); and the encoder's config fields
+(`vocab_size` WITHOUT `$START`, `hidden_size`, ...). Defaults: roberta-base with 5001 labels.
+
+Inputs, in order: `input_ids` int64 [seq], `attention_mask` int64 [seq].
+Outputs: `logits_labels` float32 [seq, num_labels], `logits_d` float32 [seq, num_detect_labels].
+
+`hf_config_to_kwargs` reads gotutiyan's config.json (label2id, d_label2id, model_id; the encoder
+architecture from `encoder_config` or from a known `model_id`, see
+`trt_converters.text.gector_checkpoint.KNOWN_ENCODERS`).
+`adapt_state_dict` also takes Grammarly's original AllenNLP checkpoints (`*_gectorv2.th`); for
+those, label names come from their `output_vocabulary/labels.txt`: convert once with
+`trt_converters.text.gector_checkpoint.convert_allennlp_checkpoint` to get a config.json too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel
+
+from trt_converters.text.checkpoint_keys import drop_unused_extras
+from trt_converters.text.gector_checkpoint import (
+    KNOWN_ENCODERS,
+    encoder_kwargs_from_hf_config,
+    fit_to_model_shapes,
+    head_sizes_from_hf_config,
+    is_allennlp_state_dict,
+    rename_allennlp_keys,
+)
+
+ROBERTA_BASE = {k: v for k, v in KNOWN_ENCODERS["roberta-base"].items() if k != "model_type"}
+
+
+def build_encoder(encoder_type: str, vocab_size: int, **config_kwargs: Any) -> nn.Module:
+    """A transformers encoder with one extra vocabulary row ($START) and no pooler."""
+    config = AutoConfig.for_model(
+        encoder_type, vocab_size=vocab_size + 1, attn_implementation="eager", **config_kwargs
+    )
+    model_class = AutoModel._model_mapping[type(config)]
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return model_class(config, add_pooling_layer=False)
+    return model_class(config)
+
+
+class GectorModel(nn.Module):
+    """Encoder + per-token edit-tag head + per-token error-detection head."""
+
+    def __init__(
+        self,
+        num_labels: int = 5001,
+        num_detect_labels: int = 2,
+        encoder_type: str = "roberta",
+        **encoder_kwargs: Any,
+    ):
+        super().__init__()
+        if encoder_type == "roberta":
+            encoder_kwargs = {**ROBERTA_BASE, **encoder_kwargs}
+        self.bert = build_encoder(encoder_type, **encoder_kwargs)
+        hidden_size = self.bert.config.hidden_size
+        self.label_proj_layer = nn.Linear(hidden_size, num_labels)
+        self.d_proj_layer = nn.Linear(hidden_size, num_detect_labels)
+
+    @classmethod
+    def hf_config_to_kwargs(cls, hf_config: dict) -> dict:
+        return {**encoder_kwargs_from_hf_config(hf_config), **head_sizes_from_hf_config(hf_config)}
+
+    def adapt_state_dict(self, state_dict: dict) -> dict:
+        if is_allennlp_state_dict(state_dict):
+            state_dict = rename_allennlp_keys(state_dict)
+        model_shapes = {key: value.shape for key, value in self.state_dict().items()}
+        state_dict = fit_to_model_shapes(state_dict, model_shapes)
+        return drop_unused_extras(state_dict, model_shapes.keys())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.label_proj_layer(hidden), self.d_proj_layer(hidden)
