@@ -12,6 +12,7 @@ pytestmark = pytest.mark.triton
 ROOT = Path(__file__).resolve().parents[2]
 ORT_PYTHON_MODEL = ROOT / "triton_models" / "onnxruntime_python" / "model.py"
 MODEL = "mlp_ort"
+RAGGED = "ragged_ort"
 
 
 def _tiny_onnx(path: Path) -> None:
@@ -47,6 +48,37 @@ def _tiny_onnx(path: Path) -> None:
     model.ir_version = 9
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def _ragged_onnx(path: Path) -> None:
+    """x[N,L] -> y = 2x + bias [N,L]; `bias` is a graph input with a default, left out of the config."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Add", ["x2", "bias"], ["y"])],
+        "ragged",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"]),
+         helper.make_tensor_value_info("bias", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L"])],
+        initializer=[numpy_helper.from_array(np.array(2, np.float32), "two"),
+                     numpy_helper.from_array(np.array(0.5, np.float32), "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+
+
+def _ragged_config():
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=RAGGED, backend="python", max_batch_size=8)
+    # ragged: the batcher hands requests of different lengths to one execute() call
+    config.input.add(name="x", data_type=mc.TYPE_FP32, dims=[-1], allow_ragged_batch=True)
+    config.output.add(name="y", data_type=mc.TYPE_FP32, dims=[-1])
+    config.dynamic_batching.max_queue_delay_microseconds = 100_000
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    return config
 
 
 def _ort_python_config():
@@ -91,6 +123,9 @@ def onnx_path(tmp_path_factory):
 def ort_repo(tmp_path_factory, onnx_path):
     repo = tmp_path_factory.mktemp("repo")
     _write_model(repo, _ort_python_config(), {"model.py": ORT_PYTHON_MODEL, "model.onnx": onnx_path})
+    ragged = tmp_path_factory.mktemp("ragged") / "model.onnx"
+    _ragged_onnx(ragged)
+    _write_model(repo, _ragged_config(), {"model.py": ORT_PYTHON_MODEL, "model.onnx": ragged})
     return repo
 
 
@@ -192,6 +227,25 @@ def test_concurrent_requests_are_batched_and_split_back(server, onnx_path):
     executions = after["execution_count"] - before["execution_count"]
     # 5 requests within the 100 ms queue delay: the dynamic batcher hands them over together
     assert 1 <= executions < len(batches) + 1
+
+
+def test_requests_of_different_lengths_run_in_separate_groups(server):
+    import tritonclient.http as httpclient
+
+    rng = np.random.default_rng(3)
+    payloads = [rng.standard_normal(shape).astype(np.float32) for shape in [(1, 3), (2, 5), (2, 3), (1, 5)]]
+    client = httpclient.InferenceServerClient(url=server.http_url, concurrency=len(payloads))
+    try:
+        before = client.get_inference_statistics(RAGGED)["model_stats"][0]["execution_count"]
+        pending = [client.async_infer(RAGGED, _http_inputs(x)) for x in payloads]
+        results = [p.get_result().as_numpy("y") for p in pending]
+        after = client.get_inference_statistics(RAGGED)["model_stats"][0]["execution_count"]
+    finally:
+        client.close()
+    for x, y in zip(payloads, results):
+        assert y.shape == x.shape
+        np.testing.assert_allclose(y, 2 * x + 0.5, rtol=1e-6)
+    assert 1 <= after - before < len(payloads)
 
 
 def test_server_keeps_serving_after_bad_request(server, onnx_path):

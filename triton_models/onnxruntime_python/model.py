@@ -75,17 +75,20 @@ class TritonPythonModel:
                 setattr(options, attribute, int(value))
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
+        # Required inputs must be in the config; inputs with a default (an initializer) may be.
         graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        defaults = {i.name: i for i in self.session.get_overridable_initializers()}
         graph_outputs = {o.name: o for o in self.session.get_outputs()}
         config_inputs = [i["name"] for i in self.config.get("input", [])]
-        unknown = [n for n in config_inputs if n not in graph_inputs]
+        unknown = [n for n in config_inputs if n not in graph_inputs and n not in defaults]
         missing = [n for n in graph_inputs if n not in config_inputs]
         if unknown or missing:
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: config inputs do not match the ONNX graph "
                 f"(not in graph: {unknown}; needed by graph but not in config: {missing})")
         self.optional_inputs = {i["name"] for i in self.config.get("input", []) if i.get("optional")}
-        self.input_dtypes = {n: _ORT_TO_NUMPY.get(graph_inputs[n].type) for n in config_inputs}
+        self.input_dtypes = {
+            n: _ORT_TO_NUMPY.get((graph_inputs.get(n) or defaults[n]).type) for n in config_inputs}
 
         self.outputs = []
         for entry in self.config.get("output", []):

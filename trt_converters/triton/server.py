@@ -249,6 +249,11 @@ class LocalTritonServer:
         env["PATH"] = os.pathsep.join(
             p for p in (str(Path(sys.prefix) / "bin"), env.get("PATH", "")) if p
         )
+        # python-backend models may import trt_converters even where it is not installed
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), package_parent) if p
+        )
         env.update(self.env)
         return env
 
@@ -374,16 +379,18 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
         index = server.repository_index()
         logged = _log_failures(server.log_text())
     result: dict[str, str] = {}
-    for entry in index:
+    for entry in index:  # one entry per version; a model is READY only if all its versions are
         name = entry["name"]
         state = entry.get("state", "")
         reason = entry.get("reason", "")
         if state == "READY":
-            result[name] = "READY"
+            outcome = "READY"
         elif state:
-            result[name] = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
+            outcome = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
         else:
-            result[name] = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
+            outcome = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
+        if result.get(name, "READY") == "READY":
+            result[name] = outcome
     for name, reason in logged.items():
         result.setdefault(name, f"CONFIG_ERROR: {reason}")
     return result
