@@ -1,0 +1,167 @@
+"""YOLOX model script: official parameter names and counts, strict checkpoint loading,
+in-graph box decoding, ONNX export at several batch sizes, and a real TensorRT-RTX build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+TEST_HW = (128, 128)
+ANCHORS = (128 // 8) ** 2 + (128 // 16) ** 2 + (128 // 32) ** 2
+
+# Parameter counts published in the official YOLOX README (millions).
+OFFICIAL_PARAMS_M = {"nano": 0.91, "tiny": 5.06, "s": 9.0, "m": 25.3, "l": 54.2, "x": 99.1}
+
+OFFICIAL_KEYS = [
+    "backbone.backbone.stem.conv.conv.weight",
+    "backbone.backbone.stem.conv.bn.running_var",
+    "backbone.backbone.dark2.1.m.0.conv2.conv.weight",
+    "backbone.backbone.dark5.1.conv1.conv.weight",
+    "backbone.backbone.dark5.2.conv3.bn.num_batches_tracked",
+    "backbone.lateral_conv0.conv.weight",
+    "backbone.C3_p4.conv1.conv.weight",
+    "backbone.reduce_conv1.bn.bias",
+    "backbone.C3_n4.m.0.conv2.conv.weight",
+    "head.stems.2.conv.weight",
+    "head.cls_convs.0.1.conv.weight",
+    "head.reg_convs.1.0.bn.running_mean",
+    "head.cls_preds.0.weight",
+    "head.reg_preds.2.bias",
+    "head.obj_preds.1.weight",
+]
+OFFICIAL_NANO_KEYS = [
+    "backbone.backbone.dark2.0.dconv.conv.weight",
+    "backbone.backbone.dark3.1.m.0.conv2.pconv.bn.weight",
+    "backbone.bu_conv2.dconv.conv.weight",
+    "head.cls_convs.0.0.dconv.conv.weight",
+    "head.reg_convs.2.1.pconv.conv.weight",
+]
+
+
+@pytest.mark.parametrize("variant", list(OFFICIAL_PARAMS_M))
+def test_parameter_count_matches_official(yolox_script, variant):
+    with torch.device("meta"):
+        model = yolox_script.YOLOX(variant=variant, num_classes=80)
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert count == pytest.approx(OFFICIAL_PARAMS_M[variant], abs=0.06)
+
+
+def test_official_key_names(yolox_script):
+    with torch.device("meta"):
+        s_keys = set(yolox_script.YOLOX("s").state_dict())
+        nano_keys = set(yolox_script.YOLOX("nano").state_dict())
+    assert set(OFFICIAL_KEYS) <= s_keys
+    assert set(OFFICIAL_NANO_KEYS) <= nano_keys
+    assert "head.cls_convs.0.0.conv.weight" in s_keys and "head.cls_convs.0.0.conv.weight" not in nano_keys
+
+
+def test_official_style_checkpoint_loads_strictly_for_any_class_count(yolox_script, random_yolox, tmp_path):
+    source = random_yolox("nano", num_classes=3, seed=1)
+    path = tmp_path / "best_ckpt.pth"
+    torch.save({"start_epoch": 300, "model": source.state_dict(), "optimizer": {}, "best_ap": 0.0}, path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    target = yolox_script.YOLOX(variant="nano", num_classes=3).eval()
+    state = target.adapt_state_dict(checkpoint["model"])
+    result = target.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.rand(1, 3, *TEST_HW) * 255
+    with torch.no_grad():
+        assert torch.equal(target(x), source(x))
+
+
+def test_other_variant_fails_strict_load_with_shape_mismatch(yolox_script):
+    s_state = yolox_script.YOLOX("s").state_dict()
+    tiny = yolox_script.YOLOX("tiny")
+    with pytest.raises(RuntimeError, match=r"size mismatch for backbone\.backbone\.stem\.conv\.conv\.weight"):
+        tiny.load_state_dict(tiny.adapt_state_dict(s_state), strict=True)
+    nano_state = yolox_script.YOLOX("nano").state_dict()
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*dconv"):
+        tiny.load_state_dict(tiny.adapt_state_dict(nano_state), strict=True)
+
+
+def test_class_count_mismatch_names_the_fix(yolox_script):
+    state = yolox_script.YOLOX("nano", num_classes=3).state_dict()
+    model = yolox_script.YOLOX("nano", num_classes=80)
+    with pytest.raises(Exception, match=r"checkpoint has 3 classes but num_classes=80; set model_kwargs num_classes: 3"):
+        model.adapt_state_dict(state)
+
+
+def test_unknown_variant_is_rejected(yolox_script):
+    with pytest.raises(ValueError, match="unknown YOLOX variant 'q'"):
+        yolox_script.YOLOX(variant="q")
+
+
+def test_forward_decodes_boxes_like_official_eval(random_yolox):
+    """Recompute the decode from the raw head maps with plain loops over a few anchors."""
+    model = random_yolox("nano", num_classes=2)
+    raw = {}
+    for name in ("reg_preds", "obj_preds", "cls_preds"):
+        for level, conv in enumerate(getattr(model.head, name)):
+            conv.register_forward_hook(lambda _m, _i, out, key=(name, level): raw.__setitem__(key, out))
+    x = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 8 * 12 + 4 * 6 + 2 * 3, 7)
+    offset = 0
+    for level, stride in enumerate((8, 16, 32)):
+        h, w = 64 // stride, 96 // stride
+        for (row, col) in [(0, 0), (h - 1, w - 1), (h // 2, w - 1), (h - 1, 0)]:
+            anchor = offset + row * w + col
+            reg = raw["reg_preds", level][1, :, row, col]
+            expected = [
+                (reg[0] + col) * stride, (reg[1] + row) * stride,
+                torch.exp(reg[2]) * stride, torch.exp(reg[3]) * stride,
+                torch.sigmoid(raw["obj_preds", level][1, 0, row, col]),
+                *torch.sigmoid(raw["cls_preds", level][1, :, row, col]),
+            ]
+            assert out[1, anchor].tolist() == pytest.approx([float(v) for v in expected], rel=1e-5, abs=1e-5)
+        offset += h * w
+
+
+@pytest.mark.parametrize("variant", ["nano", "s"])
+def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(random_yolox, export_onnx, tmp_path, variant):
+    import onnxruntime as ort
+
+    model = random_yolox(variant)
+    path = export_onnx(model, tmp_path / f"yolox_{variant}.onnx", sample_batch=2)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, *TEST_HW, generator=torch.Generator().manual_seed(batch)) * 255
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = session.run(None, {"images": x.numpy()})[0]
+        assert got.shape == (batch, ANCHORS, 85)
+        scale = np.abs(expected).max()
+        assert np.abs(got - expected).max() <= 1e-4 + 1e-5 * scale
+        # the score columns (sigmoids) must agree closely on their own
+        assert np.abs(got[..., 4:] - expected[..., 4:]).max() < 1e-5
+
+
+def _build_with_tensorrt_rtx(onnx_path, max_batch: int) -> bytes:
+    trt = pytest.importorskip("tensorrt_rtx")
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # implicit on TensorRT 11 / RTX
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(onnx_path)), [parser.get_error(i).desc() for i in range(parser.num_errors)]
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("images", (1, 3, *TEST_HW), (max(1, max_batch // 2), 3, *TEST_HW), (max_batch, 3, *TEST_HW))
+    config.add_optimization_profile(profile)
+    engine = builder.build_serialized_network(network, config)
+    assert engine is not None, "TensorRT-RTX returned no engine"
+    assert tuple(network.get_output(0).shape)[1:] == (ANCHORS, 85)
+    return bytes(engine)
+
+
+@pytest.mark.parametrize("variant", ["nano", "s"])
+def test_tensorrt_rtx_builds_the_exported_graph(random_yolox, export_onnx, tmp_path, variant):
+    model = random_yolox(variant)
+    onnx_path = export_onnx(model, tmp_path / "model.onnx")
+    plan = _build_with_tensorrt_rtx(onnx_path, max_batch=4)
+    assert len(plan) > 100_000
