@@ -176,7 +176,7 @@ class LocalTritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
         try:
             backends = self._prepare_backends(dist)
-            for attempt in range(_PORT_ATTEMPTS):
+            for _ in range(_PORT_ATTEMPTS):
                 if self._launch(dist, backends):
                     return self
             raise TritonServerError(
