@@ -241,17 +241,33 @@ class YOLOX(nn.Module):
         return self.head(self.backbone(images))
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
-        """Name a class-count mismatch plainly; the strict load reports everything else."""
+        """Name a variant or class-count mismatch plainly; the strict load reports anything else."""
+        stem = state_dict.get("backbone.backbone.stem.conv.conv.weight")
         cls_weight = state_dict.get("head.cls_preds.0.weight")
-        stem_weight = state_dict.get("head.stems.0.conv.weight")
-        if cls_weight is None or stem_weight is None:
+        if stem is None or cls_weight is None:
             return state_dict
-        # Only the class count differs when the head stem matches this variant.
-        same_variant = tuple(stem_weight.shape) == tuple(self.head.stems[0].conv.weight.shape)
-        if same_variant and cls_weight.shape[0] != self.num_classes:
+        expected_stem = tuple(self.backbone.backbone.stem.conv.conv.weight.shape)
+        depthwise = any(".dconv." in key for key in state_dict)
+        detected = checkpoint_variant(int(stem.shape[0]), depthwise)
+        if tuple(stem.shape) != expected_stem or detected not in (None, self.variant):
+            found = f"YOLOX-{detected}" if detected else "an unknown YOLOX width"
+            raise _ConfigError(
+                f"checkpoint is {found} (stem conv {list(stem.shape)}, depthwise={depthwise}) but variant="
+                f"{self.variant!r} expects stem conv {list(expected_stem)}; set model_kwargs variant: "
+                f"{detected or '<matching variant>'}"
+            )
+        if cls_weight.shape[0] != self.num_classes:
             raise _ConfigError(
                 f"checkpoint has {cls_weight.shape[0]} classes but num_classes={self.num_classes}; "
                 f"set model_kwargs num_classes: {cls_weight.shape[0]} (or --model-kwargs "
                 f"'{{\"num_classes\": {cls_weight.shape[0]}}}')"
             )
         return state_dict
+
+
+def checkpoint_variant(stem_channels: int, depthwise: bool) -> str | None:
+    """The variant whose stem width and conv type match; widths are unique per variant."""
+    for name, (_, width, is_depthwise) in VARIANTS.items():
+        if int(width * 64) == stem_channels and is_depthwise == depthwise:
+            return name
+    return None

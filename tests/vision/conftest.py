@@ -21,6 +21,11 @@ def load_yolox_script():
 
 
 @pytest.fixture(scope="session")
+def yolox_script_path():
+    return YOLOX_SCRIPT
+
+
+@pytest.fixture(scope="session")
 def yolox_script():
     return load_yolox_script()
 
@@ -66,16 +71,6 @@ def random_yolox(yolox_script):
 
 
 @pytest.fixture(scope="session")
-def export_onnx():
-    """export_onnx(model, path, hw=(128, 128), sample_batch=2) -> path of a dynamic-batch ONNX graph."""
+def export_yolox_onnx():
+    """export_yolox_onnx(model, path, hw=(128, 128), sample_batch=2) -> path of a dynamic-batch ONNX graph."""
     return _export_onnx
-
-
-@pytest.fixture(scope="session")
-def test_hw():
-    return TEST_HW
-
-
-@pytest.fixture(scope="session")
-def anchors_for():
-    return num_anchors

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from trt_converters.errors import UserError
+
 TEST_HW = (128, 128)
 ANCHORS = (128 // 8) ** 2 + (128 // 16) ** 2 + (128 // 32) ** 2
 
@@ -74,16 +76,22 @@ def test_other_variant_fails_strict_load_with_shape_mismatch(yolox_script):
     s_state = yolox_script.YOLOX("s").state_dict()
     tiny = yolox_script.YOLOX("tiny")
     with pytest.raises(RuntimeError, match=r"size mismatch for backbone\.backbone\.stem\.conv\.conv\.weight"):
-        tiny.load_state_dict(tiny.adapt_state_dict(s_state), strict=True)
+        tiny.load_state_dict(s_state, strict=True)
+    with pytest.raises(UserError, match=r"checkpoint is YOLOX-s \(stem conv \[32, 12, 3, 3\].*set model_kwargs variant: s"):
+        tiny.adapt_state_dict(s_state)
     nano_state = yolox_script.YOLOX("nano").state_dict()
     with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*dconv"):
-        tiny.load_state_dict(tiny.adapt_state_dict(nano_state), strict=True)
+        tiny.load_state_dict(nano_state, strict=True)
+    with torch.device("meta"):
+        m_state, l_model = yolox_script.YOLOX("m").state_dict(), yolox_script.YOLOX("l")
+    with pytest.raises(UserError, match=r"checkpoint is YOLOX-m .* variant='l'"):
+        l_model.adapt_state_dict(m_state)
 
 
 def test_class_count_mismatch_names_the_fix(yolox_script):
     state = yolox_script.YOLOX("nano", num_classes=3).state_dict()
     model = yolox_script.YOLOX("nano", num_classes=80)
-    with pytest.raises(Exception, match=r"checkpoint has 3 classes but num_classes=80; set model_kwargs num_classes: 3"):
+    with pytest.raises(UserError, match=r"checkpoint has 3 classes but num_classes=80; set model_kwargs num_classes: 3"):
         model.adapt_state_dict(state)
 
 
@@ -120,11 +128,11 @@ def test_forward_decodes_boxes_like_official_eval(random_yolox):
 
 
 @pytest.mark.parametrize("variant", ["nano", "s"])
-def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(random_yolox, export_onnx, tmp_path, variant):
+def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(random_yolox, export_yolox_onnx, tmp_path, variant):
     import onnxruntime as ort
 
     model = random_yolox(variant)
-    path = export_onnx(model, tmp_path / f"yolox_{variant}.onnx", sample_batch=2)
+    path = export_yolox_onnx(model, tmp_path / f"yolox_{variant}.onnx", sample_batch=2)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         x = torch.rand(batch, 3, *TEST_HW, generator=torch.Generator().manual_seed(batch)) * 255
@@ -138,30 +146,35 @@ def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(random_yolox, export_onnx
         assert np.abs(got[..., 4:] - expected[..., 4:]).max() < 1e-5
 
 
-def _build_with_tensorrt_rtx(onnx_path, max_batch: int) -> bytes:
-    trt = pytest.importorskip("tensorrt_rtx")
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # implicit on TensorRT 11 / RTX
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), [parser.get_error(i).desc() for i in range(parser.num_errors)]
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-    profile = builder.create_optimization_profile()
-    profile.set_shape("images", (1, 3, *TEST_HW), (max(1, max_batch // 2), 3, *TEST_HW), (max_batch, 3, *TEST_HW))
-    config.add_optimization_profile(profile)
-    engine = builder.build_serialized_network(network, config)
-    assert engine is not None, "TensorRT-RTX returned no engine"
-    assert tuple(network.get_output(0).shape)[1:] == (ANCHORS, 85)
-    return bytes(engine)
-
-
 @pytest.mark.parametrize("variant", ["nano", "s"])
-def test_tensorrt_rtx_builds_the_exported_graph(random_yolox, export_onnx, tmp_path, variant):
-    model = random_yolox(variant)
-    onnx_path = export_onnx(model, tmp_path / "model.onnx")
-    plan = _build_with_tensorrt_rtx(onnx_path, max_batch=4)
-    assert len(plan) > 100_000
+def test_tensorrt_rtx_builds_the_exported_graph(random_yolox, export_yolox_onnx, tmp_path, variant):
+    """The core's builder (real TensorRT-RTX parser and builder, strongly typed, one profile)."""
+    pytest.importorskip("tensorrt_rtx")
+    from trt_converters.build import BuildOptions, build_engine
+    from trt_converters.shapes import ShapeProfile
+
+    onnx_path = export_yolox_onnx(random_yolox(variant), tmp_path / "model.onnx")
+    shape = (3, *TEST_HW)
+    profiles = {"images": ShapeProfile((1, *shape), (2, *shape), (4, *shape))}
+    result = build_engine(onnx_path, tmp_path / "model.plan", profiles,
+                          BuildOptions(backend="tensorrt-rtx", memory_pool_limit=1 << 30, progress=False))
+    assert result.path.is_file() and result.engine_bytes > 100_000
+    assert result.backend == "tensorrt-rtx"
+
+
+def test_core_loader_reads_official_checkpoint_and_reports_wrong_variant(random_yolox, yolox_script_path, tmp_path):
+    from trt_converters.errors import UserError
+    from trt_converters.loading import load_model
+
+    ckpt = tmp_path / "best_ckpt.pth"
+    source = random_yolox("nano", num_classes=3, seed=2)
+    torch.save({"start_epoch": 10, "model": source.state_dict(), "optimizer": {}, "amp": None}, ckpt)
+    model, info = load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "nano", "num_classes": 3})
+    x = torch.rand(1, 3, 64, 64) * 255
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+    with pytest.raises(UserError, match=r"checkpoint is YOLOX-nano \(stem conv \[16, 12, 3, 3\], depthwise=True\) "
+                                        r"but variant='tiny' expects stem conv \[24, 12, 3, 3\]; set model_kwargs variant: nano"):
+        load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "tiny", "num_classes": 3})
+    with pytest.raises(UserError, match="checkpoint has 3 classes but num_classes=80"):
+        load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "nano", "num_classes": 80})
