@@ -1,0 +1,149 @@
+"""`trt-convert`: the original tool's flags (same meaning and defaults) plus the ones this toolkit adds.
+
+Flags override `--config FILE`; the click layer only parses and hands a ConvertOptions to convert.py.
+Exit status: 0 done, 1 a stage failed, 2 a usage error; one line on stderr, a traceback only with --verbose.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from click.core import ParameterSource
+
+from trt_converters.errors import StageError, UserError
+
+
+def _option(*names, **kwargs):
+    kwargs.setdefault("default", None)
+    kwargs.setdefault("show_default", False)
+    return click.option(*names, **kwargs)
+
+
+ORIGINAL_FLAGS = [
+    _option("--ckpt-path", type=click.Path(dir_okay=False), help="PyTorch checkpoint (state_dict): .pt/.pth/.bin/.safetensors."),
+    _option("--model-script-path", type=click.Path(dir_okay=False), help="Python file that defines the model class (it is executed)."),
+    _option("--model-class-name", help="Name of the model class in the script."),
+    _option("--model-io-config", help="IO spec: a JSON string or a path to a JSON/YAML file."),
+    _option("--model-name", help="Name of the model in the Triton repository."),
+    _option("--onnx-path", type=click.Path(dir_okay=False), help="Where the FP32 ONNX graph goes [OUTPUT_DIR/NAME/model.onnx]."),
+    _option("--engine-path", type=click.Path(dir_okay=False), help="Where the TensorRT engine goes [OUTPUT_DIR/NAME/model.plan]."),
+    _option("--triton-repo", type=click.Path(file_okay=False), help="Triton model repository to write into."),
+    _option("--generate-onnx", is_flag=True, help="Export and verify the ONNX graph."),
+    _option("--generate-trt", is_flag=True, help="Build the TensorRT engine."),
+    _option("--generate-triton-config", is_flag=True, help="Write the model (and pipeline) into --triton-repo."),
+    _option("--input-size", nargs=2, help="Export sample: BATCH SEQUENCE_LENGTH (text), e.g. 8 128; 'None' for the default."),
+    _option("--max-batch-size", type=int, help="Triton max_batch_size and the profile's max batch.  [default: 8]"),
+    _option("--preferred-batch-sizes", help="Comma-separated, e.g. 1,8,16.  [default: powers of two up to the max]"),
+    _option("--max-queue-delay", type=int, help="Dynamic batching queue delay in microseconds.  [default: 100]"),
+    _option("--memory-pool-limit", help="TensorRT workspace limit: bytes or K/M/G, e.g. 2G.  [default: 1<<30]"),
+    _option("--dynamic-batching", is_flag=True, help="Enable Triton dynamic batching."),
+    _option("--use-fp16", is_flag=True, help="FP16 engine (mixed precision decided in the ONNX graph)."),
+    _option("--use-int8", is_flag=True, help="INT8 engine with explicit Q/DQ from calibration data."),
+    _option("--triton-inputs", help="Comma-separated inputs for the Triton config (may drop inputs the graph does not use)."),
+    _option("--overwrite", is_flag=True, help="Replace existing artifacts."),
+    _option("--device", type=click.Choice(["cpu", "cuda"]), help="Device for loading and the PyTorch reference.  [default: cpu]"),
+]
+
+ADDED_FLAGS = [
+    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any of these options (flags override it)."),
+    _option("--model-kwargs", help="JSON object of constructor kwargs (overrides the config and config.json)."),
+    _option("--strict/--no-strict", default=None, help="Require checkpoint keys to match exactly.  [default: strict]"),
+    _option("--output-dir", type=click.Path(file_okay=False), help="Folder for ONNX, engine and report.  [default: trt_out]"),
+    _option("--report-path", type=click.Path(dir_okay=False), help="Report JSON path [OUTPUT_DIR/NAME/report.json]."),
+    _option("--opset", type=int, help="ONNX opset.  [default: 18]"),
+    _option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="ONNX exporter.  [default: auto]"),
+    _option("--skip-verify", is_flag=True, help="Skip the ONNX Runtime comparison with PyTorch."),
+    _option("--atol", type=float, help="Absolute tolerance (overrides the precision's default)."),
+    _option("--rtol", type=float, help="Tolerance relative to the largest reference magnitude."),
+    _option("--min-cosine", type=float, help="Minimum cosine similarity per output."),
+    _option("--trt-backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), help="Builder to use.  [default: auto]"),
+    _option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache to load (if present) and save."),
+    _option("--builder-optimization-level", type=int, help="TensorRT builder optimization level 0-5."),
+    _option("--tf32/--no-tf32", default=None, help="Allow TF32 for FP32 layers (where supported)."),
+    _option("--version-compatible", is_flag=True, help="Build a version-compatible engine."),
+    _option("--hardware-compatibility-level", type=click.Choice(["none", "ampere_plus", "same_compute_capability"])),
+    _option("--weak-typing-fp16", is_flag=True, help="TensorRT <= 10 only: let TensorRT pick FP16 layers (BuilderFlag.FP16)."),
+    _option("--calib-data", type=click.Path(), help="INT8 calibration: .npz, folder of .npy, text file, or image folder."),
+    _option("--calib-samples", type=int, help="INT8 calibration with N synthetic samples (not representative)."),
+    _option("--calib-method", help="INT8 calibration method: max, entropy, percentile.  [default: max]"),
+    _option("--calibration-cache", type=click.Path(dir_okay=False), help="Calibration cache to reuse/save."),
+    _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
+    _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),
+    _option("--triton-backend", type=click.Choice(["tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"]),
+            help="How Triton serves the core model.  [default: tensorrt_plan]"),
+    _option("--instance-kind", type=click.Choice(["gpu", "cpu"]), help="Triton instance_group kind.  [default: gpu]"),
+    _option("--instance-count", type=int, help="Triton instances per device.  [default: 1]"),
+    _option("--intra-op-threads", type=int, help="ONNX Runtime intra-op threads (CPU serving)."),
+    _option("--inter-op-threads", type=int, help="ONNX Runtime inter-op threads (CPU serving)."),
+    _option("--pipeline", help="Pre/post-processing pipeline to write around the model (classifier, gector, e5, yolox, ...)."),
+    _option("--pipeline-name", help="Name of the pipeline's entry model [MODEL_NAME_PIPELINE]."),
+    _option("--pipeline-option", "pipeline_option", multiple=True, default=(), help="KEY=VALUE for the pipeline (repeatable)."),
+    _option("--verbose", is_flag=True, help="Show tracebacks and builder logs."),
+]
+
+
+def _apply(options):
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@_apply(ORIGINAL_FLAGS + ADDED_FLAGS)
+@click.pass_context
+def main(ctx: click.Context, config_path, pipeline_option, **flags):
+    """Convert a PyTorch checkpoint to a verified ONNX graph, a TensorRT engine and a Triton repository."""
+    verbose = bool(flags.get("verbose"))
+    try:
+        from trt_converters.convert import run_conversion
+        from trt_converters.options import build_options, read_config_file
+        from trt_converters.report import render_table
+
+        config_values = read_config_file(config_path) if config_path else {}
+        given = {name: value for name, value in flags.items()
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+        if pipeline_option:
+            given["pipeline_options"] = {**config_values.get("pipeline_options", {}), **_key_values(pipeline_option)}
+        options = build_options(config_values, given)
+        report = run_conversion(options)
+        click.echo(render_table(report))
+        for path in report.get("written", []):
+            click.echo(f"wrote {path}")
+    except UserError as exc:
+        _fail(exc, 2, verbose)
+    except StageError as exc:
+        _fail(exc, 1, verbose)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; nothing was written", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure still gets one line; --verbose shows where
+        _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 1, verbose)
+
+
+def _key_values(pairs) -> dict:
+    import yaml
+
+    result = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise UserError(f"--pipeline-option {pair!r} must be KEY=VALUE")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def _fail(error, status: int, verbose: bool) -> None:
+    if verbose and isinstance(error, BaseException):
+        import traceback
+
+        traceback.print_exception(error)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The conversion run: load -> export -> verify -> lower -> build -> package -> report.
+
+Every artifact is written into a private staging folder and moved into place only when all stages
+succeeded, so a failed or interrupted run leaves the user's files as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trt_converters.atomic import Staging, atomic_write_text
+from trt_converters.errors import StageError, UserError
+from trt_converters.options import ConvertOptions
+from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs, verification_shapes
+from trt_converters.spec import IOSpec
+from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
+
+
+@dataclass
+class RunState:
+    """What the stages hand each other within one run."""
+
+    options: ConvertOptions
+    staging: Staging
+    io: IOSpec
+    profiles: dict
+    report: dict = field(default_factory=dict)
+    model: object = None
+    input_sets: list = field(default_factory=list)
+    references: list = field(default_factory=list)
+    onnx_fp32: Path | None = None
+    serving_onnx: Path | None = None
+    engine_onnx: Path | None = None
+    engine: Path | None = None
+    graph_inputs: list[str] | None = None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_conversion(options: ConvertOptions) -> dict:
+    """Runs the stages the options ask for and returns the report (also written as JSON)."""
+    _check_required(options)
+    io = options.model_io_config
+    profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
+    _check_targets(options)
+    with Staging() as staging:
+        state = RunState(options=options, staging=staging, io=io, profiles=profiles,
+                         report=_report_header(options, profiles))
+        if options.generate_onnx:
+            _stage_export(state)
+        else:
+            _use_existing_onnx(state)
+        if options.generate_onnx or options.onnx_int8:
+            _stage_lower(state)
+        if options.generate_trt:
+            _stage_build(state)
+        if options.generate_triton_config:
+            _stage_package(state)
+        report_path = options.report_path or options.artifact_dir() / "report.json"
+        from trt_converters.report import render_json
+
+        atomic_write_text(staging.path_for(report_path), render_json(state.report))
+        written = staging.commit()
+    state.report["written"] = [str(p) for p in written]
+    return state.report
+
+
+def _check_required(options: ConvertOptions) -> None:
+    if not (options.generate_onnx or options.generate_trt or options.generate_triton_config):
+        raise UserError("nothing to do: pass --generate-onnx, --generate-trt and/or --generate-triton-config")
+    needed = ["model_io_config", "model_name"]
+    if options.generate_onnx:
+        needed += ["ckpt_path", "model_script_path", "model_class_name"]
+    if options.generate_triton_config:
+        needed += ["triton_repo"]
+    missing = [name for name in needed if getattr(options, name) is None]
+    if missing:
+        flags = ", ".join(f"--{m.replace('_', '-')}" for m in missing)
+        raise UserError(f"missing {flags} (pass the flag or set it in --config)")
+    if options.use_int8 and options.onnx_int8:
+        raise UserError("--use-int8 (TensorRT Q/DQ) and --onnx-int8 (ONNX Runtime integer kernels) target different "
+                        "runtimes; pick one per run")
+    if options.onnx_int8 and options.generate_trt:
+        raise UserError("--onnx-int8 makes an ONNX Runtime graph that TensorRT cannot build; drop --generate-trt "
+                        "or use --use-int8 for a TensorRT INT8 engine")
+    if options.generate_triton_config and options.triton_backend == "tensorrt_plan" and not options.generate_trt \
+            and not options.resolved_engine_path().is_file():
+        raise UserError(f"--generate-triton-config with --triton-backend tensorrt_plan needs an engine: pass "
+                        f"--generate-trt or an existing --engine-path (not found: {options.resolved_engine_path()})")
+
+
+def _check_targets(options: ConvertOptions) -> None:
+    """Refuses up front, before any work, to overwrite artifacts without --overwrite."""
+    if options.overwrite:
+        return
+    targets = []
+    if options.generate_onnx:
+        targets.append(options.resolved_onnx_path())
+    if options.generate_trt:
+        targets.append(options.resolved_engine_path())
+    if options.generate_triton_config:
+        targets.append(options.triton_repo / options.model_name)
+        if options.pipeline:
+            targets.append(options.triton_repo / options.resolved_pipeline_name())
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
+
+
+def _report_header(options: ConvertOptions, profiles: dict) -> dict:
+    from trt_converters.report import tool_versions
+
+    return {
+        "model_name": options.model_name,
+        "precision": options.precision,
+        "versions": tool_versions(),
+        "io": options.model_io_config.model_dump(exclude_none=True),
+        "profiles": {name: {"min": p.min, "opt": p.opt, "max": p.max} for name, p in profiles.items()},
+        "stages": {},
+    }
+
+
+def _tolerance(options: ConvertOptions, precision: str) -> Tolerance:
+    key = "int8" if precision.startswith("int8") or precision == "ort_int8" else precision
+    return DEFAULT_TOLERANCES[key].with_overrides(options.atol, options.rtol, options.min_cosine)
+
+
+def _stage_export(state: RunState) -> None:
+    from trt_converters.export import export_onnx
+    from trt_converters.loading import load_model
+
+    options = state.options
+    log(f"[load] {options.model_class_name} from {options.model_script_path}, weights {options.ckpt_path}")
+    model, load_info = load_model(options.model_script_path, options.model_class_name, options.ckpt_path,
+                                  config_kwargs=options.model_kwargs or None, strict=options.strict,
+                                  device=options.device)
+    state.model = model
+    state.report["model"] = {**load_info, "checkpoint": _file_facts(options.ckpt_path)}
+    export_shapes = export_sample_shapes(state.profiles, options.input_size)
+    sample = synthetic_inputs(state.io, export_shapes, seed=0)
+    state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1)
+                        for i, shapes in enumerate(verification_shapes(state.profiles, export_shapes))]
+    state.references = [_run_torch(model, state.io, inputs, options.device) for inputs in state.input_sets]
+    target = state.staging.path_for(options.resolved_onnx_path())
+    exporters = ["legacy", "dynamo"] if options.exporter == "auto" else [options.exporter]
+    attempts = []
+    for exporter in exporters:
+        log(f"[export] {exporter} exporter, opset {options.opset}, sample shapes "
+            + ", ".join(f"{k}{list(v)}" for k, v in export_shapes.items()))
+        try:
+            result = export_onnx(model, state.io, _to_device(sample, options.device), state.profiles, target,
+                                 exporter=exporter, opset=options.opset)
+            verification = None if options.skip_verify else _verify(state, target, "fp32", f"{exporter} ONNX export")
+        except StageError as exc:
+            attempts.append(f"{exporter}: {exc}")
+            log(f"[export] {exporter} rejected: {exc}")
+            continue
+        state.onnx_fp32 = state.serving_onnx = state.engine_onnx = target
+        state.graph_inputs = result.graph_inputs
+        state.report["stages"]["export"] = {
+            "exporter": exporter, "why": ("the first exporter that exported and verified; rejected: " + "; ".join(attempts))
+            if attempts else (f"asked for with --exporter {exporter}" if options.exporter != "auto"
+                              else "legacy exporter tried first (fast); it verified at shapes other than the sample"),
+            "opset": result.opset, "seconds": round(result.seconds, 3), "graph_inputs": result.graph_inputs,
+            "notes": result.notes, **_file_facts(target, final=options.resolved_onnx_path())}
+        if verification is not None:
+            state.report["stages"]["verify_fp32"] = verification
+        return
+    raise StageError("no exporter produced a verified graph: " + " | ".join(attempts))
+
+
+def _to_device(inputs: dict, device: str) -> dict:
+    import torch
+
+    return {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
+
+
+def _run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:
+    import torch
+
+    with torch.no_grad():
+        tensors = _to_device(inputs, device)
+        outputs = model(*[tensors[t.name] for t in io.inputs])
+    if isinstance(outputs, dict):
+        outputs = tuple(outputs[t.name] for t in io.outputs)
+    if not isinstance(outputs, (tuple, list)):
+        outputs = (outputs,)
+    if len(outputs) != len(io.outputs):
+        raise StageError(f"forward() returned {len(outputs)} outputs but the IO config declares {len(io.outputs)}")
+    return {t.name: o.detach().float().cpu().numpy() for t, o in zip(io.outputs, outputs)}
+
+
+def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dict:
+    from trt_converters.onnx_runner import run_onnx_model
+
+    started = time.perf_counter()
+    tolerance = _tolerance(state.options, precision)
+    candidates = run_onnx_model(onnx_path, state.input_sets)
+    comparisons = compare_output_sets(state.references, candidates, tolerance)
+    shapes = [{k: list(v.shape) for k, v in s.items()} for s in state.input_sets]
+    summary = {"tolerance": vars(tolerance), "input_shapes": shapes,
+               "outputs": [c.as_dict() for c in comparisons], "seconds": round(time.perf_counter() - started, 3)}
+    if not all(c.passed for c in comparisons):
+        message = failure_message(label, comparisons, tolerance)
+        if precision != "fp32" and state.onnx_fp32 is not None:
+            from trt_converters.precision.diagnose import first_divergence
+
+            divergence = first_divergence(state.onnx_fp32, onnx_path, state.input_sets[0])
+            if divergence:
+                message += f"; first divergence: {divergence}"
+        raise StageError(message)
+    worst = max(comparisons, key=lambda c: c.max_rel_error)
+    log(f"[verify] {label}: max rel error {worst.max_rel_error:.2e} ({worst.name}), "
+        f"min cosine {min(c.cosine for c in comparisons):.6f} over {len(state.input_sets)} shape sets")
+    return summary
+
+
+def _use_existing_onnx(state: RunState) -> None:
+    """Without --generate-onnx, later stages start from the ONNX graph at --onnx-path."""
+    import onnx
+
+    path = state.options.resolved_onnx_path()
+    if not path.is_file():
+        if state.options.generate_trt or state.options.triton_backend != "tensorrt_plan":
+            raise UserError(f"--onnx-path {path} does not exist: pass --generate-onnx or point --onnx-path at a graph")
+        return
+    state.onnx_fp32 = state.serving_onnx = state.engine_onnx = path
+    state.graph_inputs = [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+def _stage_lower(state: RunState) -> None:
+    options = state.options
+    if state.onnx_fp32 is None:
+        return
+    if options.precision != "fp32":
+        from trt_converters.precision import lower_graph
+
+        final = options.artifact_dir() / f"model.{options.precision}.onnx"
+        log(f"[lower] {options.precision} for TensorRT")
+        result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
+                             io=state.io, profiles=state.profiles, calib_data=options.calib_data,
+                             calib_samples=options.calib_samples, calib_method=options.calib_method,
+                             tokenizer_path=options.tokenizer_path, image_options=options.image_options,
+                             calibration_cache=options.calibration_cache)
+        entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final)}
+        if state.references and not options.skip_verify:
+            entry["verify"] = _verify(state, result.path, options.precision, f"{options.precision} graph")
+        state.report["stages"][f"lower_{options.precision}"] = entry
+        state.engine_onnx = state.serving_onnx = result.path
+    if options.onnx_int8:
+        from trt_converters.ort_int8 import quantize_for_onnxruntime
+
+        final = options.artifact_dir() / f"model.ort-int8-{options.onnx_int8}.onnx"
+        log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
+        started = time.perf_counter()
+        calibration = None
+        if options.onnx_int8 == "static":
+            from trt_converters.calibration import load_calibration_data
+
+            calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
+                                                samples=options.calib_samples, tokenizer_path=options.tokenizer_path,
+                                                image_options=options.image_options)
+        path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
+                                        io=state.io, calibration=calibration)
+        entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
+        if state.references and not options.skip_verify:
+            entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
+        state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
+        state.serving_onnx = path
+
+
+def _stage_build(state: RunState) -> None:
+    from trt_converters.build import BuildOptions, build_engine
+
+    options = state.options
+    if state.engine_onnx is None:
+        raise UserError(f"--generate-trt needs an ONNX graph: pass --generate-onnx or an existing --onnx-path")
+    _refuse_onnxruntime_graph(state.engine_onnx)
+    final = options.resolved_engine_path()
+    log(f"[build] {state.engine_onnx.name} -> {final} (workspace {options.memory_pool_limit >> 20} MiB)")
+    result = build_engine(state.engine_onnx, state.staging.path_for(final), state.profiles, BuildOptions(
+        memory_pool_limit=options.memory_pool_limit, builder_optimization_level=options.builder_optimization_level,
+        timing_cache=options.timing_cache, backend=options.trt_backend, tf32=options.tf32,
+        version_compatible=options.version_compatible,
+        hardware_compatibility_level=options.hardware_compatibility_level,
+        weak_typing_fp16=options.weak_typing_fp16))
+    state.engine = result.path
+    state.report["stages"]["build"] = {
+        "backend": result.backend, "backend_version": result.backend_version, "seconds": round(result.seconds, 3),
+        "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+        "timing_cache_loaded": result.timing_cache_loaded, "notes": result.notes,
+        "memory_pool_limit": options.memory_pool_limit, **_file_facts(result.path, final=final)}
+
+
+def _refuse_onnxruntime_graph(onnx_path: Path) -> None:
+    try:
+        from trt_converters.ort_int8 import refuse_for_tensorrt
+    except ImportError:
+        return
+    refuse_for_tensorrt(onnx_path)
+
+
+def _stage_package(state: RunState) -> None:
+    from trt_converters.triton.repository import package_core_model
+
+    options = state.options
+    served_inputs = _triton_inputs(state)
+    io = state.io.with_inputs(served_inputs)
+    repo_stage = state.staging.root / "repository"
+    model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
+                                   onnx_graph=state.serving_onnx)
+    state.staging.path_for(options.triton_repo / options.model_name)
+    shutil.move(str(model_dir), str(state.staging.staged(options.triton_repo / options.model_name)))
+    entry = {"repository": str(options.triton_repo), "model": options.model_name,
+             "backend": options.triton_backend, "inputs": served_inputs}
+    if options.pipeline:
+        from trt_converters.pipelines import write_pipeline
+        from trt_converters.pipelines.base import PipelineRequest
+
+        log(f"[package] pipeline {options.pipeline!r} as {options.resolved_pipeline_name()}")
+        request = PipelineRequest(repo=repo_stage, core_model_name=options.model_name,
+                                  pipeline_name=options.resolved_pipeline_name(), io=io,
+                                  max_batch_size=options.max_batch_size, instance_kind=options.instance_kind,
+                                  options=_pipeline_options(options),
+                                  checkpoint_dir=options.ckpt_path.parent if options.ckpt_path else None)
+        written = write_pipeline(options.pipeline, request)
+        for folder in sorted({p.relative_to(repo_stage).parts[0] for p in written if p.is_relative_to(repo_stage)}):
+            final = options.triton_repo / folder
+            if final.exists() and not options.overwrite:
+                raise UserError(f"{final} already exists; pass --overwrite to replace it")
+            state.staging.path_for(final)
+            shutil.move(str(repo_stage / folder), str(state.staging.staged(final)))
+        entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
+                             "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
+    state.report["stages"]["triton"] = entry
+
+
+def _pipeline_options(options: ConvertOptions) -> dict:
+    merged = dict(options.pipeline_options)
+    if options.tokenizer_path is not None:
+        merged["tokenizer_path"] = str(options.tokenizer_path)
+    return merged
+
+
+def _triton_inputs(state: RunState) -> list[str]:
+    """--triton-inputs may drop only inputs that the graph does not take; default: the graph's inputs."""
+    declared = [t.name for t in state.io.inputs]
+    graph = state.graph_inputs if state.graph_inputs is not None else declared
+    requested = state.options.triton_inputs
+    if requested is None:
+        return [name for name in declared if name in graph]
+    unknown = [name for name in requested if name not in declared]
+    if unknown:
+        raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
+                        f"({', '.join(declared)})")
+    needed = [name for name in graph if name not in requested]
+    if needed:
+        raise UserError(f"--triton-inputs leaves out {needed[0]!r}, which the exported graph needs; add it "
+                        f"(the graph takes {', '.join(graph)})")
+    not_taken = [name for name in requested if name not in graph]
+    if not_taken:
+        raise UserError(f"--triton-inputs lists {not_taken[0]!r}, which the exported graph does not take "
+                        f"(the model does not use it); drop it from --triton-inputs")
+    return [name for name in declared if name in requested]
+
+
+def _file_facts(path: Path | None, *, final: Path | None = None) -> dict:
+    import hashlib
+
+    if path is None or not Path(path).is_file():
+        return {}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(final or path), "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}

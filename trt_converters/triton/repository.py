@@ -1,0 +1,50 @@
+"""Triton model repository layout for a converted core model: `<name>/config.pbtxt` and `<name>/1/<model file>`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from trt_converters.atomic import atomic_write_text
+from trt_converters.errors import UserError
+from trt_converters.spec import IOSpec
+from trt_converters.triton.config import MODEL_FILES, model_config, to_text
+
+VERSION = "1"
+
+
+def triton_models_dir() -> Path:
+    """The python-backend model sources shipped with this project (`triton_models/` beside the package)."""
+    folder = Path(__file__).resolve().parents[2] / "triton_models"
+    if not folder.is_dir():
+        raise UserError(f"python-backend model sources not found at {folder}; install trt-converters from its "
+                        "source checkout (pip install -e .)")
+    return folder
+
+
+def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None) -> Path:
+    """Writes `<repo>/<model_name>/` for the chosen serving backend and returns that folder."""
+    backend = options.triton_backend
+    artifact = engine if backend == "tensorrt_plan" else onnx_graph
+    if artifact is None or not Path(artifact).is_file():
+        what = "a TensorRT engine (--generate-trt)" if backend == "tensorrt_plan" else "an ONNX graph (--generate-onnx)"
+        raise UserError(f"--triton-backend {backend} needs {what}")
+    model_dir = Path(repo) / options.model_name
+    version_dir = model_dir / VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
+    if backend == "python_onnxruntime":
+        shutil.copyfile(triton_models_dir() / "onnxruntime_python" / "model.py", version_dir / "model.py")
+    parameters = {}
+    if backend != "tensorrt_plan":
+        if options.intra_op_threads is not None:
+            parameters["intra_op_thread_count"] = options.intra_op_threads
+        if options.inter_op_threads is not None:
+            parameters["inter_op_thread_count"] = options.inter_op_threads
+    config = model_config(options.model_name, serving_backend=backend, io=io, max_batch_size=options.max_batch_size,
+                          dynamic_batching=options.dynamic_batching,
+                          preferred_batch_sizes=options.preferred_batch_sizes,
+                          max_queue_delay_us=options.max_queue_delay, instance_kind=options.instance_kind,
+                          instance_count=options.instance_count, parameters=parameters)
+    atomic_write_text(model_dir / "config.pbtxt", to_text(config))
+    return model_dir
