@@ -1,0 +1,160 @@
+"""CRNN text-line OCR pipeline: one BLS python model, image in, string out.
+
+`<repo>/<pipeline_name>` takes `image` (encoded bytes, TYPE_STRING [1]) or `image_raw` (uint8
+[H, W, C]), resizes each line to the model height keeping its aspect ratio, pads the batch to a
+common width, calls the core CRNN model by name and CTC-decodes the logits of each line's own
+width. The resize/pad logic below is imported by the BLS model and by tests (one source).
+
+pipeline_options (YAML):
+    charset (required), blank_index (0), width_downsample (4: input width per output step),
+    mean / std (per channel, after scaling pixels to [0, 1]; default none), pad_value (0.0, in
+    the [0, 1] pixel scale), min_width / max_width (default: the core input's min/max_shape).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from trt_converters.errors import UserError
+from trt_converters.pipelines.base import PipelineRequest
+
+MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "crnn_pipeline" / "model.py"
+
+
+def resolve_options(request: PipelineRequest) -> dict:
+    """Everything the BLS model needs, validated against the core model's IO spec."""
+    from trt_converters.vision.ctc import ctc_labels
+
+    options = dict(request.options)
+    if len(request.io.inputs) != 1 or len(request.io.outputs) != 1:
+        raise UserError("the crnn pipeline needs a core model with one image input and one logits output")
+    image, logits = request.io.inputs[0], request.io.outputs[0]
+    if len(image.shape) != 3:
+        raise UserError(f"crnn pipeline: input {image.name!r} must be [channels, height, width], got {image.shape}")
+    channels, height, _ = image.shape
+    if channels not in (1, 3) or height < 1:
+        raise UserError(f"crnn pipeline: input {image.name!r} needs 1 or 3 channels and a fixed height, got {image.shape}")
+    if "charset" not in options:
+        raise UserError("crnn pipeline: pipeline_options needs 'charset' (the symbols of classes other than the blank)")
+    blank_index = int(options.get("blank_index", 0))
+    try:
+        labels = ctc_labels(options["charset"], blank_index)
+    except ValueError as exc:
+        raise UserError(f"crnn pipeline: {exc}; fix pipeline_options.charset/blank_index") from None
+    num_classes = logits.shape[-1] if logits.shape else -1
+    if num_classes != -1 and num_classes != len(labels):
+        raise UserError(f"crnn pipeline: charset has {len(labels) - 1} symbols + blank = {len(labels)} classes "
+                        f"but output {logits.name!r} has {num_classes}; fix the charset or num_classes")
+    downsample = int(options.get("width_downsample", 4))
+    min_width = int(options.get("min_width", (image.min_shape or [0, 0, downsample])[2]))
+    max_width = options.get("max_width", (image.max_shape or [0, 0, None])[2])
+    max_width = int(max_width) if max_width is not None else None
+    if max_width is not None and max_width % downsample:
+        raise UserError(f"crnn pipeline: max_width {max_width} must be a multiple of width_downsample {downsample}")
+    mean, std = options.get("mean"), options.get("std")
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) != channels:
+            raise UserError(f"crnn pipeline: {name} has {len(values)} values for {channels} channels")
+    return {
+        "core_model_name": request.core_model_name,
+        "input_name": image.name,
+        "output_name": logits.name,
+        "channels": channels,
+        "image_height": height,
+        "labels": labels,
+        "blank_index": blank_index,
+        "width_downsample": downsample,
+        "min_width": max(min_width, downsample),
+        "max_width": max_width,
+        "mean": mean,
+        "std": std,
+        "pad_value": float(options.get("pad_value", 0.0)),
+        "max_batch_size": request.max_batch_size,
+    }
+
+
+def resize_line(image: np.ndarray, options: dict) -> np.ndarray:
+    """uint8 [H, W, C] -> float32 [C, image_height, W'] with W' keeping the aspect ratio (clamped)."""
+    from PIL import Image
+
+    height = options["image_height"]
+    src_h, src_w = image.shape[:2]
+    width = max(1, round(src_w * height / src_h))
+    width = max(width, options["min_width"])
+    if options["max_width"] is not None:
+        width = min(width, options["max_width"])
+    mode = "L" if image.shape[2] == 1 else "RGB"
+    pil = Image.fromarray(image[:, :, 0] if mode == "L" else image, mode)
+    resized = np.asarray(pil.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
+    if resized.ndim == 2:
+        resized = resized[:, :, None]
+    if options["mean"] is not None:
+        resized = resized - np.asarray(options["mean"], dtype=np.float32)
+    if options["std"] is not None:
+        resized = resized / np.asarray(options["std"], dtype=np.float32)
+    return np.ascontiguousarray(resized.transpose(2, 0, 1))
+
+
+def batch_lines(images: list[np.ndarray], options: dict) -> tuple[np.ndarray, list[int]]:
+    """uint8 HWC images -> (float32 [B, C, H, W_pad], CTC steps valid for each line)."""
+    lines = [resize_line(image, options) for image in images]
+    step = options["width_downsample"]
+    padded_width = step * math.ceil(max(line.shape[2] for line in lines) / step)
+    channels, height = lines[0].shape[:2]
+    fill = options["pad_value"]
+    if options["mean"] is not None:
+        fill = (fill - np.asarray(options["mean"], dtype=np.float32))
+    if options["std"] is not None:
+        fill = fill / np.asarray(options["std"], dtype=np.float32)
+    batch = np.empty((len(lines), channels, height, padded_width), dtype=np.float32)
+    batch[...] = np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1)
+    for row, line in zip(batch, lines):
+        row[:, :, : line.shape[2]] = line
+    return batch, [line.shape[2] // step for line in lines]
+
+
+def images_from_inputs(encoded, raw, *, channel_order: str) -> list[np.ndarray]:
+    """A request's `image` ([B, 1] bytes) or `image_raw` ([B, H, W, C] uint8) -> uint8 HWC images.
+
+    Raises InvalidImageError (a ValueError) with a message for the client.
+    """
+    from trt_converters.vision.images import InvalidImageError, decode_image, validate_hwc_image
+
+    if (encoded is None) == (raw is None):
+        raise InvalidImageError("send exactly one of the inputs 'image' (encoded bytes) or 'image_raw' (uint8 HWC)")
+    if encoded is not None:
+        return [decode_image(item, channel_order=channel_order) for item in np.asarray(encoded).reshape(-1)]
+    raw = np.asarray(raw)
+    if raw.ndim != 4:
+        raise InvalidImageError(f"image_raw must be uint8 [batch, height, width, channels], got shape {list(raw.shape)}")
+    return [validate_hwc_image(item, channel_order=channel_order) for item in raw]
+
+
+def write_pipeline(request: PipelineRequest) -> list[Path]:
+    options = resolve_options(request)
+    version_dir = Path(request.repo) / request.pipeline_name / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    model_py = version_dir / "model.py"
+    shutil.copyfile(MODEL_SOURCE, model_py)
+    config_path = version_dir.parent / "config.pbtxt"
+    config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
+    return [config_path, model_py]
+
+
+def image_to_text_config(name: str, max_batch_size: int, options: dict) -> str:
+    """config.pbtxt of a python BLS model: image (bytes) or image_raw (uint8 HWC) in, text out."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
+    config.input.add(name="image", data_type=mc.TYPE_STRING, dims=[1], optional=True)
+    config.input.add(name="image_raw", data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
+    config.output.add(name="text", data_type=mc.TYPE_STRING, dims=[1])
+    # The BLS only orchestrates; the heavy work runs in the core models it calls.
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    config.parameters["pipeline_options"].string_value = json.dumps(options)
+    return text_format.MessageToString(config)

@@ -1,0 +1,143 @@
+"""TrOCR pipeline: one BLS python model, text-line image in, string out.
+
+`<repo>/<pipeline_name>` resizes each image to the fixed encoder size, normalizes it, calls the
+encoder core model once and the decoder core model (this run's core model) once per generated
+token, greedy, full prefix each step (`trt_converters.vision.ocr_decoding.greedy_decode`).
+Run this writer with the decoder's config; the encoder is a separate `trt-convert` run.
+
+pipeline_options (YAML):
+    encoder_model_name (required), encoder_input_name ("pixel_values"),
+    encoder_output_name ("encoder_hidden_states"), image_size [H, W] (required),
+    mean / std (per channel after scaling pixels to [0, 1]; default 0.5 / 0.5 as TrOCR),
+    start_token_id (2), eos_token_id (2), pad_token_id (1), max_length (default: the decoder
+    input's max_shape, else 64), and the text: `vocab` (one string per token id, e.g. a
+    character list) or `tokenizer_file` (a Hugging Face tokenizer.json, relative paths from
+    the checkpoint's folder; copied beside model.py).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from trt_converters.errors import UserError
+from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.pipelines.crnn import image_to_text_config
+
+MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "trocr_pipeline" / "model.py"
+TOKENIZER_FILENAME = "tokenizer.json"
+DEFAULT_MAX_LENGTH = 64
+
+
+def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
+    """(options for the BLS model, tokenizer.json to copy or None), validated."""
+    options = dict(request.options)
+    if len(request.io.inputs) != 2 or len(request.io.outputs) != 1:
+        raise UserError("the trocr pipeline runs with the decoder config: inputs (decoder_input_ids, "
+                        "encoder_hidden_states) and one logits output")
+    ids_input, hidden_input = request.io.inputs
+    logits = request.io.outputs[0]
+    if ids_input.dtype not in ("int64", "int32"):
+        raise UserError(f"trocr pipeline: first decoder input {ids_input.name!r} must hold token ids (int64)")
+    for key in ("encoder_model_name", "image_size"):
+        if key not in options:
+            raise UserError(f"trocr pipeline: pipeline_options needs {key!r}")
+    image_size = [int(v) for v in options["image_size"]]
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise UserError(f"trocr pipeline: image_size must be [height, width], got {options['image_size']}")
+    mean = [float(v) for v in options.get("mean", [0.5, 0.5, 0.5])]
+    std = [float(v) for v in options.get("std", [0.5, 0.5, 0.5])]
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise UserError("trocr pipeline: mean and std need 3 values each (RGB), std > 0")
+
+    length_limit = ids_input.max_shape[0] if ids_input.max_shape else None
+    max_length = int(options.get("max_length", length_limit or DEFAULT_MAX_LENGTH))
+    if max_length < 2:
+        raise UserError(f"trocr pipeline: max_length {max_length} leaves no room for a token; use 2 or more")
+    if length_limit is not None and max_length > length_limit:
+        raise UserError(f"trocr pipeline: max_length {max_length} exceeds the decoder's max_shape {length_limit} "
+                        f"for {ids_input.name!r}; lower max_length or raise max_shape")
+
+    vocab, tokenizer = options.get("vocab"), None
+    if (vocab is None) == (options.get("tokenizer_file") is None):
+        raise UserError("trocr pipeline: give exactly one of pipeline_options.vocab or pipeline_options.tokenizer_file")
+    if vocab is not None:
+        vocab = list(vocab)
+        vocab_size = logits.shape[-1] if logits.shape else -1
+        if vocab_size != -1 and len(vocab) != vocab_size:
+            raise UserError(f"trocr pipeline: vocab has {len(vocab)} entries but {logits.name!r} has {vocab_size} classes")
+    else:
+        tokenizer = _find_file(options["tokenizer_file"], request.checkpoint_dir)
+
+    resolved = {
+        "encoder_model_name": options["encoder_model_name"],
+        "encoder_input_name": options.get("encoder_input_name", "pixel_values"),
+        "encoder_output_name": options.get("encoder_output_name", "encoder_hidden_states"),
+        "decoder_model_name": request.core_model_name,
+        "ids_input_name": ids_input.name,
+        "ids_dtype": ids_input.dtype,
+        "hidden_input_name": hidden_input.name,
+        "logits_name": logits.name,
+        "image_size": image_size,
+        "mean": mean,
+        "std": std,
+        "start_token_id": int(options.get("start_token_id", 2)),
+        "eos_token_id": int(options.get("eos_token_id", 2)),
+        "pad_token_id": int(options.get("pad_token_id", 1)),
+        "max_length": max_length,
+        "vocab": vocab,
+        "tokenizer_file": TOKENIZER_FILENAME if tokenizer else None,
+    }
+    return resolved, tokenizer
+
+
+def _find_file(name: str, checkpoint_dir: Path | None) -> Path:
+    path = Path(name)
+    candidates = [path] if path.is_absolute() else [p for p in ((checkpoint_dir or Path()) / path, path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"trocr pipeline: tokenizer_file {name!r} not found (looked in {', '.join(map(str, candidates))}); "
+                    "put tokenizer.json beside the checkpoint or give an absolute path")
+
+
+def preprocess_images(images: list[np.ndarray], options: dict) -> np.ndarray:
+    """uint8 RGB HWC images -> float32 [B, 3, H, W]: resize to image_size, scale to [0, 1], normalize."""
+    from PIL import Image
+
+    height, width = options["image_size"]
+    mean = np.asarray(options["mean"], dtype=np.float32)
+    std = np.asarray(options["std"], dtype=np.float32)
+    batch = np.empty((len(images), 3, height, width), dtype=np.float32)
+    for row, image in zip(batch, images):
+        resized = np.asarray(Image.fromarray(image, "RGB").resize((width, height), Image.BILINEAR), dtype=np.float32)
+        row[...] = ((resized / 255.0 - mean) / std).transpose(2, 0, 1)
+    return batch
+
+
+def tokens_to_text(rows, options: dict, tokenizer=None) -> list[str]:
+    """Generated id rows -> strings: drop the start token, stop at eos, map ids to text."""
+    from trt_converters.vision.ocr_decoding import ids_to_text, strip_special_tokens
+
+    texts = []
+    for row in rows:
+        ids = strip_special_tokens(row, start_token_id=options["start_token_id"],
+                                   eos_token_id=options["eos_token_id"], pad_token_id=options["pad_token_id"])
+        texts.append(tokenizer.decode(ids, skip_special_tokens=True) if tokenizer else ids_to_text(ids, options["vocab"]))
+    return texts
+
+
+def write_pipeline(request: PipelineRequest) -> list[Path]:
+    options, tokenizer = resolve_options(request)
+    version_dir = Path(request.repo) / request.pipeline_name / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    written = [version_dir / "model.py"]
+    shutil.copyfile(MODEL_SOURCE, written[0])
+    if tokenizer is not None:
+        written.append(version_dir / TOKENIZER_FILENAME)
+        shutil.copyfile(tokenizer, written[-1])
+    config_path = version_dir.parent / "config.pbtxt"
+    config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
+    return [config_path, *written]
