@@ -1,0 +1,350 @@
+"""Text pipelines (classifier, GECToR, E5): files and configs they write, and end to end on the
+real Triton server against PyTorch, with the core model converted by `trt-convert` and served as
+python_onnxruntime."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.text.conftest import GECTOR_LABELS, ROOT, gector_config, write_json
+from trt_converters.errors import UserError
+from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.spec import IOSpec
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+SENTENCES = ["I has a apple .", "she go to school yesterday", "This is a test sentence with some words .",
+             "the well-known cats is sleeping on the mat"]
+
+
+def read_config(path: Path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def text_io(length=-1, mask="attention_mask", mask_dtype="int64", outputs=None):
+    inputs = [{"name": "input_ids", "dtype": "int64", "shape": [length]},
+              {"name": mask, "dtype": mask_dtype, "shape": [length]}]
+    return IOSpec.model_validate({"inputs": inputs, "outputs": outputs or [
+        {"name": "logits", "dtype": "float32", "shape": [3]}]})
+
+
+def request_for(tmp_path, io, pipeline="p", **options):
+    repo = tmp_path / "repo"
+    repo.mkdir(exist_ok=True)
+    return PipelineRequest(repo=repo, core_model_name="core", pipeline_name=pipeline, io=io,
+                           max_batch_size=8, instance_kind="cpu", options=options,
+                           checkpoint_dir=options.pop("checkpoint_dir", None))
+
+
+# -- what the writers write ------------------------------------------------------------------
+def test_classifier_writes_tokenizer_core_postprocess_ensemble(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines import write_pipeline
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_json(ckpt / "config.json", {"id2label": {"0": "neg", "1": "neu", "2": "pos"}})
+    request = request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), checkpoint_dir=ckpt,
+                          max_length="64")
+    written = write_pipeline("classifier", request)
+    repo = request.repo
+    assert repo / "p_tokenizer" / "1" / "tokenizer" / "tokenizer.json" in written
+    ensemble = read_config(repo / "p" / "config.pbtxt")
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 8
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["p_tokenizer", "core", "p_postprocess"]
+    assert [o.name for o in ensemble.output] == ["label", "score", "probabilities"]
+    tokenizer = read_config(repo / "p_tokenizer" / "config.pbtxt")
+    params = {k: v.string_value for k, v in tokenizer.parameters.items()}
+    assert params["padding"] == "longest" and params["max_length"] == "64"
+    assert json.loads(params["roles"]) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
+    post = read_config(repo / "p_postprocess" / "config.pbtxt")
+    post_params = {k: v.string_value for k, v in post.parameters.items()}
+    assert json.loads(post_params["labels"]) == ["neg", "neu", "pos"] and post_params["activation"] == "softmax"
+    assert (repo / "p_postprocess" / "1" / "model.py").is_file()
+
+
+def test_classifier_fixed_length_float_masks_and_one_logit_head(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines.classifier import write_pipeline
+
+    io = text_io(length=128, mask="input_mask", mask_dtype="float32",
+                 outputs=[{"name": "output", "dtype": "float32", "shape": [1]}])
+    request = request_for(tmp_path, io, tokenizer_path=str(roberta_tokenizer_dir), labels="caption")
+    write_pipeline(request)
+    tokenizer = read_config(request.repo / "p_tokenizer" / "config.pbtxt")
+    params = {k: v.string_value for k, v in tokenizer.parameters.items()}
+    assert params["padding"] == "max_length" and params["max_length"] == "128"
+    mask = next(o for o in tokenizer.output if o.name == "input_mask")
+    assert list(mask.dims) == [128] and mask.data_type == 11  # TYPE_FP32
+    post = read_config(request.repo / "p_postprocess" / "config.pbtxt")
+    assert post.parameters["activation"].string_value == "sigmoid"
+
+
+def test_classifier_user_errors_write_nothing(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines.classifier import write_pipeline
+
+    with pytest.raises(UserError, match="2 labels given but core output 'logits' has 3"):
+        write_pipeline(request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), labels="a,b"))
+    with pytest.raises(UserError, match="needs tokenizer files"):
+        write_pipeline(request_for(tmp_path, text_io()))
+    with pytest.raises(UserError, match="no tokenizer role"):
+        io = IOSpec.model_validate({"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1]},
+                                               {"name": "pixels", "dtype": "float32", "shape": [-1]}],
+                                    "outputs": [{"name": "logits", "dtype": "float32", "shape": [3]}]})
+        write_pipeline(request_for(tmp_path, io, tokenizer_path=str(roberta_tokenizer_dir)))
+    assert list((tmp_path / "repo").iterdir()) == []
+
+
+def test_e5_prefix_option_and_alias(tmp_path, minilm_tokenizer):
+    from trt_converters.pipelines.e5 import write_pipeline
+    from trt_converters.text.minilm import minilm_checkpoint_dir
+
+    io = text_io(outputs=[{"name": "embeddings", "dtype": "float32", "shape": [384]}])
+    request = request_for(tmp_path, io, tokenizer_path=str(minilm_checkpoint_dir()), query_prefix="passage: ")
+    write_pipeline(request)
+    tokenizer = read_config(request.repo / "p_tokenizer" / "config.pbtxt")
+    assert tokenizer.parameters["prefix"].string_value == "passage: "
+    ensemble = read_config(request.repo / "p" / "config.pbtxt")
+    assert [list(o.dims) for o in ensemble.output] == [[384]]
+
+
+def gector_io(n_labels=len(GECTOR_LABELS) - 1):
+    return IOSpec.model_validate({
+        "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1]},
+                   {"name": "attention_mask", "dtype": "int64", "shape": [-1]}],
+        "outputs": [{"name": "logits_labels", "dtype": "float32", "shape": [-1, n_labels]},
+                    {"name": "logits_d", "dtype": "float32", "shape": [-1, 2]}]})
+
+
+def test_gector_writes_bls_model_with_labels_and_verb_forms(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines.gector import write_pipeline
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_json(ckpt / "config.json", gector_config(is_official_model=True, max_length=40))
+    verbs = tmp_path / "verbs.txt"
+    verbs.write_text("go_goes:VB_VBZ\n", encoding="utf-8")
+    request = request_for(tmp_path, gector_io(), tokenizer_path=str(roberta_tokenizer_dir), checkpoint_dir=ckpt,
+                          verb_forms_path=str(verbs), iterations="3", min_error_prob="0.4")
+    write_pipeline(request)
+    version = request.repo / "p" / "1"
+    assert json.loads((version / "config.json").read_text())["label2id"]["$KEEP"] == 0
+    assert (version / "verb-form-vocab.txt").read_text() == "go_goes:VB_VBZ\n"
+    config = read_config(request.repo / "p" / "config.pbtxt")
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["core_model"] == "core" and params["iterations"] == "3"
+    assert params["add_special_tokens"] == "false"  # official checkpoints: no special tokens
+    assert params["max_length"] == "40" and params["pad_to_length"] == "0"
+    assert float(params["min_error_prob"]) == 0.4
+    assert [i.name for i in config.input] == ["text"] and [o.name for o in config.output] == ["corrected"]
+
+
+def test_gector_user_errors(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines.gector import write_pipeline
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    with pytest.raises(UserError, match="config.json"):
+        write_pipeline(request_for(tmp_path, gector_io(), tokenizer_path=str(roberta_tokenizer_dir),
+                                   checkpoint_dir=ckpt))
+    write_json(ckpt / "config.json", gector_config())
+    with pytest.raises(UserError, match="has 99 label logits"):
+        write_pipeline(request_for(tmp_path, gector_io(99), tokenizer_path=str(roberta_tokenizer_dir),
+                                   checkpoint_dir=ckpt))
+    bad = tmp_path / "verbs.txt"
+    bad.write_text("nonsense\n", encoding="utf-8")
+    with pytest.raises(UserError, match="line 1"):
+        write_pipeline(request_for(tmp_path, gector_io(), tokenizer_path=str(roberta_tokenizer_dir),
+                                   checkpoint_dir=ckpt, verb_forms_path=str(bad)))
+    assert list((tmp_path / "repo").iterdir()) == []
+
+
+# -- end to end on the real Triton server ----------------------------------------------------
+def import_script(name):
+    spec = importlib.util.spec_from_file_location(f"text_pipeline_test_{name}", ROOT / "model_scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def convert(run_cli, work: Path, name: str, config: str, ckpt: Path, kwargs: dict, *extra) -> None:
+    result = run_cli([
+        "--config", ROOT / "configs" / config, "--ckpt-path", ckpt, "--model-name", name,
+        "--model-kwargs", json.dumps(kwargs), "--triton-repo", work / "repo", "--output-dir", work / "out",
+        "--generate-onnx", "--generate-triton-config", "--triton-backend", "python_onnxruntime",
+        "--instance-kind", "cpu", "--max-batch-size", "8", "--input-size", "2", "16", "--dynamic-batching",
+        *extra])
+    assert result.exit_code == 0, result.stderr + result.stdout
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, roberta_tokenizer_dir):
+    """Three tiny random-weight models converted by trt-convert with their pipelines, one server."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from trt_converters.text.minilm import minilm_checkpoint_dir
+    from trt_converters.triton.server import LocalTritonServer
+
+    from click.testing import CliRunner
+    from trt_converters.cli import main
+
+    def run_cli(args):
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        return result
+
+    work = tmp_path_factory.mktemp("text_pipelines")
+    vocab = len(AutoTokenizer.from_pretrained(str(roberta_tokenizer_dir)))
+    torch.manual_seed(0)
+    models = {}
+
+    # Classifier: RoBERTa with 4 labels, named by the YAML's pipeline_options.
+    cls_dir = work / "classifier_ckpt"
+    cls_dir.mkdir()
+    cls_kwargs = dict(TINY, vocab_size=vocab, num_labels=4, max_position_embeddings=130)
+    models["classifier"] = import_script("roberta_classifier").RobertaClassifier(**cls_kwargs).eval()
+    torch.save(models["classifier"].state_dict(), cls_dir / "model.pt")
+    convert(run_cli, work, "emotion", "roberta_emotion.yaml", cls_dir / "model.pt", cls_kwargs,
+            "--tokenizer-path", roberta_tokenizer_dir, "--pipeline-option", "max_length=128",
+            "--pipeline-option", "top_k=2", "--model-io-config", json.dumps({
+                "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
+                            "opt_shape": [16], "max_shape": [128], "value_range": [0, vocab]},
+                           {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
+                "outputs": [{"name": "logits", "dtype": "float32", "shape": [4]}]}))
+
+    # GECToR: RoBERTa tagger over GECTOR_LABELS; tokenizer and config.json beside the checkpoint.
+    gector_dir = work / "gector_ckpt"
+    gector_dir.mkdir()
+    for item in Path(roberta_tokenizer_dir).iterdir():
+        (gector_dir / item.name).write_bytes(item.read_bytes())
+    write_json(gector_dir / "config.json", gector_config(max_length=64))
+    n_labels = len(GECTOR_LABELS) - 1
+    gector_kwargs = dict(TINY, encoder_type="roberta", vocab_size=vocab, num_labels=n_labels,
+                         num_detect_labels=2, max_position_embeddings=130)
+    gector = import_script("gector").GectorModel(**gector_kwargs).eval()
+    with torch.no_grad():  # decisive tags: random logits would often tie within float error
+        gector.label_proj_layer.weight.mul_(20.0)
+        gector.d_proj_layer.weight.mul_(20.0)
+    models["gector"] = gector
+    torch.save(gector.state_dict(), gector_dir / "model.pt")
+    verbs = work / "verb-form-vocab.txt"
+    verbs.write_text("go_goes:VB_VBZ\nhas_have:VBZ_VB\n", encoding="utf-8")
+    convert(run_cli, work, "gector", "gector_roberta.yaml", gector_dir / "model.pt", gector_kwargs,
+            "--pipeline-option", f"verb_forms_path={verbs}", "--pipeline-option", "iterations=3",
+            "--model-io-config", json.dumps({
+                "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
+                            "opt_shape": [16], "max_shape": [64], "value_range": [0, vocab]},
+                           {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
+                "outputs": [{"name": "logits_labels", "dtype": "float32", "shape": [-1, n_labels]},
+                            {"name": "logits_d", "dtype": "float32", "shape": [-1, 2]}]}))
+
+    # E5: BERT encoder with the real MiniLM (BERT uncased) tokenizer, "query: " prefix.
+    e5_dir = work / "e5_ckpt"
+    e5_dir.mkdir()
+    e5_kwargs = dict(TINY, vocab_size=30522, max_position_embeddings=130)
+    models["e5"] = import_script("e5").E5Embedder(**e5_kwargs).eval()
+    torch.save(models["e5"].state_dict(), e5_dir / "model.pt")
+    convert(run_cli, work, "e5", "e5_small_v2.yaml", e5_dir / "model.pt", e5_kwargs,
+            "--tokenizer-path", minilm_checkpoint_dir(), "--pipeline-option", "max_length=128",
+            "--model-io-config", json.dumps({
+                "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
+                            "opt_shape": [16], "max_shape": [128], "value_range": [0, 30522]},
+                           {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
+                "outputs": [{"name": "embeddings", "dtype": "float32", "shape": [32]}]}))
+
+    server = LocalTritonServer(work / "repo", log_path=work / "triton.log", startup_timeout=180)
+    with server:
+        yield {"server": server, "models": models, "work": work, "verbs": verbs,
+               "tokenizers": {"classifier": roberta_tokenizer_dir, "gector": gector_dir,
+                              "e5": minilm_checkpoint_dir()}}
+    assert not server.is_running()
+
+
+def infer(server, protocol, model, texts, outputs):
+    if protocol == "http":
+        import tritonclient.http as client_lib
+
+        client = client_lib.InferenceServerClient(url=server.http_url)
+    else:
+        import tritonclient.grpc as client_lib
+
+        client = client_lib.InferenceServerClient(url=server.grpc_url)
+    text = client_lib.InferInput("text", [len(texts), 1], "BYTES")
+    text.set_data_from_numpy(np.array([[t.encode()] for t in texts], dtype=np.object_))
+    result = client.infer(model, [text], outputs=[client_lib.InferRequestedOutput(o) for o in outputs])
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+def torch_rows(model, tokenizer, texts, prefix="", max_length=128):
+    """PyTorch outputs one text at a time (no padding), stacked."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            enc = tokenizer([prefix + text], truncation=True, max_length=max_length, return_tensors="pt")
+            rows.append(model(enc["input_ids"], enc["attention_mask"]).numpy()[0])
+    return np.stack(rows)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_classifier_matches_pytorch(served, protocol):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(served["tokenizers"]["classifier"]))
+    logits = torch_rows(served["models"]["classifier"], tokenizer, SENTENCES)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    got = infer(served["server"], protocol, "emotion_classifier", SENTENCES, ["label", "score", "probabilities"])
+    np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    labels = ["anger", "joy", "optimism", "sadness"]  # the YAML's labels
+    top2 = np.argsort(-expected, axis=1)[:, :2]
+    assert got["label"].shape == (len(SENTENCES), 2)
+    assert [[v.decode() for v in row] for row in got["label"]] == [[labels[i] for i in row] for row in top2]
+    np.testing.assert_allclose(got["score"], np.take_along_axis(expected, top2, axis=1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_e5_matches_pytorch(served, protocol):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(served["tokenizers"]["e5"]))
+    expected = torch_rows(served["models"]["e5"], tokenizer, SENTENCES, prefix="query: ")
+    got = infer(served["server"], protocol, "e5_e5", SENTENCES, ["embeddings"])["embeddings"]
+    assert got.shape == (len(SENTENCES), 32)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # The prefix matters: without it the embeddings differ.
+    plain = torch_rows(served["models"]["e5"], tokenizer, SENTENCES)
+    assert np.abs(plain - got).max() > 1e-3
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_gector_matches_decoding_on_pytorch_logits(served, protocol):
+    import torch
+
+    from trt_converters.pipelines._text_common import load_tokenizer
+    from trt_converters.text.gector_decoding import GectorLabels, correct_sentences
+    from trt_converters.text.verb_forms import load_verb_forms
+
+    model = served["models"]["gector"]
+
+    def predict(input_ids, attention_mask):
+        with torch.no_grad():
+            labels, detect = model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+        return labels.numpy(), detect.numpy()
+
+    folder = served["tokenizers"]["gector"]
+    expected = correct_sentences(SENTENCES, predict, load_tokenizer(folder, split_words=True),
+                                 GectorLabels.from_config_file(folder / "config.json"), iterations=3,
+                                 max_length=64, batch_size=8, verb_forms=load_verb_forms(served["verbs"]))
+    assert expected != SENTENCES  # the random tagger does edit: the comparison means something
+    got = infer(served["server"], protocol, "gector_gector", SENTENCES, ["corrected"])["corrected"]
+    assert got.shape == (len(SENTENCES), 1)
+    assert [row[0].decode() for row in got] == expected

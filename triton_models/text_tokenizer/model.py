@@ -1,0 +1,88 @@
+"""Triton python-backend tokenizer: `text` (TYPE_STRING, [batch, 1]) -> the core model's token inputs.
+
+Files: `<version>/tokenizer/` (saved with save_pretrained). Config parameters (string values):
+  text_input   name of the string input (default "text")
+  roles        JSON {output name: "input_ids" | "attention_mask" | "token_type_ids"}
+  max_length   truncate to this many tokens
+  padding      "max_length" (pad every row to max_length: fixed-length core models) or
+               "longest" (pad to the longest text of this execute() call)
+  prefix       prepended to every text (E5's "query: " / "passage: ")
+Each output is cast to the data type its config entry declares (e.g. float masks for DeBERTa).
+All texts of one execute() call are tokenized together, so requests batched by the server share
+one padded length and the core model can run them as one batch.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def _parameter(config, key, default=None):
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    return value if value != "" else default
+
+
+def _texts(array):
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from transformers import AutoTokenizer
+
+        config = json.loads(args["model_config"])
+        self.model_name = args["model_name"]
+        folder = os.path.join(args["model_repository"], args["model_version"], "tokenizer")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.text_input = _parameter(config, "text_input", "text")
+        self.max_length = int(_parameter(config, "max_length", "512"))
+        self.padding = _parameter(config, "padding", "longest")
+        if self.padding not in ("longest", "max_length"):
+            raise pb_utils.TritonModelException(f"{self.model_name}: padding must be 'longest' or 'max_length'")
+        self.prefix = _parameter(config, "prefix", "")
+        roles = json.loads(_parameter(config, "roles", "{}"))
+        self.outputs = []
+        for entry in config.get("output", []):
+            role = roles.get(entry["name"])
+            if role not in ("input_ids", "attention_mask", "token_type_ids"):
+                raise pb_utils.TritonModelException(f"{self.model_name}: output {entry['name']!r} has no role")
+            self.outputs.append((entry["name"], role, pb_utils.triton_string_to_numpy(entry["data_type"])))
+
+    def _encode(self, texts):
+        encoding = self.tokenizer(
+            [self.prefix + text for text in texts],
+            padding=self.padding,
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=True,
+            return_tensors="np",
+        )
+        ids = encoding["input_ids"]
+        fields = {
+            "input_ids": ids,
+            "attention_mask": encoding["attention_mask"],
+            "token_type_ids": encoding.get("token_type_ids", np.zeros_like(ids)),
+        }
+        return fields
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        texts, owners = [], []
+        for index, request in enumerate(requests):
+            tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
+            if tensor is None:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: missing input {self.text_input!r}"))
+                continue
+            batch = _texts(tensor.as_numpy())
+            owners.append((index, len(texts), len(batch)))
+            texts += batch
+        if texts:
+            fields = self._encode(texts)
+            for index, start, count in owners:
+                tensors = [pb_utils.Tensor(name, np.ascontiguousarray(fields[role][start:start + count]).astype(dtype))
+                           for name, role, dtype in self.outputs]
+                responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+        return responses

@@ -1,0 +1,258 @@
+"""Pieces the text pipelines share: Triton configs, python-model folders, tokenizer copies.
+
+Every python-backend model written here is `<repo>/<name>/config.pbtxt` + `<name>/1/model.py`
+(copied from `triton_models/<source>/model.py`) + its data files in `1/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterable, Optional
+
+from trt_converters.errors import UserError
+from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.spec import TensorSpec
+
+TRITON_MODELS_DIR = Path(__file__).resolve().parents[2] / "triton_models"
+VERSION = "1"
+TOKENIZER_FOLDER = "tokenizer"
+DEFAULT_MAX_LENGTH = 512
+ROLES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+# -- options ---------------------------------------------------------------------------------
+def option(request: PipelineRequest, key: str, default=None, *aliases: str):
+    for name in (key, *aliases):
+        if name in request.options and request.options[name] is not None:
+            return request.options[name]
+    return default
+
+
+def int_option(request: PipelineRequest, key: str, default: Optional[int], *, minimum: int = 0) -> Optional[int]:
+    value = option(request, key, default)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"pipeline option {key}={value!r} must be an integer") from None
+    if number < minimum:
+        raise UserError(f"pipeline option {key}={number} must be >= {minimum}")
+    return number
+
+
+def float_option(request: PipelineRequest, key: str, default: float) -> float:
+    value = option(request, key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"pipeline option {key}={value!r} must be a number") from None
+
+
+def bool_option(request: PipelineRequest, key: str, default: bool) -> bool:
+    value = option(request, key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UserError(f"pipeline option {key}={value!r} must be true or false")
+
+
+# -- model folders and configs ---------------------------------------------------------------
+def python_model_source(name: str) -> Path:
+    source = TRITON_MODELS_DIR / name / "model.py"
+    if not source.is_file():
+        raise UserError(f"python-backend model {source} is missing: reinstall trt-converters from its source tree")
+    return source
+
+
+def new_python_model(request: PipelineRequest, model_name: str, source: str) -> Path:
+    """Create `<repo>/<model_name>/1/` with model.py copied in; returns the version folder."""
+    folder = request.repo / model_name
+    if folder.exists():
+        raise UserError(f"model {model_name!r} already exists in {request.repo}: choose another pipeline "
+                        "name or remove that folder")
+    version = folder / VERSION
+    version.mkdir(parents=True)
+    shutil.copy2(python_model_source(source), version / "model.py")
+    return version
+
+
+def python_model_config(request: PipelineRequest, name: str, *, parameters: dict, batching: bool = True):
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=request.max_batch_size)
+    # Pre/post-processing runs on the CPU whatever device the core model uses.
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    if batching and request.max_batch_size > 0:
+        config.dynamic_batching.SetInParent()
+    for key, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        config.parameters[key].string_value = text
+    return config
+
+
+def add_tensor(entries, name: str, data_type: str, dims: Iterable[int]):
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    entry = entries.add(name=name, data_type=mc.DataType.Value(data_type))
+    entry.dims.extend(list(dims))
+    return entry
+
+
+def add_spec(entries, spec: TensorSpec):
+    return add_tensor(entries, spec.name, spec.triton_dtype, spec.shape)
+
+
+def write_config(model_dir: Path, config) -> Path:
+    from google.protobuf import text_format
+
+    path = model_dir / "config.pbtxt"
+    path.write_text(text_format.MessageToString(config), encoding="utf-8")
+    return path
+
+
+def ensemble_config(request: PipelineRequest, steps: list[tuple[str, dict, dict]]):
+    """Ensemble named `request.pipeline_name`; steps are (model, {its input: tensor}, {its output: tensor})."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=request.pipeline_name, platform="ensemble",
+                            max_batch_size=request.max_batch_size)
+    for model_name, inputs, outputs in steps:
+        step = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
+        for key, value in inputs.items():
+            step.input_map[key] = value
+        for key, value in outputs.items():
+            step.output_map[key] = value
+    return config
+
+
+def require_batching(request: PipelineRequest) -> None:
+    """Text pipelines take one string per batch row: the text tensor is [batch, 1]."""
+    if request.max_batch_size < 1:
+        raise UserError(f"pipeline {request.pipeline_name!r} needs a batched core model: "
+                        "set max_batch_size >= 1")
+
+
+# -- tokenizer -------------------------------------------------------------------------------
+def tokenizer_source(request: PipelineRequest) -> Path:
+    given = option(request, "tokenizer_path")
+    source = Path(given) if given else request.checkpoint_dir
+    if source is None:
+        raise UserError(f"pipeline {request.pipeline_name!r} needs tokenizer files: pass --tokenizer-path "
+                        "or put them beside the checkpoint")
+    source = Path(source)
+    if not source.is_dir():
+        raise UserError(f"tokenizer path {source} is not a folder: pass the folder with tokenizer.json "
+                        "or vocab files (--tokenizer-path)")
+    return source
+
+
+def load_tokenizer(folder: Path, *, split_words: bool = False):
+    """Hugging Face tokenizer from a folder; `split_words` turns on RoBERTa-style prefix spaces
+    so that pre-split words tokenize as they do inside a sentence."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"add_prefix_space": True} if split_words else {}
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    except Exception as exc:  # transformers raises OSError/ValueError/KeyError for unusable folders
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load a tokenizer from {folder} ({first}): pass a folder saved with "
+                        "save_pretrained (tokenizer.json or vocab files) via --tokenizer-path") from None
+
+
+def checkpoint_config(request: PipelineRequest) -> Optional[dict]:
+    """config.json from the checkpoint folder, else from the tokenizer folder; None if neither has one."""
+    candidates = [request.checkpoint_dir, option(request, "tokenizer_path")]
+    for folder in candidates:
+        if folder is None:
+            continue
+        path = Path(folder) / "config.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+            if isinstance(data, dict):
+                return data
+    return None
+
+
+def input_roles(request: PipelineRequest) -> dict[str, str]:
+    """Core input name -> tokenizer field, from option `input_roles` or from the names."""
+    given = option(request, "input_roles")
+    if isinstance(given, str):
+        try:
+            given = json.loads(given)
+        except json.JSONDecodeError:
+            raise UserError("pipeline option input_roles must be a JSON object {input name: role}") from None
+    roles = {}
+    for spec in request.io.inputs:
+        role = (given or {}).get(spec.name) or _role_from_name(spec.name)
+        if role not in ROLES:
+            raise UserError(f"core input {spec.name!r} has no tokenizer role: set pipeline option input_roles "
+                            f"(e.g. {{\"{spec.name}\": \"attention_mask\"}}; roles: {', '.join(ROLES)})")
+        roles[spec.name] = role
+    if "input_ids" not in roles.values():
+        raise UserError("no core input takes token ids: name one input_ids or set pipeline option input_roles")
+    return roles
+
+
+def _role_from_name(name: str) -> Optional[str]:
+    lowered = name.lower()
+    if "mask" in lowered:
+        return "attention_mask"
+    if "type" in lowered or "segment" in lowered:
+        return "token_type_ids"
+    if "ids" in lowered or lowered in ("input", "tokens"):
+        return "input_ids"
+    return None
+
+
+def sequence_length(request: PipelineRequest, tokenizer=None, default_max: Optional[int] = None) -> tuple[int, bool]:
+    """(max_length, fixed): fixed when the core inputs have a fixed length (e.g. [128])."""
+    lengths = {spec.shape[-1] for spec in request.io.inputs if spec.shape}
+    fixed = sorted(d for d in lengths if d != -1)
+    if len(fixed) > 1:
+        raise UserError(f"core inputs disagree on the sequence length ({fixed}): give them one length")
+    if fixed:
+        return fixed[0], True
+    # Never tokenize past the longest sequence the engine's profile accepts.
+    limits = [s.max_shape[-1] for s in request.io.inputs if s.max_shape]
+    given = int_option(request, "max_length", default_max, minimum=1)
+    if given is not None:
+        limits.append(given)
+    else:
+        limits += [int(getattr(tokenizer, "model_max_length", None) or DEFAULT_MAX_LENGTH), DEFAULT_MAX_LENGTH]
+    return min(limits), False
+
+
+def write_tokenizer_model(request: PipelineRequest, name: str, *, prefix: str) -> Path:
+    """The `text` -> core-inputs python model (shared with the e5 pipeline); returns its folder."""
+    tokenizer = load_tokenizer(tokenizer_source(request))
+    max_length, fixed = sequence_length(request, tokenizer)
+    roles = input_roles(request)
+    version = new_python_model(request, name, "text_tokenizer")
+    tokenizer.save_pretrained(str(version / TOKENIZER_FOLDER))
+    config = python_model_config(request, name, parameters={
+        "text_input": "text",
+        "roles": json.dumps(roles),
+        "max_length": str(max_length),
+        "padding": "max_length" if fixed else "longest",
+        "prefix": prefix,
+    })
+    add_tensor(config.input, "text", "TYPE_STRING", [1])
+    for spec in request.io.inputs:
+        add_spec(config.output, spec)
+    write_config(version.parent, config)
+    return version.parent
+
+
+def written_files(*folders: Path) -> list[Path]:
+    return sorted(path for folder in folders for path in folder.rglob("*") if path.is_file())
