@@ -118,6 +118,21 @@ class ConvertOptions(BaseModel):
             raise ValueError("builder_optimization_level: must be between 0 and 5")
         if self.calib_samples is not None and self.calib_samples < 1:
             raise ValueError("calib_samples: must be >= 1")
+        if self.preferred_batch_sizes:
+            from trt_converters.triton.config import check_preferred_batch_sizes
+
+            check_preferred_batch_sizes(self.preferred_batch_sizes, self.max_batch_size)
+        if self.triton_inputs is not None and self.model_io_config is not None:
+            declared = [t.name for t in self.model_io_config.inputs]
+            unknown = [name for name in self.triton_inputs if name not in declared]
+            if unknown:
+                raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
+                                f"({', '.join(declared)})")
+        if self.pipeline is not None:
+            from trt_converters.pipelines import available_pipelines
+
+            if self.pipeline not in available_pipelines():
+                raise UserError(f"unknown pipeline {self.pipeline!r}; available: {', '.join(available_pipelines())}")
         return self
 
     @property
