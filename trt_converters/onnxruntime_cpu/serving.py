@@ -1,0 +1,90 @@
+"""Triton model folders served on CPU by python-backend models (this server has no onnxruntime backend).
+
+The nvidia-pytriton tritonserver carries only the python backend, so ONNX Runtime serving goes
+through the generic `triton_models/onnxruntime_python/model.py`; on a full Triton image the same
+graph can be served by the `onnxruntime_onnx` backend with the config from triton/config.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from trt_converters.errors import UserError
+from trt_converters.spec import IOSpec
+
+TRITON_MODELS_DIR = Path(__file__).resolve().parents[2] / "triton_models"
+DEFAULT_MAX_QUEUE_DELAY_US = 1000
+
+
+def python_model_source(name: str) -> Path:
+    """The model.py of one of this project's python-backend models (triton_models/<name>/model.py)."""
+    path = TRITON_MODELS_DIR / name / "model.py"
+    if not path.is_file():
+        raise UserError(f"python-backend model {path} is missing; run from a checkout of trt-converters "
+                        "(triton_models/ is not part of the installed package)")
+    return path
+
+
+def cpu_python_config(model_name: str, io: IOSpec, *, max_batch_size: int, instance_count: int,
+                      max_queue_delay_us: int, parameters: dict[str, str]):
+    """ModelConfig of a python-backend model on KIND_CPU with dynamic batching."""
+    from trt_converters.triton.config import model_config
+
+    return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=max_batch_size,
+                        dynamic_batching=max_batch_size > 0, max_queue_delay_us=max_queue_delay_us,
+                        instance_kind="cpu", instance_count=instance_count, parameters=parameters)
+
+
+def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Path | str], *,
+                       overwrite: bool = False) -> Path:
+    """Writes <repo>/<model_name>/{config.pbtxt, 1/<files>} in a staging folder, then moves it into place.
+
+    `files` maps a name inside `1/` to a source path (copied) or to text (written).
+    """
+    from trt_converters.triton.config import to_text
+
+    repo = Path(repo)
+    target = repo / model_name
+    if target.exists() and not overwrite:
+        raise UserError(f"{target} already exists; remove it or pass overwrite=True (--overwrite)")
+    repo.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{model_name}-", dir=repo) as tmp:
+        staged = Path(tmp) / model_name
+        version = staged / "1"
+        version.mkdir(parents=True)
+        (staged / "config.pbtxt").write_text(to_text(config))
+        for name, source in files.items():
+            if isinstance(source, Path):
+                shutil.copy2(source, version / name)
+            else:
+                (version / name).write_text(source)
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    return target
+
+
+def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path, io: IOSpec, *,
+                                   max_batch_size: int = 8, instance_count: int = 1,
+                                   intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                                   max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US,
+                                   overwrite: bool = False) -> Path:
+    """A python-backend model folder that runs `onnx_path` with ONNX Runtime (CPU); returns the folder."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file {onnx_path} does not exist")
+    if onnx_path.with_name(onnx_path.name + ".data").exists():
+        raise UserError(f"{onnx_path.name} keeps its weights in an external .data file; "
+                        "this writer copies single-file graphs only")
+    parameters = {}
+    if intra_op_threads is not None:
+        parameters["intra_op_thread_count"] = str(intra_op_threads)
+    if inter_op_threads is not None:
+        parameters["inter_op_thread_count"] = str(inter_op_threads)
+    config = cpu_python_config(model_name, io, max_batch_size=max_batch_size, instance_count=instance_count,
+                               max_queue_delay_us=max_queue_delay_us, parameters=parameters)
+    return write_model_folder(repo, model_name, config,
+                              {"model.py": python_model_source("onnxruntime_python"), "model.onnx": onnx_path},
+                              overwrite=overwrite)
