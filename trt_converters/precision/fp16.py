@@ -1,0 +1,130 @@
+"""FP32 ONNX -> mixed FP16 ONNX: ModelOpt AutoCast first, onnxconverter-common as the fallback.
+
+Constants are folded first: a folded -3.4e38 attention-mask constant is then one initializer that
+AutoCast's `init_max` check keeps in FP32, instead of a chain that overflows to -inf and then NaN in
+FP16 (DESIGN.md, DeBERTa-v2). Each candidate graph is run in a child ONNX Runtime process (a native
+crash there must not end the caller) and compared with the FP32 graph before it is accepted.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+from trt_converters.errors import StageError
+
+# Kept in FP32: reductions and normalizations accumulate over many elements, exp/log/pow overflow
+# FP16's 65504 range first.
+SENSITIVE_OP_TYPES = [
+    "LayerNormalization", "GroupNormalization", "InstanceNormalization", "BatchNormalization",
+    "RMSNormalization", "LpNormalization", "Softmax", "LogSoftmax",
+    "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Pow", "Sqrt", "Exp", "Log",
+]
+
+
+def fold_constants(model):
+    """Constant-folded copy of an ONNX ModelProto with fresh shape inference (stale value_info cleared)."""
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    graph.fold_constants().cleanup().toposort()
+    folded = gs.export_onnx(graph)
+    folded.ir_version = model.ir_version
+    del folded.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(folded)
+
+
+def autocast_fp16(model, work_dir: Path):
+    """ModelOpt AutoCast to FP16 with the graph's IO types kept and SENSITIVE_OP_TYPES in FP32."""
+    import logging
+
+    import onnx
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    source = work_dir / "autocast-input.onnx"
+    onnx.save(model, str(source))
+    logging.getLogger("modelopt").setLevel(logging.WARNING)
+    return convert_to_mixed_precision(str(source), low_precision_type="fp16", keep_io_types=True,
+                                      op_types_to_exclude=list(SENSITIVE_OP_TYPES), providers=["cpu"])
+
+
+def converter_fp16(model):
+    """onnxconverter-common's FP16 conversion with the graph's IO types kept and SENSITIVE_OP_TYPES blocked."""
+    from onnxconverter_common import float16
+
+    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(SENSITIVE_OP_TYPES))
+    return float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+
+
+def ops_kept_in_fp32(model) -> dict[str, int]:
+    """Op type -> how many nodes compute in FP32 (a float32 output), Casts and shape plumbing aside."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
+    plumbing = {"Cast", "Shape", "Constant", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Gather", "Concat",
+                "Transpose", "Slice", "Expand", "Flatten", "QuantizeLinear", "DequantizeLinear"}
+    counts: collections.Counter = collections.Counter()
+    for node in inferred.graph.node:
+        if node.op_type not in plumbing and any(types.get(o) == onnx.TensorProto.FLOAT for o in node.output):
+            counts[node.op_type] += 1
+    return dict(sorted(counts.items()))
+
+
+def describe_fp32_ops(counts: dict[str, int]) -> str:
+    if not counts:
+        return "no compute ops kept in FP32"
+    return "kept in FP32: " + ", ".join(f"{op} x{n}" for op, n in counts.items())
+
+
+def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir: Path) -> list[str]:
+    """Writes the FP16 graph to `out_path`; returns notes (which converter, which ops stayed FP32)."""
+    import onnx
+
+    from trt_converters.onnx_runner import run_onnx_model
+    from trt_converters.precision.diagnose import check_candidate
+
+    folded = fold_constants(onnx.load(str(fp32_onnx)))
+    reference = run_onnx_model(Path(fp32_onnx), [check_inputs])
+    notes: list[str] = []
+    attempts = []
+    for name, convert in (("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir)),
+                          ("onnxconverter-common", lambda: converter_fp16(folded))):
+        try:
+            candidate = convert()
+        except Exception as exc:  # converters raise anything; the fallback decides
+            notes.append(f"{name} failed ({type(exc).__name__}: {_first_line(exc)})")
+            continue
+        candidate_path = work_dir / f"candidate-{len(attempts)}.onnx"
+        save_model(candidate, candidate_path)
+        verdict = check_candidate(candidate_path, [check_inputs], reference, "fp16")
+        attempts.append((name, candidate, verdict))
+        if verdict.passed:
+            break
+        notes.append(f"{name} graph rejected: {verdict.reason}")
+    usable = [a for a in attempts if a[2].ran]
+    if not usable:
+        raise StageError("FP16 lowering failed with both ModelOpt AutoCast and onnxconverter-common: "
+                         + "; ".join(notes))
+    name, model, verdict = max(usable, key=lambda a: (a[2].passed, a[2].cosine))
+    save_model(model, out_path)
+    notes.insert(0, f"FP16 by {name} (constants folded first)")
+    notes.append(describe_fp32_ops(ops_kept_in_fp32(model)))
+    return notes
+
+
+def save_model(model, path: Path) -> None:
+    """onnx.save, with tensors in a side file when the graph passes protobuf's 2 GiB limit."""
+    import onnx
+
+    if model.ByteSize() < 2**31 - 1:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""

@@ -1,0 +1,191 @@
+"""FP32 ONNX -> explicit INT8 Q/DQ ONNX with ModelOpt, calibrated on ONNX Runtime CPU.
+
+`int8` keeps the non-quantized layers in FP32; `int8_fp16` puts them in FP16 (ModelOpt's
+high_precision_dtype) with the sensitive ops of fp16.py still in FP32. The activation scales are saved
+as a TensorRT-style calibration cache (first line a header, then `tensor: <big-endian float32 hex>`);
+with a cache made from the same FP32 graph and method, ModelOpt takes the scales from it and the
+calibration data is not read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from trt_converters.errors import StageError, UserError
+
+# Our names -> ModelOpt 0.47's INT8 calibration methods (it maps anything but "entropy" to MinMax silently,
+# so names are checked here).
+CALIBRATION_METHODS = {"max": "max", "minmax": "max", "entropy": "entropy"}
+CACHE_HEADER_PREFIX = "TRT-trt_converters"
+
+
+@dataclass(frozen=True)
+class CacheHeader:
+    method: str
+    model_sha256: str
+    shapes: str
+
+
+def modelopt_calibration_method(name: str) -> str:
+    key = name.strip().lower()
+    if key in CALIBRATION_METHODS:
+        return CALIBRATION_METHODS[key]
+    if key == "percentile":
+        raise UserError("--calib-method percentile is not offered by ModelOpt 0.47's INT8 quantizer; "
+                        "use max or entropy")
+    raise UserError(f"--calib-method {name!r} is unknown; use one of {', '.join(sorted(CALIBRATION_METHODS))}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_cache_header(cache: Path) -> CacheHeader | None:
+    """The header of a cache this module wrote, or None for any other file."""
+    try:
+        first = cache.read_text().splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    parts = first.split(" ")
+    if not parts[0].startswith(CACHE_HEADER_PREFIX + "-"):
+        return None
+    fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    if "model-sha256" not in fields or "shapes" not in fields:
+        return None
+    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"])
+
+
+def read_cache_scales(cache: Path) -> dict[str, float]:
+    scales = {}
+    for line in cache.read_text().splitlines()[1:]:
+        name, _, value = line.rpartition(": ")
+        scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
+    return scales
+
+
+def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
+    lines = [f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"]
+    lines += [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    scratch = cache.with_name(cache.name + ".tmp")
+    scratch.write_text("\n".join(lines) + "\n")
+    scratch.replace(cache)
+
+
+def activation_scales(model) -> dict[str, float]:
+    """Tensor name -> scale of every activation QuantizeLinear (weights are re-quantized from the graph)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in model.graph.initializer}
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    scales = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in initializers or node.input[0] in constants:
+            continue
+        scale_name = node.input[1]
+        if not scale_name.endswith("_scale") or scale_name not in initializers:
+            continue
+        value = numpy_helper.to_array(initializers[scale_name]).astype(np.float32)
+        if value.size == 1:
+            scales[scale_name.removesuffix("_scale")] = float(value.reshape(()))
+    return scales
+
+
+def calibration_shapes(arrays: dict, batch: int) -> str:
+    """ModelOpt's per-step shape spec: each input's sample shape with `batch` samples a step."""
+    return ",".join(f"{name}:" + "x".join(str(d) for d in (batch, *value.shape[1:])) for name, value in arrays.items())
+
+
+def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in spec.split(","):
+        name, _, dims = item.rpartition(":")
+        shapes[name] = tuple(int(d) for d in dims.split("x"))
+    return shapes
+
+
+def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, method: str,
+                  load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
+                  opt_batch: int, cache: Path | None, work_dir: Path) -> list[str]:
+    """Writes the Q/DQ graph to `out_path`; returns notes. `load_calibration` is called only without a usable cache."""
+    import onnx
+
+    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants, save_model
+
+    modelopt_method = modelopt_calibration_method(method)
+    model_hash = file_sha256(fp32_onnx)
+    folded = fold_constants(onnx.load(str(fp32_onnx)))
+    graph_inputs = [i.name for i in folded.graph.input]
+    folded_path = work_dir / "model.onnx"
+    save_model(folded, folded_path)
+    notes: list[str] = []
+
+    header = read_cache_header(cache) if cache is not None and cache.is_file() else None
+    reuse = header is not None and header.model_sha256 == model_hash and header.method == modelopt_method
+    if reuse:
+        shapes = header.shapes
+        # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
+        data = synthetic_for_shapes(parse_shapes(shapes))
+        notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors); "
+                     "calibration data not read")
+    else:
+        if cache is not None and cache.is_file():
+            why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else f"method {header.method}"
+            notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
+        data = load_calibration()
+        missing = [name for name in graph_inputs if name not in data]
+        if missing:
+            raise UserError(f"calibration data has no array for graph input(s) {', '.join(missing)}")
+        data = {name: data[name] for name in graph_inputs}
+        samples = next(iter(data.values())).shape[0]
+        shapes = calibration_shapes(data, max(1, min(opt_batch, samples)))
+        notes.append(f"INT8 calibration: {modelopt_method} over {samples} samples on ONNX Runtime CPU")
+
+    quantized_path = work_dir / "model.quant.onnx"
+    _run_modelopt(folded_path, quantized_path, data=data, method=modelopt_method, shapes=shapes,
+                  high_precision=high_precision, cache=cache if reuse else None,
+                  exclude_fp16=list(SENSITIVE_OP_TYPES))
+    quantized = onnx.load(str(quantized_path))
+    pairs = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
+    if pairs == 0:
+        notes.append("ModelOpt quantized no layer (no quantizable op with a usable shape): the graph stays "
+                     f"{'FP16' if high_precision == 'fp16' else 'FP32'}")
+    else:
+        notes.append(f"{pairs} QuantizeLinear nodes; non-quantized layers in {high_precision.upper()}")
+    if cache is not None and not reuse:
+        write_cache(cache, CacheHeader(modelopt_method, model_hash, shapes), activation_scales(quantized))
+        notes.append(f"calibration cache written to {cache}")
+    save_model(quantized, out_path)
+    return notes
+
+
+def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes: str, high_precision: str,
+                  cache: Path | None, exclude_fp16: list[str]) -> None:
+    import logging
+
+    from modelopt.onnx.quantization import quantize
+
+    logging.getLogger("modelopt").setLevel(logging.WARNING)
+    try:
+        quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
+                 calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
+                 op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
+                 calibration_cache_path=str(cache) if cache else None, output_path=str(target),
+                 log_level="WARNING")
+    except UserError:
+        raise
+    except Exception as exc:  # ModelOpt and ONNX Runtime raise many types
+        text = str(exc).strip()
+        raise StageError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: "
+                         f"{text.splitlines()[0][:300] if text else ''}") from exc
+    if not target.is_file():
+        raise StageError("ModelOpt INT8 quantization wrote no graph")
