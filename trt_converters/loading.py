@@ -77,12 +77,12 @@ def read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"--ckpt-path {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorsError, OSError) as exc:
+        except (SafetensorError, OSError) as exc:
             raise UserError(f"--ckpt-path {path} is not a readable safetensors file: {exc}") from None
     import pickle
 

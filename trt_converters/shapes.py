@@ -29,7 +29,8 @@ def profiles_for(io: IOSpec, *, max_batch_size: int, input_size: tuple | None = 
     opt_batch = min(batch or max_batch_size, max_batch_size)
     if batch is not None and batch > max_batch_size:
         raise UserError(f"--input-size batch {batch} is larger than --max-batch-size {max_batch_size}")
-    return {t.name: _profile(t, opt_batch, max_batch_size, sequence) for t in io.inputs}
+    text_defaults = next((t for t in io.inputs if len(t.shape) == 1 and t.is_dynamic and t.max_shape), None)
+    return {t.name: _profile(t, opt_batch, max_batch_size, sequence, text_defaults) for t in io.inputs}
 
 
 def _split_input_size(input_size: tuple | None) -> tuple[int | None, int | None]:
@@ -43,21 +44,23 @@ def _split_input_size(input_size: tuple | None) -> tuple[int | None, int | None]
     return (int(batch) if batch is not None else None), (int(sequence) if sequence is not None else None)
 
 
-def _profile(tensor: TensorSpec, opt_batch: int, max_batch: int, sequence: int | None) -> ShapeProfile:
+def _profile(tensor: TensorSpec, opt_batch: int, max_batch: int, sequence: int | None,
+             text_defaults: TensorSpec | None) -> ShapeProfile:
+    """Full-shape profile; 1-D dynamic inputs without their own ranges share those of another text input."""
     dims = tensor.shape
     if len(dims) == 1 and sequence is not None and dims[0] != DYNAMIC and dims[0] != sequence:
         raise UserError(f"--input-size sequence length {sequence} contradicts input {tensor.name!r} of fixed "
                         f"shape {dims}; make the shape [-1] or pass --input-size B {dims[0]}")
     if not tensor.is_dynamic:
         return ShapeProfile((1, *dims), (opt_batch, *dims), (max_batch, *dims))
-    if tensor.min_shape and tensor.max_shape:
+    if len(dims) == 1:
+        shared = text_defaults or tensor
+        low = tensor.min_shape or shared.min_shape or [1]
+        opt = tensor.opt_shape or ([sequence] if sequence else None) or shared.opt_shape or [DEFAULT_SEQUENCE_LENGTH]
+        high = tensor.max_shape or shared.max_shape or [opt[0]]
+    elif tensor.min_shape and tensor.max_shape:
         low, high = tensor.min_shape, tensor.max_shape
         opt = tensor.opt_shape or [h if d == DYNAMIC else d for d, h in zip(dims, high)]
-    elif len(dims) == 1:
-        length = sequence or (tensor.opt_shape or [DEFAULT_SEQUENCE_LENGTH])[0]
-        low = tensor.min_shape or [1]
-        opt = tensor.opt_shape or [length]
-        high = tensor.max_shape or [max(length, opt[0])]
     else:
         raise UserError(f"input {tensor.name!r} has dynamic dims in shape {dims}: give min_shape, opt_shape "
                         "and max_shape for it in the IO config")
