@@ -1,0 +1,84 @@
+"""The CPU serving path end to end in the real Triton server (python backend, gRPC): ONNX Runtime FP32
+and INT8 graphs served by the generic ONNX Runtime model, and the PyTorch baseline model."""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from tests.ort_cpu.conftest import ROBERTA_SCRIPT, TINY_KWARGS, padded_inputs, pytorch_outputs
+from trt_converters.onnx_runner import run_onnx_model
+from trt_converters.onnxruntime_cpu.accuracy import accuracy_report
+from trt_converters.verify import DEFAULT_TOLERANCES
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def served(tiny_roberta, tmp_path_factory):
+    from trt_converters.errors import UserError
+    from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
+    from trt_converters.onnxruntime_cpu.serving import python_stub_environment, write_onnxruntime_python_model
+    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.triton.server import LocalTritonServer, find_triton_distribution
+
+    try:
+        find_triton_distribution()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path_factory.mktemp("cpu_serving")
+    int8 = quantize_for_onnxruntime(tiny_roberta.fp32_onnx, work / "int8.onnx", mode="dynamic", io=tiny_roberta.io)
+    repo = work / "repo"
+    graphs = {"ort_fp32": tiny_roberta.fp32_onnx, "ort_int8": int8}
+    for name, path in graphs.items():
+        write_onnxruntime_python_model(repo, name, path, tiny_roberta.io, max_batch_size=8,
+                                       intra_op_threads=1, inter_op_threads=1)
+    write_pytorch_baseline_model(repo, "pytorch", model_script=ROBERTA_SCRIPT, class_name="RobertaClassifier",
+                                 checkpoint=tiny_roberta.checkpoint, model_kwargs=TINY_KWARGS, io=tiny_roberta.io,
+                                 max_batch_size=8, intra_op_threads=1)
+    with LocalTritonServer(repo, log_path=work / "server.log", startup_timeout=120,
+                           env=python_stub_environment()) as server:
+        yield server, graphs
+
+
+def grpc_infer(url: str, model: str, inputs: dict) -> np.ndarray:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    tensors = []
+    for name, array in inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    result = client.infer(model, tensors, outputs=[grpcclient.InferRequestedOutput("logits")], client_timeout=60)
+    return result.as_numpy("logits")
+
+
+def test_served_onnxruntime_models_equal_onnxruntime_run_directly(served):
+    server, graphs = served
+    requests = [padded_inputs(1, 16, 11), padded_inputs(3, 9, 12)]
+    for name, path in graphs.items():
+        direct = run_onnx_model(path, requests)
+        for request, expected in zip(requests, direct):
+            # One request at a time: the same batch ONNX Runtime saw directly (dynamic INT8 scales
+            # depend on the whole batch), so the answers agree to FP32 rounding.
+            got = grpc_infer(server.grpc_url, name, request)
+            np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_served_pytorch_baseline_equals_pytorch(served, tiny_roberta):
+    server, _ = served
+    requests = [padded_inputs(2, 12, 21)]
+    expected = pytorch_outputs(tiny_roberta.model, requests)
+    got = [{"logits": grpc_infer(server.grpc_url, "pytorch", r)} for r in requests]
+    report = accuracy_report(expected, got, DEFAULT_TOLERANCES["fp32"])
+    assert report.passed, report.worst()
+
+
+def test_concurrent_batch1_requests_to_int8_model_match_pytorch(served, tiny_roberta):
+    server, _ = served
+    requests = [padded_inputs(1, 16, 100 + i) for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda r: grpc_infer(server.grpc_url, "ort_int8", r), requests))
+    report = accuracy_report(pytorch_outputs(tiny_roberta.model, requests), [{"logits": a} for a in answers])
+    assert report.passed, report.worst()
