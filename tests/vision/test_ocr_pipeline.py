@@ -6,9 +6,8 @@ the pipeline writers are the ones `trt-convert` calls.
 """
 import importlib.util
 import io
-import shutil
+import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,10 @@ from trt_converters.spec import IOSpec  # noqa: E402
 from trt_converters.vision.ctc import ctc_greedy_decode  # noqa: E402
 from trt_converters.vision.ocr_decoding import greedy_decode  # noqa: E402
 
-ORT_PYTHON_MODEL = ROOT / "triton_models" / "onnxruntime_python" / "model.py"
-CHARSET = "0123456789abcdefghij"
-VOCAB = list("abcdefghijklmnopqrstuvwxyz0123456789.,-!")  # one character per TrOCR token id
+CHARSET = "0123456789abcdefghij"  # writer tests; the served CRNN uses configs/crnn_line.yaml's charset
+TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+VOCAB = ["<s>", "<pad>", "</s>", "<unk>", *TOKEN_CHARS]  # one string per TrOCR token id
+CRNN_KWARGS = {"hidden_size": 16, "channels": [8, 16, 32, 32]}  # num_classes 37 from the YAML
 MAX_BATCH = 4
 START, PAD = 2, 1
 
@@ -52,35 +52,6 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def export(module, args, path, input_names, output_names, dynamic_axes):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
-
-
-def write_core_model(repo, name, onnx_file, io):
-    """A core model as `python_onnxruntime` would serve it: ONNX Runtime inside the python backend."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    dtypes = {"float32": mc.TYPE_FP32, "int64": mc.TYPE_INT64}
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=MAX_BATCH)
-    for tensor in io.inputs:
-        config.input.add(name=tensor.name, data_type=dtypes[tensor.dtype], dims=tensor.shape)
-    for tensor in io.outputs:
-        config.output.add(name=tensor.name, data_type=dtypes[tensor.dtype], dims=tensor.shape)
-    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
-    config.dynamic_batching.SetInParent()
-    for key in ("intra_op_thread_count", "inter_op_thread_count"):
-        config.parameters[key].string_value = "1"
-    version = repo / name / "1"
-    version.mkdir(parents=True)
-    shutil.copyfile(onnx_file, version / "model.onnx")
-    shutil.copyfile(ORT_PYTHON_MODEL, version / "model.py")
-    (repo / name / "config.pbtxt").write_text(text_format.MessageToString(config))
 
 
 def line_image(text_width, height, seed, channels=3):
@@ -106,18 +77,49 @@ LINES = [line_image(90, 20, 1), line_image(200, 28, 2), line_image(60, 40, 3)]
 
 # ------------------------------------------------------------------------------ models and repo
 
+def run_cli(*args):
+    from click.testing import CliRunner
+
+    from trt_converters.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def deployed_options(repo, model):
+    """The pipeline_options JSON the BLS model reads from its config.pbtxt."""
+    from trt_converters.triton.config import read_config
+
+    config = read_config(repo / model / "config.pbtxt")
+    return json.loads(config.parameters["pipeline_options"].string_value)
+
+
+def char_tokenizer(path):
+    """A character-level Hugging Face tokenizer.json: ids 0-3 special, then one id per character."""
+    from tokenizers import Tokenizer, decoders, models
+
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(special + list(TOKEN_CHARS))}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.decoder = decoders.Fuse()
+    tokenizer.add_special_tokens(special)
+    tokenizer.save(str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def crnn(tmp_path_factory):
     torch.manual_seed(0)
-    model = load_script("ocr_crnn").CRNN(num_classes=len(CHARSET) + 1, hidden_size=16, channels=(8, 16, 32, 32)).eval()
-    path = tmp_path_factory.mktemp("crnn") / "crnn.onnx"
-    export(model, (torch.rand(2, 1, 32, 64),), path, ["images"], ["logits"],
-           {"images": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "steps"}})
-    return model, path
+    model = load_script("ocr_crnn").CRNN(num_classes=37, **CRNN_KWARGS).eval()
+    checkpoint = tmp_path_factory.mktemp("crnn") / "crnn.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return model, checkpoint
 
 
 @pytest.fixture(scope="module")
 def trocr(tmp_path_factory):
+    """A VisionEncoderDecoderModel saved the Hugging Face way: weights, config.json, tokenizer.json."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, VisionEncoderDecoderModel
 
     torch.manual_seed(0)
@@ -127,41 +129,30 @@ def trocr(tmp_path_factory):
         decoder=AutoModelForCausalLM.from_config(AutoConfig.for_model(dec.pop("model_type"), **dec),
                                                  attn_implementation="eager"),
     ).eval()
-    script = load_script("ocr_trocr")
-    kwargs = {"encoder_config": ENCODER_CFG, "decoder_config": DECODER_CFG}
-    encoder, decoder = script.TrOCREncoder(**kwargs).eval(), script.TrOCRDecoder(**kwargs).eval()
-    state = reference.state_dict()
-    encoder.load_state_dict(encoder.adapt_state_dict(state), strict=True)
-    decoder.load_state_dict(decoder.adapt_state_dict(state), strict=True)
     folder = tmp_path_factory.mktemp("trocr")
-    sample = torch.randn(2, 3, 32, 96)
-    export(encoder, (sample,), folder / "encoder.onnx", ["pixel_values"], ["encoder_hidden_states"],
-           {"pixel_values": {0: "batch"}, "encoder_hidden_states": {0: "batch"}})
-    export(decoder, (torch.randint(0, len(VOCAB), (2, 5)), encoder(sample).detach()), folder / "decoder.onnx",
-           ["decoder_input_ids", "encoder_hidden_states"], ["logits"],
-           {"decoder_input_ids": {0: "batch", 1: "length"}, "encoder_hidden_states": {0: "batch"},
-            "logits": {0: "batch", 1: "length"}})
-    options = dict(TROCR_OPTIONS, eos_token_id=pick_eos(encoder, decoder))
-    return reference, folder, options
+    torch.save(reference.state_dict(), folder / "model.pt")
+    reference.config.to_json_file(str(folder / "config.json"))
+    char_tokenizer(folder / "tokenizer.json")
+    return reference, folder / "model.pt", pick_eos(reference)
 
 
-def pick_eos(encoder, decoder):
+def pick_eos(reference):
     """An end token that these random weights emit early for some test lines and never for others.
 
     eos only decides where decoding stops, so a probe run that never stops shows the candidates.
     """
-    options, _ = trocr_pipeline.resolve_options(PipelineRequest(
-        repo=Path("."), core_model_name="d", pipeline_name="x", io=trocr_io(), max_batch_size=MAX_BATCH,
-        options=TROCR_OPTIONS))
-    pixel_values = trocr_pipeline.preprocess_images(LINES, options)
+    pixel_values = trocr_pipeline.preprocess_images(LINES, {"image_size": [32, 96], "mean": [0.5] * 3,
+                                                            "std": [0.5] * 3})
 
     def encode(px):
-        return encoder(torch.from_numpy(px)).detach().numpy()
+        return reference.enc_to_dec_proj(reference.encoder(torch.from_numpy(px)).last_hidden_state).detach().numpy()
 
     def decode(ids, hidden):
-        return decoder(torch.from_numpy(ids), torch.from_numpy(hidden)).detach().numpy()
+        return reference.decoder(input_ids=torch.from_numpy(ids),
+                                 encoder_hidden_states=torch.from_numpy(hidden)).logits.detach().numpy()
 
-    probe = greedy_decode(encode, decode, pixel_values, start_token_id=START, eos_token_id=-1, max_length=12)
+    with torch.no_grad():
+        probe = greedy_decode(encode, decode, pixel_values, start_token_id=START, eos_token_id=-1, max_length=12)
     rows = probe[:, 1:].tolist()
     for candidate in probe[:, 2:7].reshape(-1).tolist():
         if candidate not in (START, PAD) and any(candidate not in row for row in rows):
@@ -172,29 +163,33 @@ def pick_eos(encoder, decoder):
 def trocr_io(seq=13, width=48):
     return IOSpec.model_validate({
         "inputs": [{"name": "decoder_input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
-                    "opt_shape": [8], "max_shape": [32]},
+                    "opt_shape": [8], "max_shape": [32], "value_range": [0, len(VOCAB)]},
                    {"name": "encoder_hidden_states", "dtype": "float32", "shape": [seq, width]}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, len(VOCAB)]}],
     })
 
 
+ENCODER_IO = {"inputs": [{"name": "pixel_values", "dtype": "float32", "shape": [3, 32, 96], "value_range": [-1, 1]}],
+              "outputs": [{"name": "encoder_hidden_states", "dtype": "float32", "shape": [13, 48]}]}
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, crnn, trocr):
-    repo = tmp_path_factory.mktemp("ocr_repo")
-    crnn_io = IOSpec.model_validate(CRNN_IO)
-    write_core_model(repo, "crnn_line", crnn[1], crnn_io)
-    crnn_pipeline.write_pipeline(PipelineRequest(
-        repo=repo, core_model_name="crnn_line", pipeline_name="crnn_line_text", io=crnn_io,
-        max_batch_size=MAX_BATCH, instance_kind="cpu", options={"charset": CHARSET, "blank_index": 0}))
-
-    encoder_io = IOSpec.model_validate({
-        "inputs": [{"name": "pixel_values", "dtype": "float32", "shape": [3, 32, 96]}],
-        "outputs": [{"name": "encoder_hidden_states", "dtype": "float32", "shape": [-1, 48]}]})
-    write_core_model(repo, "trocr_encoder", trocr[1] / "encoder.onnx", encoder_io)
-    write_core_model(repo, "trocr_decoder", trocr[1] / "decoder.onnx", trocr_io(seq=-1))
-    trocr_pipeline.write_pipeline(PipelineRequest(
-        repo=repo, core_model_name="trocr_decoder", pipeline_name="trocr_text", io=trocr_io(),
-        max_batch_size=MAX_BATCH, instance_kind="cpu", options=trocr[2]))
+    """The repository exactly as `trt-convert` writes it: three runs with the configs in configs/."""
+    work = tmp_path_factory.mktemp("ocr_convert")
+    repo = work / "repo"
+    common = ["--triton-repo", repo, "--output-dir", work / "out", "--generate-onnx", "--generate-trt",
+              "--generate-triton-config", "--triton-backend", "python_onnxruntime", "--instance-kind", "cpu",
+              "--max-batch-size", MAX_BATCH, "--intra-op-threads", 1, "--inter-op-threads", 1]
+    run_cli("--config", ROOT / "configs" / "crnn_line.yaml", "--ckpt-path", crnn[1],
+            "--model-kwargs", json.dumps(CRNN_KWARGS), *common)
+    _, checkpoint, eos = trocr
+    run_cli("--config", ROOT / "configs" / "trocr_encoder.yaml", "--ckpt-path", checkpoint,
+            "--model-io-config", json.dumps(ENCODER_IO), *common)
+    run_cli("--config", ROOT / "configs" / "trocr_decoder.yaml", "--ckpt-path", checkpoint,
+            "--model-io-config", json.dumps(trocr_io().model_dump(exclude_none=True)), *common,
+            "--pipeline-option", "image_size=32,96", "--pipeline-option", "max_length=12",
+            "--pipeline-option", f"eos_token_id={eos}")
     return repo
 
 
@@ -210,28 +205,26 @@ def server(repo, tmp_path_factory):
 
 # ------------------------------------------------------------------------------ references
 
-def crnn_reference(model, images):
-    options = crnn_pipeline.resolve_options(PipelineRequest(
-        repo=Path("."), core_model_name="crnn_line", pipeline_name="x", io=IOSpec.model_validate(CRNN_IO),
-        max_batch_size=MAX_BATCH, options={"charset": CHARSET}))
-    gray = [img if img.shape[2] == 1 else np.asarray(
-        __import__("PIL.Image", fromlist=["Image"]).fromarray(img).convert("L"))[:, :, None] for img in images]
+def crnn_reference(model, options, images):
+    from PIL import Image
+
+    gray = [img if img.shape[2] == 1 else np.asarray(Image.fromarray(img).convert("L"))[:, :, None] for img in images]
     batch, steps = crnn_pipeline.batch_lines(gray, options)
     with torch.no_grad():
         logits = model(torch.from_numpy(batch)).numpy()
-    return ctc_greedy_decode(logits, options["labels"], blank_index=0, lengths=steps)
+    return ctc_greedy_decode(logits, options["labels"], blank_index=options["blank_index"], lengths=steps)
 
 
-def trocr_reference(trocr, images):
-    reference, _, pipeline_options = trocr
-    options, _ = trocr_pipeline.resolve_options(PipelineRequest(
-        repo=Path("."), core_model_name="trocr_decoder", pipeline_name="x", io=trocr_io(),
-        max_batch_size=MAX_BATCH, options=pipeline_options))
+def trocr_reference(reference, options, tokenizer_file, images):
+    """Hugging Face generate (greedy) on the pipeline's preprocessing, decoded with the same tokenizer."""
+    from tokenizers import Tokenizer
+
     pixel_values = torch.from_numpy(trocr_pipeline.preprocess_images(images, options))
     with torch.no_grad():
         rows = reference.generate(pixel_values, do_sample=False, num_beams=1, max_length=options["max_length"],
-                                  decoder_start_token_id=START, eos_token_id=options["eos_token_id"], pad_token_id=PAD)
-    return trocr_pipeline.tokens_to_text(rows.tolist(), options)
+                                  decoder_start_token_id=options["start_token_id"],
+                                  eos_token_id=options["eos_token_id"], pad_token_id=options["pad_token_id"])
+    return trocr_pipeline.tokens_to_text(rows.tolist(), options, Tokenizer.from_file(str(tokenizer_file)))
 
 
 def infer(protocol, url, model, *, encoded=None, raw=None):
@@ -271,7 +264,7 @@ def test_trocr_writer_rejects_max_length_over_profile(tmp_path):
 def test_trocr_writer_copies_tokenizer_from_checkpoint_dir(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "tokenizer.json").write_text("{}")
-    options = {k: v for k, v in TROCR_OPTIONS.items() if k != "vocab"} | {"tokenizer_file": "tokenizer.json"}
+    options = {**TROCR_OPTIONS, "tokenizer_path": "."}  # a folder, relative to the checkpoint's
     written = trocr_pipeline.write_pipeline(PipelineRequest(
         repo=tmp_path / "repo", core_model_name="trocr_decoder", pipeline_name="p", io=trocr_io(),
         max_batch_size=2, options=options, checkpoint_dir=tmp_path / "ckpt"))
@@ -294,25 +287,29 @@ def test_crnn_batch_pads_to_common_width_and_reports_steps():
 
 @pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_crnn_pipeline_matches_pytorch(server, crnn, protocol):
+def test_crnn_pipeline_matches_pytorch(server, repo, crnn, protocol):
     url = server.http_url if protocol == "http" else server.grpc_url
+    options = deployed_options(repo, "crnn_line_text")
     got = infer(protocol, url, "crnn_line_text", encoded=[png_bytes(img) for img in LINES])
-    assert got == crnn_reference(crnn[0], LINES)
+    assert got == crnn_reference(crnn[0], options, LINES)
     assert any(got)
     raw = np.stack([line_image(120, 32, 5, channels=1), line_image(120, 32, 6, channels=1)])
-    assert infer(protocol, url, "crnn_line_text", raw=raw) == crnn_reference(crnn[0], list(raw))
+    assert infer(protocol, url, "crnn_line_text", raw=raw) == crnn_reference(crnn[0], options, list(raw))
 
 
 @pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_trocr_pipeline_matches_pytorch_generate(server, trocr, protocol):
+def test_trocr_pipeline_matches_pytorch_generate(server, repo, trocr, protocol):
     url = server.http_url if protocol == "http" else server.grpc_url
+    options = deployed_options(repo, "trocr_text")
+    assert options["tokenizer_file"] and options["eos_token_id"] == trocr[2]
+    tokenizer_file = trocr[1].parent / "tokenizer.json"
     got = infer(protocol, url, "trocr_text", encoded=[png_bytes(img) for img in LINES])
-    expected = trocr_reference(trocr, LINES)
+    expected = trocr_reference(trocr[0], options, tokenizer_file, LINES)
     assert got == expected
     assert len(set(map(len, expected))) > 1  # some lines stop at eos, others run to max_length
     raw = np.stack([line_image(96, 32, 7), line_image(96, 32, 8)])
-    assert infer(protocol, url, "trocr_text", raw=raw) == trocr_reference(trocr, list(raw))
+    assert infer(protocol, url, "trocr_text", raw=raw) == trocr_reference(trocr[0], options, tokenizer_file, list(raw))
 
 
 @pytest.mark.triton

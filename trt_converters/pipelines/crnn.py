@@ -25,6 +25,21 @@ from trt_converters.pipelines.base import PipelineRequest
 MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "crnn_pipeline" / "model.py"
 
 
+def number_list(value, *, name: str, length: int, kind=float) -> list | None:
+    """A list option from YAML ([0.5, 0.5, 0.5]) or from --pipeline-option KEY=VALUE ("0.5,0.5,0.5", "32x96")."""
+    if value is None:
+        return None
+    items = value.replace("x", ",").split(",") if isinstance(value, str) else value
+    try:
+        numbers = [kind(item) for item in items]
+    except (TypeError, ValueError):
+        numbers = None
+    if numbers is None or len(numbers) != length:
+        raise UserError(f"pipeline option {name}={value!r} needs {length} numbers, e.g. {name}="
+                        + ",".join(["1"] * length))
+    return numbers
+
+
 def resolve_options(request: PipelineRequest) -> dict:
     """Everything the BLS model needs, validated against the core model's IO spec."""
     from trt_converters.vision.ctc import ctc_labels
@@ -55,10 +70,10 @@ def resolve_options(request: PipelineRequest) -> dict:
     max_width = int(max_width) if max_width is not None else None
     if max_width is not None and max_width % downsample:
         raise UserError(f"crnn pipeline: max_width {max_width} must be a multiple of width_downsample {downsample}")
-    mean, std = options.get("mean"), options.get("std")
-    for name, values in (("mean", mean), ("std", std)):
-        if values is not None and len(values) != channels:
-            raise UserError(f"crnn pipeline: {name} has {len(values)} values for {channels} channels")
+    mean = number_list(options.get("mean"), name="mean", length=channels)
+    std = number_list(options.get("std"), name="std", length=channels)
+    if std is not None and min(std) <= 0:
+        raise UserError(f"crnn pipeline: std {std} must be positive")
     return {
         "core_model_name": request.core_model_name,
         "input_name": image.name,

@@ -10,9 +10,10 @@ pipeline_options (YAML):
     encoder_output_name ("encoder_hidden_states"), image_size [H, W] (required),
     mean / std (per channel after scaling pixels to [0, 1]; default 0.5 / 0.5 as TrOCR),
     start_token_id (2), eos_token_id (2), pad_token_id (1), max_length (default: the decoder
-    input's max_shape, else 64), and the text: `vocab` (one string per token id, e.g. a
-    character list) or `tokenizer_file` (a Hugging Face tokenizer.json, relative paths from
-    the checkpoint's folder; copied beside model.py).
+    input's max_shape, else 64), and the text, first found of: `tokenizer_path` (a Hugging Face
+    tokenizer.json or the folder holding it; `--tokenizer-path` sets it), `vocab` (one string
+    per token id, e.g. a character list), tokenizer.json beside the checkpoint. A tokenizer is
+    copied beside model.py.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.pipelines.crnn import image_to_text_config
+from trt_converters.pipelines.crnn import image_to_text_config, number_list
 
 MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "trocr_pipeline" / "model.py"
 TOKENIZER_FILENAME = "tokenizer.json"
@@ -44,13 +45,13 @@ def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
     for key in ("encoder_model_name", "image_size"):
         if key not in options:
             raise UserError(f"trocr pipeline: pipeline_options needs {key!r}")
-    image_size = [int(v) for v in options["image_size"]]
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise UserError(f"trocr pipeline: image_size must be [height, width], got {options['image_size']}")
-    mean = [float(v) for v in options.get("mean", [0.5, 0.5, 0.5])]
-    std = [float(v) for v in options.get("std", [0.5, 0.5, 0.5])]
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise UserError("trocr pipeline: mean and std need 3 values each (RGB), std > 0")
+    image_size = number_list(options["image_size"], name="image_size", length=2, kind=int)
+    if min(image_size) < 1:
+        raise UserError(f"trocr pipeline: image_size must be [height, width] >= 1, got {options['image_size']}")
+    mean = number_list(options.get("mean", [0.5, 0.5, 0.5]), name="mean", length=3)
+    std = number_list(options.get("std", [0.5, 0.5, 0.5]), name="std", length=3)
+    if min(std) <= 0:
+        raise UserError(f"trocr pipeline: std {std} must be positive")
 
     length_limit = ids_input.max_shape[0] if ids_input.max_shape else None
     max_length = int(options.get("max_length", length_limit or DEFAULT_MAX_LENGTH))
@@ -61,15 +62,18 @@ def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
                         f"for {ids_input.name!r}; lower max_length or raise max_shape")
 
     vocab, tokenizer = options.get("vocab"), None
-    if (vocab is None) == (options.get("tokenizer_file") is None):
-        raise UserError("trocr pipeline: give exactly one of pipeline_options.vocab or pipeline_options.tokenizer_file")
-    if vocab is not None:
+    if options.get("tokenizer_path"):
+        tokenizer, vocab = _find_tokenizer(options["tokenizer_path"], request.checkpoint_dir), None
+    elif vocab is None and request.checkpoint_dir and (Path(request.checkpoint_dir) / TOKENIZER_FILENAME).is_file():
+        tokenizer = Path(request.checkpoint_dir) / TOKENIZER_FILENAME
+    elif vocab is None:
+        raise UserError("trocr pipeline: needs pipeline_options.tokenizer_path (tokenizer.json; or --tokenizer-path) "
+                        "or pipeline_options.vocab (one string per token id)")
+    else:
         vocab = list(vocab)
         vocab_size = logits.shape[-1] if logits.shape else -1
         if vocab_size != -1 and len(vocab) != vocab_size:
             raise UserError(f"trocr pipeline: vocab has {len(vocab)} entries but {logits.name!r} has {vocab_size} classes")
-    else:
-        tokenizer = _find_file(options["tokenizer_file"], request.checkpoint_dir)
 
     resolved = {
         "encoder_model_name": options["encoder_model_name"],
@@ -93,14 +97,15 @@ def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
     return resolved, tokenizer
 
 
-def _find_file(name: str, checkpoint_dir: Path | None) -> Path:
+def _find_tokenizer(name: str, checkpoint_dir: Path | None) -> Path:
     path = Path(name)
-    candidates = [path] if path.is_absolute() else [p for p in ((checkpoint_dir or Path()) / path, path)]
+    bases = [path] if path.is_absolute() else [(checkpoint_dir or Path()) / path, path]
+    candidates = [c for base in bases for c in (base, base / TOKENIZER_FILENAME)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise UserError(f"trocr pipeline: tokenizer_file {name!r} not found (looked in {', '.join(map(str, candidates))}); "
-                    "put tokenizer.json beside the checkpoint or give an absolute path")
+    raise UserError(f"trocr pipeline: tokenizer_path {name!r} has no tokenizer.json (looked at "
+                    f"{', '.join(map(str, candidates))}); put tokenizer.json beside the checkpoint or pass --tokenizer-path")
 
 
 def preprocess_images(images: list[np.ndarray], options: dict) -> np.ndarray:
