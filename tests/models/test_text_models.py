@@ -68,6 +68,25 @@ def run_onnx(path: Path, feeds: dict) -> list[np.ndarray]:
     return session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
 
 
+def assert_tensorrt_builds(path: Path, max_seq: int = 128) -> None:
+    """Parse and build the graph with the real TensorRT(-RTX) builder when it is installed."""
+    trt = pytest.importorskip("tensorrt_rtx")
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(path.read_bytes()), [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        profile.set_shape(network.get_input(i).name, (1, 2), (4, 16), (8, max_seq))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is not None
+
+
 def text_batch(batch: int, seq: int, vocab: int, seed: int = 0, mask_dtype=torch.int64):
     """Random token ids and a right-padded mask (the first row full, every row >= 2 tokens)."""
     generator = torch.Generator().manual_seed(seed)
@@ -133,11 +152,12 @@ def test_roberta_classifier_exports_with_dynamic_batch_and_length(tmp_path):
     )
     inputs, outputs = config_io_names("roberta_emotion.yaml")
     path = export_onnx(model, text_batch(2, 16, 120), inputs, outputs, tmp_path / "model.onnx")
-    for batch, seq in ((5, 9), (3, 64)):
+    for batch, seq in ((5, 9), (3, 70)):
         ids, mask = text_batch(batch, seq, 120, seed=batch)
         (logits,) = run_onnx(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         with torch.no_grad():
             assert_close(logits, model(ids, mask))
+    assert_tensorrt_builds(path, max_seq=78)
 
 
 # --- DeBERTa -----------------------------------------------------------------------------------
@@ -177,6 +197,7 @@ def test_deberta_sequence_classifier_loads_hf_checkpoint_and_matches(tmp_path):
     (logits,) = run_onnx(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     with torch.no_grad():
         assert_close(logits, model(ids, mask))
+    assert_tensorrt_builds(path)
 
 
 def caption_state_dict(config_kwargs: dict, num_outputs: int = 1) -> dict:
@@ -227,6 +248,7 @@ def test_deberta_caption_model_exports_without_token_types(tmp_path):
         (output,) = run_onnx(path, {"input_ids": ids.numpy(), "input_mask": mask.numpy()})
         with torch.no_grad():
             assert_close(output, model(ids, mask))
+    assert_tensorrt_builds(path)
 
 
 def test_deberta_caption_model_uses_token_types_when_the_encoder_has_them():
@@ -322,6 +344,7 @@ def test_gector_loads_hf_checkpoint_matches_and_exports(tmp_path):
         expected_labels, expected_d = model(ids, mask)
     assert_close(logits_labels, expected_labels)
     assert_close(logits_d, expected_d)
+    assert_tensorrt_builds(path, max_seq=64)
 
 
 def allennlp_state_dict(reference: ReferenceGector, special_tokens_fix: bool = True) -> dict:
@@ -403,3 +426,81 @@ def test_convert_allennlp_checkpoint_names_labels_from_vocabulary(tmp_path):
     with torch.no_grad():
         for ours, theirs in zip(model(ids, mask), reference(ids, mask)):
             assert_close(ours, theirs)
+
+
+# --- E5 / sentence embeddings ------------------------------------------------------------------
+
+def tiny_bert_hf():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=120, max_position_embeddings=80, **TINY)
+    return BertModel(config).eval(), config
+
+
+def mean_pooled_normalized(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    rows = [hidden[i, mask[i].bool()].mean(0) for i in range(hidden.shape[0])]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+@pytest.mark.parametrize("prefix", ["", "bert.", "model.", "0.auto_model."])
+def test_e5_loads_bert_checkpoints_with_or_without_prefix(tmp_path, prefix):
+    script = load_script("e5")
+    reference, config = tiny_bert_hf()
+    state_dict = {prefix + k: v for k, v in reference.state_dict().items()}  # includes pooler.*
+    state_dict[prefix + "embeddings.position_ids"] = torch.arange(80)[None]
+    kwargs = script.E5Embedder.hf_config_to_kwargs(config.to_dict())
+    model = load_strict(script.E5Embedder(**kwargs), save_and_reload(state_dict, tmp_path))
+    ids, mask = text_batch(3, 12, 120)
+    with torch.no_grad():
+        expected = mean_pooled_normalized(reference(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+        embeddings = model(ids, mask)
+    assert embeddings.shape == (3, 32)
+    assert_close(embeddings, expected)
+    assert_close(embeddings.norm(dim=-1), torch.ones(3))
+
+
+def test_e5_exports_with_dynamic_batch_and_length(tmp_path):
+    script = load_script("e5")
+    reference, config = tiny_bert_hf()
+    model = load_strict(script.E5Embedder(**script.E5Embedder.hf_config_to_kwargs(config.to_dict())),
+                        reference.state_dict())
+    inputs, outputs = config_io_names("e5_small_v2.yaml")
+    path = export_onnx(model, text_batch(2, 16, 120), inputs, outputs, tmp_path / "model.onnx")
+    for batch, seq in ((6, 5), (3, 70)):
+        ids, mask = text_batch(batch, seq, 120, seed=seq)
+        (embeddings,) = run_onnx(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        with torch.no_grad():
+            assert_close(embeddings, model(ids, mask))
+    assert_tensorrt_builds(path)
+
+
+def test_minilm_checkpoint_matches_sentence_transformers(monkeypatch):
+    """The real all-MiniLM-L6-v2 weights, loaded strictly, reproduce sentence-transformers."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from trt_converters.text.minilm import minilm_checkpoint_dir
+
+    folder = minilm_checkpoint_dir()
+    script = load_script("e5")
+    config = yaml.safe_load((CONFIGS / "minilm_l6.yaml").read_text())
+    kwargs = {**config["model_kwargs"],
+              **script.E5Embedder.hf_config_to_kwargs(json.loads((folder / "config.json").read_text()))}
+    model = load_strict(script.E5Embedder(**kwargs), load_file(str(folder / "model.safetensors")))
+
+    sentences = ["A man is eating food.", "The weather is lovely today.",
+                 "TensorRT engines are built from ONNX graphs.", "short"]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    batch = tokenizer(sentences, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        ours = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        ours_without_types = model(batch["input_ids"], batch["attention_mask"])
+    reference = SentenceTransformer(str(folder), device="cpu")
+    theirs = torch.from_numpy(reference.encode(sentences, convert_to_numpy=True))
+    cosine = torch.nn.functional.cosine_similarity(ours, theirs, dim=-1)
+    assert cosine.min().item() >= 0.9999, cosine
+    assert torch.allclose(ours, ours_without_types)
