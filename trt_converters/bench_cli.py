@@ -1,0 +1,168 @@
+"""`trt-bench`: time PyTorch eager, ONNX Runtime and a TensorRT engine side by side on the same inputs.
+
+Exit status: 0 done, 1 an unexpected failure, 2 a usage error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from trt_converters.errors import StageError, UserError
+
+EPILOG = """\b
+Examples:
+  trt-bench --config configs/roberta_emotion.yaml --model-kwargs '{"num_hidden_layers": 2}' \\
+            --report trt_out/roberta_emotion/report.json --batch-sizes 1,8 --lengths 64,128
+  trt-bench --config configs/e5_small_v2.yaml --onnx fp32=model.onnx --onnx int8=model.int8.onnx
+  trt-bench --config configs/roberta_emotion.yaml --engine model.plan --device cuda --torch-fp16 --torch-compile
+Without --ckpt-path the PyTorch model has random weights (the timing does not depend on them).
+Latency vocabulary: "host latency" = inputs in host memory to outputs in host memory (on CUDA: with
+H2D/D2H transfers); "GPU compute" = CUDA events around the inference alone (without transfers).
+"""
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, e.g. 1,8; got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UserError(f"{flag} needs positive integers, e.g. 1,8; got {text!r}")
+    return values
+
+
+def _labelled_paths(values, flag: str) -> dict[str, Path]:
+    from trt_converters.bench import precision_label
+
+    result = {}
+    for value in values:
+        label, separator, path = value.partition("=")
+        path = Path(path if separator else label)
+        if not path.is_file():
+            raise UserError(f"{flag} {path} does not exist")
+        result[label if separator else precision_label(path)] = path
+    return result
+
+
+def _shape_overrides(values) -> dict[str, tuple[int, ...]]:
+    overrides = {}
+    for value in values:
+        name, separator, dims = value.partition("=")
+        try:
+            parsed = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            parsed = ()
+        if not separator or not name or not parsed or any(d < 1 for d in parsed):
+            raise UserError(f"--shape {value!r} must be NAME=DIMS without the batch, e.g. images=3x640x640")
+        overrides[name] = parsed
+    return overrides
+
+
+def resolve_artifacts(config_path, model_script_path, model_class_name, model_io_config, model_kwargs, ckpt_path,
+                      report_path, onnx, engine):
+    """ModelArtifacts from --config/--report and explicit flags (flags win)."""
+    from trt_converters.bench import ModelArtifacts, artifacts_from_report
+    from trt_converters.options import build_options, read_config_file
+
+    config = read_config_file(Path(config_path)) if config_path else {}
+    from_report = artifacts_from_report(Path(report_path)) if report_path else {"onnx": {}, "engines": {}}
+    given = {k: v for k, v in {"model_script_path": model_script_path, "model_class_name": model_class_name,
+                               "model_io_config": model_io_config, "model_kwargs": model_kwargs,
+                               "ckpt_path": ckpt_path}.items() if v is not None}
+    if "model_io_config" not in given and "model_io_config" not in config and from_report.get("io"):
+        given["model_io_config"] = from_report["io"]
+    report_model = from_report.get("model") or {}
+    if "model_class_name" not in given and "model_class_name" not in config and report_model.get("class"):
+        given["model_class_name"] = report_model["class"]
+    options = build_options(config, given)
+    if options.model_io_config is None:
+        raise UserError("no IO spec: pass --config, --model-io-config or a --report from trt-convert")
+    kwargs = dict(options.model_kwargs)
+    if not kwargs and report_model.get("kwargs"):
+        kwargs = dict(report_model["kwargs"])
+    onnx_paths = {**from_report["onnx"], **_labelled_paths(onnx, "--onnx")}
+    engines = {**from_report["engines"], **_labelled_paths(engine, "--engine")}
+    return ModelArtifacts(io=options.model_io_config, model_script=options.model_script_path,
+                          class_name=options.model_class_name, checkpoint=options.ckpt_path, model_kwargs=kwargs,
+                          onnx=onnx_paths, engines=engines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EPILOG)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="configs/<model>.yaml (script, class, kwargs, IO).")
+@click.option("--model-script-path", type=click.Path(dir_okay=False), help="Python file defining the model class (it is executed).")
+@click.option("--model-class-name", help="Model class in the script.")
+@click.option("--model-io-config", help="IO spec: JSON string or JSON/YAML file.")
+@click.option("--model-kwargs", help="JSON object of constructor kwargs (merged over the config's).")
+@click.option("--ckpt-path", type=click.Path(dir_okay=False), help="state_dict checkpoint [random weights].")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="A trt-convert report.json: its ONNX graphs and engine.")
+@click.option("--onnx", multiple=True, help="[LABEL=]PATH of an ONNX graph to time (repeatable).")
+@click.option("--engine", multiple=True, help="[LABEL=]PATH of a TensorRT engine to time (repeatable; GPU only).")
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--lengths", default="128", show_default=True, help="Comma-separated sizes for dynamic dims (text: sequence length).")
+@click.option("--shape", "shapes", multiple=True, help="NAME=DIMS (no batch) fixing one input's shape, e.g. images=3x640x640.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10_000), help="Untimed runs per cell.")
+@click.option("--iterations", default=30, show_default=True, type=click.IntRange(1, 100_000), help="Most timed runs per cell.")
+@click.option("--max-seconds", default=20.0, show_default=True, type=click.FloatRange(0.0, 86_400), help="Time cap per cell (after 3 runs).")
+@click.option("--runtimes", default="torch,ort,trt", show_default=True, help="Subset of torch,ort,trt.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--torch-fp16", is_flag=True, help="Also time PyTorch with FP16 weights (CUDA).")
+@click.option("--torch-compile", is_flag=True, help="Also time torch.compile.")
+@click.option("--threads", type=int, help="Intra-op threads for PyTorch and ONNX Runtime alike [their defaults].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@click.option("--no-progress", is_flag=True, help="No tqdm progress bar.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+def main(config_path, model_script_path, model_class_name, model_io_config, model_kwargs, ckpt_path, report_path,
+         onnx, engine, batch_sizes, lengths, shapes, warmup, iterations, max_seconds, runtimes, device, torch_fp16,
+         torch_compile, threads, json_path, no_progress, verbose):
+    """Time PyTorch eager, ONNX Runtime (CPU; CUDA EP where present) and TensorRT engines on the same inputs."""
+    try:
+        from trt_converters.bench import BenchSettings, bench_model, render_table, write_json
+
+        chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+        unknown = [r for r in chosen if r not in ("torch", "ort", "trt")]
+        if unknown or not chosen:
+            raise UserError(f"--runtimes takes a subset of torch,ort,trt; got {runtimes!r}")
+        settings = BenchSettings(batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+                                 lengths=_int_list(lengths, "--lengths"), warmup=warmup, iterations=iterations,
+                                 max_seconds=max_seconds, shape_overrides=_shape_overrides(shapes))
+        artifacts = resolve_artifacts(config_path, model_script_path, model_class_name, model_io_config,
+                                      model_kwargs, ckpt_path, report_path, onnx, engine)
+        unknown_shapes = [n for n in settings.shape_overrides if n not in {t.name for t in artifacts.io.inputs}]
+        if unknown_shapes:
+            raise UserError(f"--shape names {unknown_shapes[0]!r}, which is not an input of the IO spec")
+        result = bench_model(artifacts, settings, device=device, runtimes=chosen, torch_fp16=torch_fp16,
+                             torch_compile=torch_compile, intra_op_threads=threads, show_progress=not no_progress)
+        machine = result["machine"]
+        click.echo(f"# {machine['cpu']}, {machine['logical_cpus']} logical CPUs"
+                   + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU")
+                   + f"; load {machine.get('load_average')}; weights: {result['artifacts']['checkpoint']}")
+        click.echo(render_table(result["rows"]))
+        if json_path:
+            write_json(Path(json_path), result)
+            click.echo(f"wrote {json_path}")
+    except UserError as exc:
+        _fail(exc, 2, verbose)
+    except StageError as exc:
+        _fail(exc, 1, verbose)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 1, verbose)
+
+
+def _fail(error, status: int, verbose: bool) -> None:
+    if verbose and isinstance(error, BaseException):
+        import traceback
+
+        traceback.print_exception(error)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
