@@ -257,7 +257,11 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
                            {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
                 "outputs": [{"name": "embeddings", "dtype": "float32", "shape": [32]}]}))
 
-    server = LocalTritonServer(work / "repo", log_path=work / "triton.log", startup_timeout=180)
+    # Stubs must load this interpreter's libpython, or `import transformers` fails inside them.
+    from trt_converters.onnxruntime_cpu.serving import python_stub_environment
+
+    server = LocalTritonServer(work / "repo", log_path=work / "triton.log", startup_timeout=180,
+                               env=python_stub_environment())
     with server:
         yield {"server": server, "models": models, "work": work, "verbs": verbs,
                "tokenizers": {"classifier": roberta_tokenizer_dir, "gector": gector_dir,
