@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trt_converters.errors import StageError, UserError
-from trt_converters.onnx_runner import run_onnx_model
+from trt_converters.precision.diagnose import run_like_tensorrt
 from trt_converters.precision import lower_graph
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
 
@@ -40,7 +40,7 @@ def test_fp16_within_budget_and_builds(name, exported, rtx_build, tmp_path):
     assert _io_types(result.path) == _io_types(model.onnx_path), "graph IO types changed"
 
     inputs = model.verification_inputs()
-    comparisons = compare_output_sets(model.torch_outputs(inputs), run_onnx_model(result.path, inputs),
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
                                       DEFAULT_TOLERANCES["fp16"])
     assert all(c.passed for c in comparisons), failure_message("fp16", comparisons, DEFAULT_TOLERANCES["fp16"])
     rtx_build(result.path, model.profiles)
@@ -60,7 +60,7 @@ def test_too_tight_budget_names_the_worst_output(exported, tmp_path):
                          profiles=model.profiles)
     inputs = model.verification_inputs()
     tight = Tolerance(atol=0.0, rtol=0.0, min_cosine=1.0)
-    comparisons = compare_output_sets(model.torch_outputs(inputs), run_onnx_model(result.path, inputs), tight)
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs), tight)
     assert not any(c.passed for c in comparisons)
     worst = max(comparisons, key=lambda c: c.max_rel_error)
     message = failure_message("fp16 graph", comparisons, tight)
@@ -80,7 +80,7 @@ def test_fallback_to_onnxconverter_common(exported, tmp_path, monkeypatch):
     assert result.notes[0].startswith("FP16 by onnxconverter-common")
     assert any("ModelOpt AutoCast failed (RuntimeError: simulated AutoCast failure)" in n for n in result.notes)
     inputs = model.verification_inputs()
-    comparisons = compare_output_sets(model.torch_outputs(inputs), run_onnx_model(result.path, inputs),
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
                                       DEFAULT_TOLERANCES["fp16"])
     assert all(c.passed for c in comparisons)
 
@@ -132,7 +132,7 @@ def test_float32_min_mask_constant_stays_finite(tmp_path):
     inputs["mask"] = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=np.float32)
     with torch.no_grad():
         reference = module(*(torch.from_numpy(inputs[k]) for k in ("hidden", "mask"))).numpy()
-    candidate = run_onnx_model(result.path, [inputs])[0]["context"]
+    candidate = run_like_tensorrt(result.path, [inputs])[0]["context"]
     assert np.isfinite(candidate).all()
     comparisons = compare_output_sets([{"context": reference}], [{"context": candidate}], DEFAULT_TOLERANCES["fp16"])
     assert comparisons[0].passed, comparisons

@@ -1,0 +1,116 @@
+"""INT8 Q/DQ lowering with ModelOpt: calibration, the calibration cache, method names, TensorRT-RTX builds."""
+
+import numpy as np
+import pytest
+
+from trt_converters.errors import UserError
+from trt_converters.precision.diagnose import run_like_tensorrt
+from trt_converters.precision import lower_graph
+from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message
+
+MODEL_NAMES = ("mlp", "cnn", "text", "bert")
+
+
+def _op_counts(path) -> dict:
+    import collections
+
+    import onnx
+
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8_fp16"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_int8_within_budget_and_builds(name, precision, exported, calibration_npz, rtx_build, tmp_path):
+    import onnx
+
+    model = exported(name)
+    result = lower_graph(model.onnx_path, tmp_path / f"{name}.{precision}.onnx", precision=precision, io=model.io,
+                         profiles=model.profiles, calib_data=calibration_npz(model))
+    ops = _op_counts(result.path)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0, result.notes
+    initializer_types = {i.data_type for i in onnx.load(str(result.path)).graph.initializer}
+    assert (onnx.TensorProto.FLOAT16 in initializer_types) == (precision == "int8_fp16")
+    assert not any("synthetic" in n for n in result.notes)
+
+    inputs = model.verification_inputs()
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
+                                      DEFAULT_TOLERANCES["int8"])
+    assert all(c.passed for c in comparisons), failure_message(precision, comparisons, DEFAULT_TOLERANCES["int8"])
+    rtx_build(result.path, model.profiles)
+
+
+def test_second_lowering_is_served_from_the_cache(exported, calibration_npz, tmp_path, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    import trt_converters.calibration as calibration
+    from trt_converters.precision.int8 import read_cache_scales
+
+    model = exported("cnn")
+    cache = tmp_path / "cnn.calib"
+    first = lower_graph(model.onnx_path, tmp_path / "first.onnx", precision="int8", io=model.io,
+                        profiles=model.profiles, calib_data=calibration_npz(model), calibration_cache=cache)
+    assert cache.is_file() and any("calibration cache written" in n for n in first.notes)
+    cached = read_cache_scales(cache)
+    assert cached and all(scale > 0 for scale in cached.values())
+    written = cache.read_bytes()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("calibration data was loaded although the cache matches")
+
+    monkeypatch.setattr(calibration, "load_calibration_data", must_not_run)
+    second = lower_graph(model.onnx_path, tmp_path / "second.onnx", precision="int8", io=model.io,
+                         profiles=model.profiles, calib_data=tmp_path / "gone.npz", calibration_cache=cache)
+    assert any("calibration data not read" in n for n in second.notes)
+    assert cache.read_bytes() == written
+
+    def activation_scales(path):
+        graph = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        return {n.input[1]: float(inits[n.input[1]]) for n in graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in inits and inits[n.input[1]].size == 1}
+
+    assert activation_scales(second.path) == activation_scales(first.path)
+    inputs = model.verification_inputs()[:1]
+    np.testing.assert_array_equal(run_like_tensorrt(first.path, inputs)[0]["logits"],
+                                  run_like_tensorrt(second.path, inputs)[0]["logits"])
+
+
+def test_cache_of_another_graph_is_recalibrated(exported, calibration_npz, tmp_path):
+    mlp, cnn = exported("mlp"), exported("cnn")
+    cache = tmp_path / "shared.calib"
+    lower_graph(mlp.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=mlp.io, profiles=mlp.profiles,
+                calib_data=calibration_npz(mlp), calibration_cache=cache)
+    result = lower_graph(cnn.onnx_path, tmp_path / "cnn.onnx", precision="int8", io=cnn.io, profiles=cnn.profiles,
+                         calib_data=calibration_npz(cnn), calibration_cache=cache)
+    assert any("was made for another FP32 graph" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("method, message", [("percentile", "not offered by ModelOpt"), ("kl", "unknown")])
+def test_unsupported_calibration_methods_are_user_errors(method, message, exported, tmp_path):
+    model = exported("mlp")
+    with pytest.raises(UserError, match=message):
+        lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="int8", io=model.io, profiles=model.profiles,
+                    calib_method=method)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_entropy_calibration(exported, calibration_npz, tmp_path):
+    model = exported("mlp")
+    result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=model.io,
+                         profiles=model.profiles, calib_data=calibration_npz(model), calib_method="entropy")
+    assert any("entropy over 32 samples" in n for n in result.notes)
+    inputs = model.verification_inputs()
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
+                                      DEFAULT_TOLERANCES["int8"])
+    assert all(c.passed for c in comparisons)
+
+
+def test_synthetic_calibration_warns_loudly(exported, tmp_path):
+    model = exported("mlp")
+    with pytest.warns(UserWarning, match="synthetic calibration data"):
+        result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=model.io,
+                             profiles=model.profiles, calib_samples=8)
+    assert any("not representative" in n for n in result.notes)
+    assert any("over 8 samples" in n for n in result.notes)
