@@ -85,25 +85,16 @@ def export_legacy(module, args, path, input_names, output_names, dynamic_axes):
 
 
 def build_trt_engine(onnx_path, profile):
-    """Real TensorRT-RTX build: strongly typed network, one optimization profile -> plan bytes."""
-    trt = pytest.importorskip("tensorrt_rtx")
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    flag = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        flag = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flag)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), [str(parser.get_error(i)) for i in range(parser.num_errors)]
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 28)
-    optimization_profile = builder.create_optimization_profile()
-    for name, (low, opt, high) in profile.items():
-        optimization_profile.set_shape(name, low, opt, high)
-    config.add_optimization_profile(optimization_profile)
-    plan = builder.build_serialized_network(network, config)
-    assert plan is not None and plan.nbytes > 0
-    return plan
+    """Real TensorRT-RTX build through the converter's builder (strongly typed, one profile)."""
+    pytest.importorskip("tensorrt_rtx")
+    from trt_converters.build import BuildOptions, build_engine
+    from trt_converters.shapes import ShapeProfile
+
+    profiles = {name: ShapeProfile(*shapes) for name, shapes in profile.items()}
+    engine = Path(onnx_path).with_suffix(".plan")
+    result = build_engine(onnx_path, engine, profiles, BuildOptions(memory_pool_limit=1 << 28, progress=False))
+    assert result.engine_bytes > 0 and engine.stat().st_size == result.engine_bytes
+    return result
 
 
 # ----------------------------------------------------------------------------------------- TrOCR
@@ -191,7 +182,7 @@ def test_onnx_export_greedy_decode_matches_pytorch(trocr, tmp_path):
         "decoder_input_ids": ((1, 1), (4, 16), (8, 32)),
         "encoder_hidden_states": ((1, seq, width), (4, seq, width), (8, seq, width)),
     })
-    assert plan_enc.nbytes > 0 and plan_dec.nbytes > 0
+    assert plan_enc.engine_bytes > 0 and plan_dec.engine_bytes > 0
 
 
 def test_rows_end_at_eos_and_pad_after(trocr):
@@ -242,4 +233,27 @@ def test_crnn_export_dynamic_width_matches_pytorch(crnn, tmp_path):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
         assert ctc_greedy_decode(got, labels) == ctc_greedy_decode(expected, labels)
     plan = build_trt_engine(path, {"images": ((1, 1, 32, 32), (4, 1, 32, 128), (16, 1, 32, 512))})
-    assert plan.nbytes > 0
+    assert plan.engine_bytes > 0
+
+
+# ------------------------------------------------------------------------------- shipped configs
+
+@pytest.mark.parametrize("config_name", ["crnn_line", "trocr_encoder", "trocr_decoder"])
+def test_shipped_config_io_matches_model(config_name):
+    """configs/<name>.yaml at full size: the model built from its kwargs produces the declared output
+    shapes (on the meta device: shapes only, no weights or compute)."""
+    from trt_converters.options import build_options, read_config_file
+
+    options = build_options(read_config_file(ROOT / "configs" / f"{config_name}.yaml"), {})
+    spec = importlib.util.spec_from_file_location(f"_cfg_{config_name}", options.model_script_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    io = options.model_io_config
+    with torch.device("meta"):
+        model = getattr(module, options.model_class_name)(**options.model_kwargs).eval()
+        inputs = [torch.zeros([2, *[(t.opt_shape or t.shape)[i] if d == -1 else d for i, d in enumerate(t.shape)]],
+                              dtype=getattr(torch, t.dtype)) for t in io.inputs]
+        output = model(*inputs)
+    declared = io.outputs[0].shape
+    assert len(io.outputs) == 1 and output.dim() == len(declared) + 1
+    assert all(d == -1 or d == got for d, got in zip(declared, output.shape[1:])), (declared, output.shape)
