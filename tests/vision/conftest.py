@@ -31,18 +31,28 @@ def yolox_script():
 
 
 def _random_yolox(script, variant: str, num_classes: int = 80, seed: int = 0):
-    """Random weights, with BatchNorm statistics randomised too so eval BN is not the identity."""
+    """Random weights that keep the output dependent on the input.
+
+    Default PyTorch init shrinks activations layer by layer, so a random YOLOX predicts nearly the
+    same scores for every image; He-normal convs and randomised BatchNorm statistics keep the scale,
+    which makes numeric comparisons and NMS tests meaningful. Box regressions are damped so w/h stay
+    within the image.
+    """
     import torch
 
     torch.manual_seed(seed)
     model = script.YOLOX(variant=variant, num_classes=num_classes)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            elif isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.0)
                 module.bias.uniform_(-0.1, 0.1)
+        for conv in model.head.reg_preds:
+            conv.weight.mul_(0.05)
     return model.eval()
 
 

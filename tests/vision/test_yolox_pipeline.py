@@ -1,0 +1,272 @@
+"""YOLOX Triton pipeline: the writer's repository layout and validation, and end-to-end runs on the
+real tritonserver (ensemble preprocess -> core model served by ONNX Runtime -> postprocess) compared
+with PyTorch + the same NMS, over HTTP and gRPC, plus bad inputs."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from trt_converters.errors import UserError
+from trt_converters.vision import images, letterbox, nms
+
+ROOT = Path(__file__).resolve().parents[2]
+HW = (128, 128)
+ANCHORS = sum((HW[0] // s) * (HW[1] // s) for s in (8, 16, 32))
+CLASS_NAMES = ["cat", "dog", "bird"]
+OPTIONS = {"score_threshold": 0.3, "iou_threshold": 0.45, "max_detections": 50, "class_names": CLASS_NAMES}
+PIPELINE = "yolox_test_detector"
+
+
+def _request(tmp_path, **changes):
+    from trt_converters.pipelines.base import PipelineRequest
+    from trt_converters.spec import IOSpec
+
+    io_spec = IOSpec.model_validate({
+        "inputs": [{"name": "images", "dtype": "float32", "shape": changes.pop("input_shape", [3, *HW])}],
+        "outputs": [{"name": "detections", "dtype": "float32", "shape": [ANCHORS, 5 + len(CLASS_NAMES)]}],
+    })
+    fields = dict(repo=tmp_path, core_model_name="yolox_test", pipeline_name=PIPELINE, io=io_spec,
+                  max_batch_size=4, instance_kind="cpu", options=dict(OPTIONS))
+    fields["options"].update(changes.pop("options", {}))
+    fields.update(changes)
+    return PipelineRequest(**fields)
+
+
+# ---------------------------------------------------------------- writer, no server
+def test_writer_lays_out_an_ensemble_with_self_contained_python_models(tmp_path):
+    from trt_converters.pipelines.yolox import write_pipeline
+    from trt_converters.triton.config import read_config
+
+    written = write_pipeline(_request(tmp_path))
+    assert all(p.is_relative_to(tmp_path) and p.exists() for p in written)
+    pre, post = tmp_path / f"{PIPELINE}_preprocess", tmp_path / f"{PIPELINE}_postprocess"
+    for helper in ("yolox_images.py", "yolox_letterbox.py"):
+        assert (pre / "1" / helper).read_text() == (ROOT / "trt_converters/vision" / helper[6:]).read_text()
+    assert (post / "1" / "yolox_nms.py").is_file() and (post / "1" / "model.py").is_file()
+    assert (post / "1" / "class_names.json").read_text().count('"') == 6
+
+    ensemble = read_config(tmp_path / PIPELINE / "config.pbtxt")
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 4
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [pre.name, "yolox_test", post.name]
+    assert [i.name for i in ensemble.input] == ["image", "image_raw"] and all(i.optional for i in ensemble.input)
+    assert [o.name for o in ensemble.output] == ["boxes", "scores", "classes", "num_detections", "labels"]
+    preprocess = read_config(pre / "config.pbtxt")
+    assert list(preprocess.output[0].dims) == [3, *HW]
+    assert preprocess.parameters["channel_order"].string_value == "BGR"
+    postprocess = read_config(post / "config.pbtxt")
+    assert list(postprocess.input[0].dims) == [ANCHORS, 8]
+    assert postprocess.parameters["score_threshold"].string_value == "0.3"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"options": {"score_threshold": 1.5}}, "score_threshold must be within"),
+    ({"options": {"class_names": ["a"]}}, "class_names has 1 names but the model predicts 3"),
+    ({"options": {"nms_threshold": 0.5}}, "unknown pipeline_options nms_threshold"),
+    ({"options": {"max_detections": 0}}, "max_detections must be a positive integer"),
+    ({"options": {"channel_order": "HSV"}}, "channel_order 'HSV'"),
+    ({"input_shape": [3, -1, -1]}, "set pipeline_options input_size"),
+    ({"input_shape": [3, 100, 128]}, "multiples of 32"),
+    ({"input_shape": [1, 128, 128]}, r"must be float32 \[3, H, W\]"),
+    ({"pipeline_name": "yolox_test"}, "equals the core model's name"),
+])
+def test_writer_rejects_bad_settings(tmp_path, changes, message):
+    from trt_converters.pipelines.yolox import write_pipeline
+
+    with pytest.raises(UserError, match=message):
+        write_pipeline(_request(tmp_path, **changes))
+    assert not any(tmp_path.iterdir()), "nothing may be written on a user error"
+
+
+def test_dynamic_input_with_input_size(tmp_path):
+    from trt_converters.pipelines.yolox import resolve_options
+
+    settings = resolve_options(_request(tmp_path, input_shape=[3, -1, -1], options={"input_size": [96, 160]}))
+    assert (settings["input_height"], settings["input_width"]) == (96, 160)
+
+
+# ---------------------------------------------------------------- end to end on tritonserver
+def _encode(array_rgb: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array_rgb).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _photo(seed: int, height: int, width: int) -> np.ndarray:
+    """A smooth random RGB picture (JPEG-friendly) with some blocks, as uint8 HWC."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3)).astype(np.uint8)
+    return np.kron(small, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width].copy()
+
+
+@pytest.fixture(scope="module")
+def served_yolox(tmp_path_factory, yolox_script, random_yolox):
+    """Random-weight YOLOX-nano (3 classes, 128x128) converted with trt-convert and served by tritonserver."""
+    import torch
+
+    pytest.importorskip("tritonclient.grpc")
+    from trt_converters.triton.server import LocalTritonServer, find_triton_distribution
+
+    try:
+        find_triton_distribution()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path_factory.mktemp("yolox_e2e")
+    model = random_yolox("nano", num_classes=len(CLASS_NAMES), seed=3)
+    with torch.no_grad():  # spread the random logits so that tens of boxes pass the score threshold
+        for conv in [*model.head.obj_preds, *model.head.cls_preds]:
+            conv.weight.mul_(30)
+    torch.save({"model": model.state_dict(), "start_epoch": 1}, work / "best_ckpt.pth")
+    config = yaml.safe_load((ROOT / "configs" / "yolox_nano.yaml").read_text())
+    config.update(model_name="yolox_test", pipeline_name=PIPELINE, pipeline_options=dict(OPTIONS),
+                  model_script_path=str(ROOT / "model_scripts" / "yolox.py"),
+                  model_kwargs={"variant": "nano", "num_classes": len(CLASS_NAMES)}, max_batch_size=4)
+    config["model_io_config"]["inputs"][0]["shape"] = [3, *HW]
+    config["model_io_config"]["outputs"][0]["shape"] = [ANCHORS, 5 + len(CLASS_NAMES)]
+    (work / "yolox_test.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "trt_converters.cli", "--config", str(work / "yolox_test.yaml"),
+               "--ckpt-path", str(work / "best_ckpt.pth"), "--triton-repo", str(work / "repo"),
+               "--output-dir", str(work / "out"), "--generate-onnx", "--generate-triton-config",
+               "--triton-backend", "python_onnxruntime", "--instance-kind", "cpu"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with LocalTritonServer(work / "repo", log_path=work / "server.log") as server:
+        yield model, server
+
+
+def _reference(model, encoded_or_raw) -> nms.Detections:
+    """PyTorch on the same letterboxed tensor, then the same NMS."""
+    import torch
+
+    if isinstance(encoded_or_raw, bytes):
+        bgr = images.decode_image(encoded_or_raw, channel_order="BGR")
+    else:
+        bgr = encoded_or_raw
+    padded, ratio = letterbox.letterbox(bgr, HW)
+    with torch.no_grad():
+        prediction = model(torch.from_numpy(letterbox.to_model_input(padded))[None])[0].numpy()
+    return nms.postprocess(prediction, ratio, score_threshold=OPTIONS["score_threshold"],
+                           iou_threshold=OPTIONS["iou_threshold"], max_detections=OPTIONS["max_detections"],
+                           image_hw=bgr.shape[:2])
+
+
+def _client(protocol: str, server):
+    if protocol == "http":
+        import tritonclient.http as client_module
+
+        return client_module, client_module.InferenceServerClient(server.http_url)
+    import tritonclient.grpc as client_module
+
+    return client_module, client_module.InferenceServerClient(server.grpc_url)
+
+
+def _infer(protocol, server, name, array, datatype):
+    module, client = _client(protocol, server)
+    tensor = module.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    outputs = [module.InferRequestedOutput(n) for n in ("boxes", "scores", "classes", "num_detections", "labels")]
+    result = client.infer(PIPELINE, [tensor], outputs=outputs)
+    return {n: result.as_numpy(n) for n in ("boxes", "scores", "classes", "num_detections", "labels")}
+
+
+def _assert_same(result, row: int, expected: nms.Detections):
+    count = int(result["num_detections"][row, 0])
+    assert count == len(expected) > 0
+    np.testing.assert_array_equal(result["classes"][row, :count], expected.classes)
+    np.testing.assert_allclose(result["scores"][row, :count], expected.scores, atol=1e-4)
+    np.testing.assert_allclose(result["boxes"][row, :count], expected.boxes, atol=2e-3)
+    labels = [v.decode() if isinstance(v, bytes) else v for v in result["labels"][row, :count]]
+    assert labels == [CLASS_NAMES[c] for c in expected.classes]
+    assert (result["classes"][row, count:] == -1).all()
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_encoded_images_give_pytorch_boxes(served_yolox, protocol):
+    model, server = served_yolox
+    png = _encode(_photo(1, 100, 150), "PNG")
+    jpeg = _encode(_photo(2, 200, 96), "JPEG")
+    result = _infer(protocol, server, "image", np.array([[png], [jpeg]], dtype=np.object_), "BYTES")
+    assert result["boxes"].shape[0] == 2
+    _assert_same(result, 0, _reference(model, png))
+    _assert_same(result, 1, _reference(model, jpeg))
+    # boxes are in original pixels: within each image
+    assert result["boxes"][1, :, 0::2].max() <= 96 and result["boxes"][1, :, 1::2].max() <= 200
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_raw_uint8_images_give_pytorch_boxes(served_yolox, protocol):
+    model, server = served_yolox
+    raw_bgr = _photo(4, 64, 128)[:, :, ::-1].copy()
+    result = _infer(protocol, server, "image_raw", raw_bgr[None], "UINT8")
+    _assert_same(result, 0, _reference(model, raw_bgr))
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(served_yolox, protocol):
+    from tritonclient.utils import InferenceServerException
+
+    model, server = served_yolox
+    good = _encode(_photo(5, 80, 80), "PNG")
+    jpeg = _encode(_photo(6, 80, 80), "JPEG")
+    corrupt = jpeg[: len(jpeg) // 2]
+    rgba = _encode(np.full((20, 20, 4), 200, dtype=np.uint8), "PNG")
+    cases = [
+        ("image", np.array([[b"not an image at all"]], dtype=np.object_), "BYTES", "no known image format"),
+        ("image", np.array([[corrupt]], dtype=np.object_), "BYTES", "corrupt or truncated"),
+        ("image", np.array([[good], [rgba]], dtype=np.object_), "BYTES", r"image 1: image has an alpha channel"),
+        ("image", np.array([[b""]], dtype=np.object_), "BYTES", "empty image: 0 bytes"),
+        ("image_raw", np.zeros((1, 20, 20, 4), dtype=np.uint8), "UINT8", "dims|4 channels"),
+        ("image", np.zeros((0, 1), dtype=np.object_), "BYTES", "got 0|empty batch|batch"),
+    ]
+    for name, array, datatype, message in cases:
+        with pytest.raises(InferenceServerException, match=message):
+            _infer(protocol, server, name, array, datatype)
+    assert server.is_running()
+    _assert_same(_infer(protocol, server, "image", np.array([[good]], dtype=np.object_), "BYTES"), 0,
+                 _reference(model, good))
+
+
+# ---------------------------------------------------------------- export script (TensorRT plan)
+def test_export_script_rejects_bad_arguments():
+    script = ROOT / "scripts" / "export_trt_engine.sh"
+    for args, message in ([["--variant", "huge"]], "unknown variant"), ([["--bogus"]], "unknown option"), \
+                         ([["--ckpt", "/no/such.pth"]], "not found"), ([["--int8"]], "--calib-images"):
+        done = subprocess.run(["bash", str(script), *args[0]], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    helped = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "--calib-images" in helped.stdout
+
+
+def test_export_script_builds_a_plan_and_its_config(tmp_path, random_yolox):
+    import torch
+
+    pytest.importorskip("tensorrt_rtx")
+    from trt_converters.triton.config import read_config
+
+    torch.save({"model": random_yolox("nano").state_dict()}, tmp_path / "best_ckpt.pth")
+    io_json = ('{"inputs":[{"name":"images","dtype":"float32","shape":[3,128,128],"value_range":[0,255]}],'
+               f'"outputs":[{{"name":"detections","dtype":"float32","shape":[{ANCHORS},85]}}]}}')
+    command = ["bash", str(ROOT / "scripts" / "export_trt_engine.sh"), "--ckpt", str(tmp_path / "best_ckpt.pth"),
+               "--variant", "nano", "--repo", str(tmp_path / "repo"), "--max-batch-size", "4",
+               "--workspace", "512M", "--", "--model-io-config", io_json, "--output-dir", str(tmp_path / "out")]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trt-convert --config" in done.stdout  # the command it runs is printed
+    plan = tmp_path / "repo" / "yolox" / "1" / "model.plan"
+    assert plan.is_file() and plan.stat().st_size > 100_000
+    config = read_config(tmp_path / "repo" / "yolox" / "config.pbtxt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
+    assert (tmp_path / "repo" / "yolox_detector" / "config.pbtxt").is_file()
