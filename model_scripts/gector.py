@@ -80,10 +80,9 @@ class GectorModel(nn.Module):
         return {**encoder_kwargs_from_hf_config(hf_config), **head_sizes_from_hf_config(hf_config)}
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
-        if is_allennlp_state_dict(state_dict):
-            state_dict = rename_allennlp_keys(state_dict)
         model_shapes = {key: value.shape for key, value in self.state_dict().items()}
-        state_dict = fit_to_model_shapes(state_dict, model_shapes)
+        if is_allennlp_state_dict(state_dict):
+            state_dict = fit_to_model_shapes(rename_allennlp_keys(state_dict), model_shapes)
         return drop_unused_extras(state_dict, model_shapes.keys())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -393,6 +393,7 @@ def test_gector_allennlp_with_wrong_label_count_fails_strict_load(tmp_path):
 
 def test_convert_allennlp_checkpoint_names_labels_from_vocabulary(tmp_path):
     from trt_converters.errors import UserError
+    from trt_converters.text import gector_checkpoint
     from trt_converters.text.gector_checkpoint import convert_allennlp_checkpoint
 
     script = load_script("gector")
@@ -413,8 +414,10 @@ def test_convert_allennlp_checkpoint_names_labels_from_vocabulary(tmp_path):
     encoder = dict(TINY_ROBERTA_ENCODER, model_type="roberta")
     with pytest.raises(UserError, match="model_id"):
         convert_allennlp_checkpoint(tmp_path / "roberta_1_gectorv2.th", vocab, tmp_path / "hf")
-    out = convert_allennlp_checkpoint(tmp_path / "roberta_1_gectorv2.th", vocab, tmp_path / "hf",
-                                      model_id="roberta-base", encoder_config=encoder)
+    (tmp_path / "encoder.json").write_text(json.dumps(encoder))
+    gector_checkpoint.main([str(tmp_path / "roberta_1_gectorv2.th"), str(vocab), str(tmp_path / "hf"),
+                            "--model-id", "roberta-base", "--encoder-config", str(tmp_path / "encoder.json")])
+    out = tmp_path / "hf"
 
     config = json.loads((out / "config.json").read_text())
     assert list(config["label2id"]) == [*GECTOR_LABELS, "<OOV>", "<PAD>"]

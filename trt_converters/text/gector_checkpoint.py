@@ -96,14 +96,12 @@ def fit_to_model_shapes(
     wanted = model_shapes.get(WORD_EMBEDDINGS)
     if embeddings is not None and wanted is not None and embeddings.shape[0] == wanted[0] - 1:
         fitted[WORD_EMBEDDINGS] = torch.cat([embeddings, torch.zeros_like(embeddings[:1])])
-    for head, surplus_ok in (("label_proj_layer", 1), ("d_proj_layer", None)):
-        for part in ("weight", "bias"):
-            key = f"{head}.{part}"
-            if key not in fitted or key not in model_shapes:
-                continue
-            have, want = fitted[key].shape[0], model_shapes[key][0]
-            if have > want and (surplus_ok is None or have - want == surplus_ok):
-                fitted[key] = fitted[key][:want]
+    for key in ("label_proj_layer.weight", "label_proj_layer.bias"):
+        if key in fitted and key in model_shapes and fitted[key].shape[0] == model_shapes[key][0] + 1:
+            fitted[key] = fitted[key][:-1]
+    for key in ("d_proj_layer.weight", "d_proj_layer.bias"):
+        if key in fitted and key in model_shapes and fitted[key].shape[0] > model_shapes[key][0]:
+            fitted[key] = fitted[key][: model_shapes[key][0]]
     return fitted
 
 
@@ -225,3 +223,30 @@ def head_sizes_from_hf_config(hf_config: dict) -> dict:
         pad = hf_config.get("d_pad_token", PAD_LABEL)
         sizes["num_detect_labels"] = len(d_label2id) - (1 if pad in d_label2id else 0)
     return sizes
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """python -m trt_converters.text.gector_checkpoint CHECKPOINT VOCAB_DIR OUT_DIR --model-id roberta-base"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Convert a Grammarly AllenNLP GECToR checkpoint to the "
+                                     "Hugging Face GECToR layout (model.pt + config.json).")
+    parser.add_argument("checkpoint", type=Path, help="e.g. roberta_1_gectorv2.th")
+    parser.add_argument("vocab_dir", type=Path, help="folder with labels.txt (and d_tags.txt)")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--model-id", help=f"encoder, one of {sorted(KNOWN_ENCODERS)}")
+    parser.add_argument("--encoder-config", type=Path, help="the encoder's config.json (other encoders)")
+    args = parser.parse_args(argv)
+    encoder_config = None
+    if args.encoder_config is not None:
+        encoder_config = json.loads(args.encoder_config.read_text(encoding="utf-8"))
+    try:
+        out = convert_allennlp_checkpoint(args.checkpoint, args.vocab_dir, args.out_dir,
+                                          model_id=args.model_id, encoder_config=encoder_config)
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {out / 'model.pt'} and {out / 'config.json'}")
+
+
+if __name__ == "__main__":
+    main()
