@@ -32,6 +32,7 @@ class BuildOptions:
     hardware_compatibility_level: str | None = None
     weak_typing_fp16: bool = False
     progress: bool = True
+    verbose: bool = False
 
 
 @dataclass
@@ -65,13 +66,13 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: dict[str, ShapePr
                  options: BuildOptions = BuildOptions()) -> BuildResult:
     backend, trt = import_tensorrt(options.backend)
     started = time.perf_counter()
-    logger = trt.Logger(trt.Logger.ERROR)
+    logger = _collecting_logger(trt, verbose=options.verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, options))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise StageError(f"{backend} cannot parse {Path(onnx_path).name}: {errors[0] if errors else 'unknown error'}")
+        raise StageError(f"{backend} cannot parse {Path(onnx_path).name}: {errors[0] if errors else logger.last_error()}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.memory_pool_limit)
     notes = _apply_flags(trt, config, options)
@@ -81,8 +82,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: dict[str, ShapePr
         config.progress_monitor = _progress_monitor(trt)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise StageError(f"{backend} failed to build an engine from {Path(onnx_path).name} "
-                         "(run with --verbose for the builder log)")
+        raise StageError(f"{backend} failed to build an engine from {Path(onnx_path).name}: {logger.last_error()}")
     atomic_write_bytes(Path(engine_path), bytes(serialized))
     if options.timing_cache is not None:
         atomic_write_bytes(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
@@ -144,6 +144,30 @@ def _attach_timing_cache(config, cache_path: Path | None) -> bool:
         raise StageError(f"the timing cache {cache_path} was built by another TensorRT version or device; "
                          "delete it or pass another --timing-cache path")
     return bool(existing)
+
+
+def _collecting_logger(trt, *, verbose: bool):
+    """Keeps the builder's messages; prints them only with --verbose.
+
+    TensorRT-RTX on a machine without a GPU logs CUDA errors while it still builds correctly (e.g. when a
+    timing cache is loaded); they matter only when the build fails, and then the last one is reported.
+    """
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, message):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(message)
+            if verbose and severity <= trt.ILogger.Severity.WARNING:
+                print(f"  [{trt.__name__}] {message}", file=sys.stderr, flush=True)
+
+        def last_error(self) -> str:
+            return self.errors[-1] if self.errors else "no error message from the builder"
+
+    return CollectingLogger()
 
 
 def _progress_monitor(trt):

@@ -289,7 +289,7 @@ def _stage_build(state: RunState) -> None:
         timing_cache=options.timing_cache, backend=options.trt_backend, tf32=options.tf32,
         version_compatible=options.version_compatible,
         hardware_compatibility_level=options.hardware_compatibility_level,
-        weak_typing_fp16=options.weak_typing_fp16))
+        weak_typing_fp16=options.weak_typing_fp16, verbose=options.verbose))
     state.engine = result.path
     state.report["stages"]["build"] = {
         "backend": result.backend, "backend_version": result.backend_version, "seconds": round(result.seconds, 3),
