@@ -26,8 +26,8 @@ class Tolerance:
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
-    "fp16": Tolerance(atol=1e-3, rtol=2e-2, min_cosine=0.999),
-    "int8": Tolerance(atol=1e-2, rtol=0.15, min_cosine=0.98),
+    "fp16": Tolerance(atol=1e-3, rtol=1e-2, min_cosine=0.999),  # measured on tiny models: rel <= 4.3e-4, cos >= 0.9999999
+    "int8": Tolerance(atol=1e-2, rtol=0.1, min_cosine=0.99),  # measured (Q/DQ unfused): rel <= 0.043, cos >= 0.9998
 }
 
 

@@ -18,6 +18,8 @@ from trt_converters.shapes import ShapeProfile
 from trt_converters.spec import IOSpec
 
 PRECISIONS = ("fp16", "int8", "int8_fp16")
+# Which DEFAULT_TOLERANCES entry verifies each precision: INT8 error dominates in int8_fp16.
+TOLERANCE_KEYS = {"fp16": "fp16", "int8": "int8", "int8_fp16": "int8"}
 
 
 @dataclass
