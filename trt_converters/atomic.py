@@ -38,7 +38,10 @@ class Staging:
         self._moves: list[tuple[Path, Path]] = []
 
     def path_for(self, final: Path) -> Path:
-        """A fresh staged location that will become `final` (a file or a folder) on commit."""
+        """A fresh staged location that will become `final` (a file or a folder) on commit.
+
+        Files written beside a staged file (e.g. ONNX external data, `model.onnx.data`) move with it.
+        """
         staged = self.root / f"{len(self._moves)}" / Path(final).name
         staged.parent.mkdir(parents=True)
         self._moves.append((staged, Path(final)))
@@ -54,8 +57,11 @@ class Staging:
             if not staged.exists():
                 continue
             final.parent.mkdir(parents=True, exist_ok=True)
+            companions = [p for p in staged.parent.iterdir() if p != staged] if staged.is_file() else []
+            for companion in companions:
+                _replace(companion, final.parent / companion.name)
             _replace(staged, final)
-            written.append(final)
+            written.extend([final, *(final.parent / c.name for c in companions)])
         return written
 
     def discard(self) -> None:

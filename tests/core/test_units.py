@@ -239,3 +239,19 @@ def test_default_preferred_batch_sizes():
     assert default_preferred_batch_sizes(8) == [1, 2, 4, 8]
     assert default_preferred_batch_sizes(12) == [1, 2, 4, 8]
     assert default_preferred_batch_sizes(1) == [1]
+
+
+def test_graphs_over_the_protobuf_limit_use_external_data(tmp_path, run_cli, tiny_checkpoints, monkeypatch):
+    """Above 2 GiB the graph is saved with external data; the threshold is lowered here to exercise the path."""
+    import onnx
+
+    import trt_converters.export as export
+    from tests.conftest import model_flags
+
+    monkeypatch.setattr(export, "TWO_GIB", 0)
+    result = run_cli(model_flags("mlp", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path / "out"])
+    assert result.exit_code == 0, result.stderr
+    model_path = tmp_path / "out" / "mlp" / "model.onnx"
+    assert (tmp_path / "out" / "mlp" / "model.onnx.data").stat().st_size > 0
+    graph = onnx.load(str(model_path), load_external_data=False)
+    assert any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.graph.initializer)
