@@ -71,10 +71,16 @@ class TrOCREncoder(_TrOCRHalf):
 
 
 class TrOCRDecoder(_TrOCRHalf):
-    """decoder_input_ids [B, T] int64 + encoder_hidden_states [B, S, D] -> logits [B, T, vocab]."""
+    """decoder_input_ids [B, T] int64 + encoder_hidden_states [B, S, D] -> logits [B, T, vocab].
 
-    def __init__(self, encoder_config: dict, decoder_config: dict, attn_implementation: str = DEFAULT_ATTENTION):
+    With ``last_token_logits=True`` the output is [B, 1, vocab]: only the position greedy decoding
+    reads, which skips T-1 rows of the vocabulary projection and of the transfer per step.
+    """
+
+    def __init__(self, encoder_config: dict, decoder_config: dict, attn_implementation: str = DEFAULT_ATTENTION,
+                 last_token_logits: bool = False):
         super().__init__()
+        self.last_token_logits = last_token_logits
         dec_cfg = _hf_config(decoder_config)
         # VisionEncoderDecoderModel forces these; they change nothing in the weights we load.
         dec_cfg.is_decoder = True
@@ -87,10 +93,12 @@ class TrOCRDecoder(_TrOCRHalf):
         return _keep_prefixes(state_dict, ("decoder.",))
 
     def forward(self, decoder_input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(
+        hidden = self.decoder.model.decoder(
             input_ids=decoder_input_ids,
             encoder_hidden_states=encoder_hidden_states,
             use_cache=False,
             return_dict=True,
-        )
-        return out.logits
+        ).last_hidden_state
+        if self.last_token_logits:
+            hidden = hidden[:, -1:, :]
+        return self.decoder.output_projection(hidden)

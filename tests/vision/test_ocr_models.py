@@ -185,6 +185,30 @@ def test_onnx_export_greedy_decode_matches_pytorch(trocr, tmp_path):
     assert plan_enc.engine_bytes > 0 and plan_dec.engine_bytes > 0
 
 
+def test_last_token_logits_decoder_exports_and_decodes_the_same(trocr, tmp_path):
+    reference, encoder, decoder, eos = trocr
+    script = load_script("ocr_trocr")
+    kwargs = script.TrOCRDecoder.hf_config_to_kwargs(reference.config.to_dict())
+    last_only = script.TrOCRDecoder(**kwargs, last_token_logits=True).eval()
+    last_only.load_state_dict(decoder.state_dict(), strict=True)
+    hidden = encoder(torch.from_numpy(images(2, seed=2))).detach()
+    ids = torch.randint(0, 40, (2, 5))
+    with torch.no_grad():
+        assert last_only(ids, hidden).shape == (2, 1, 40)
+        torch.testing.assert_close(last_only(ids, hidden), decoder(ids, hidden)[:, -1:])
+    path = export_legacy(last_only, (ids, hidden), tmp_path / "decoder_last.onnx",
+                         ["decoder_input_ids", "encoder_hidden_states"], ["logits"],
+                         {"decoder_input_ids": {0: "batch", 1: "length"}, "encoder_hidden_states": {0: "batch"},
+                          "logits": {0: "batch"}})
+    enc_path = export_legacy(encoder, (torch.from_numpy(images(2, seed=2)),), tmp_path / "encoder.onnx",
+                             ["pixel_values"], ["encoder_hidden_states"],
+                             {"pixel_values": {0: "batch"}, "encoder_hidden_states": {0: "batch"}})
+    pixel_values = images(3, seed=5)
+    kw = dict(start_token_id=START, eos_token_id=eos, max_length=14, pad_token_id=PAD)
+    expected = greedy_decode(*torch_callables(encoder, decoder), pixel_values, **kw)
+    assert greedy_decode(*ort_callables(enc_path, path), pixel_values, **kw).tolist() == expected.tolist()
+
+
 def test_rows_end_at_eos_and_pad_after(trocr):
     _, encoder, decoder, eos = trocr
     ids = greedy_decode(*torch_callables(encoder, decoder), images(4, seed=1),

@@ -165,7 +165,7 @@ def trocr_io(seq=13, width=48):
         "inputs": [{"name": "decoder_input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
                     "opt_shape": [8], "max_shape": [32], "value_range": [0, len(VOCAB)]},
                    {"name": "encoder_hidden_states", "dtype": "float32", "shape": [seq, width]}],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, len(VOCAB)]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [1, len(VOCAB)]}],  # last_token_logits
     })
 
 
