@@ -254,6 +254,24 @@ def test_crnn_writer_rejects_charset_not_matching_classes(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("options,message", [
+    ({"charset": 123456789}, "quote it"),
+    ({"charset": CHARSET, "mean": "0.5,0.5"}, "needs 1 numbers"),
+    ({"charset": CHARSET, "width_downsample": 0}, "width_downsample"),
+])
+def test_crnn_writer_rejects_bad_options(tmp_path, options, message):
+    request = PipelineRequest(repo=tmp_path, core_model_name="crnn_line", pipeline_name="p",
+                              io=IOSpec.model_validate(CRNN_IO), max_batch_size=2, options=options)
+    with pytest.raises(UserError, match=message):
+        crnn_pipeline.write_pipeline(request)
+
+
+def test_list_options_from_command_line_strings():
+    assert crnn_pipeline.number_list("32x96", name="image_size", length=2, kind=int) == [32, 96]
+    assert crnn_pipeline.number_list("0.5,0.4,0.3", name="mean", length=3) == [0.5, 0.4, 0.3]
+    assert crnn_pipeline.number_list(0.5, name="mean", length=1) == [0.5]
+
+
 def test_trocr_writer_rejects_max_length_over_profile(tmp_path):
     request = PipelineRequest(repo=tmp_path, core_model_name="trocr_decoder", pipeline_name="p", io=trocr_io(),
                               max_batch_size=2, options={**TROCR_OPTIONS, "max_length": 64})

@@ -29,6 +29,8 @@ def number_list(value, *, name: str, length: int, kind=float) -> list | None:
     """A list option from YAML ([0.5, 0.5, 0.5]) or from --pipeline-option KEY=VALUE ("0.5,0.5,0.5", "32x96")."""
     if value is None:
         return None
+    if isinstance(value, (int, float)):
+        value = [value]
     items = value.replace("x", ",").split(",") if isinstance(value, str) else value
     try:
         numbers = [kind(item) for item in items]
@@ -55,6 +57,9 @@ def resolve_options(request: PipelineRequest) -> dict:
         raise UserError(f"crnn pipeline: input {image.name!r} needs 1 or 3 channels and a fixed height, got {image.shape}")
     if "charset" not in options:
         raise UserError("crnn pipeline: pipeline_options needs 'charset' (the symbols of classes other than the blank)")
+    if not isinstance(options["charset"], (str, list)):
+        raise UserError(f"crnn pipeline: charset must be a string or a list of symbols, got {options['charset']!r}; "
+                        "quote it (YAML reads 0123456789 as a number)")
     blank_index = int(options.get("blank_index", 0))
     try:
         labels = ctc_labels(options["charset"], blank_index)
@@ -65,6 +70,8 @@ def resolve_options(request: PipelineRequest) -> dict:
         raise UserError(f"crnn pipeline: charset has {len(labels) - 1} symbols + blank = {len(labels)} classes "
                         f"but output {logits.name!r} has {num_classes}; fix the charset or num_classes")
     downsample = int(options.get("width_downsample", 4))
+    if downsample < 1:
+        raise UserError(f"crnn pipeline: width_downsample must be >= 1, got {downsample}")
     min_width = int(options.get("min_width", (image.min_shape or [0, 0, downsample])[2]))
     max_width = options.get("max_width", (image.max_shape or [0, 0, None])[2])
     max_width = int(max_width) if max_width is not None else None
