@@ -23,6 +23,8 @@ Options:
   --overwrite            replace existing outputs
   -h, --help             show this help
 Anything after "--" is passed to trt-convert unchanged (e.g. -- --model-kwargs '{"num_classes": 3}').
+trt-convert is found as: $TRT_CONVERT, trt-convert on PATH, <checkout>/.venv/bin/trt-convert,
+or python3 -m trt_converters.cli.
 USAGE
 }
 
@@ -67,10 +69,15 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 config="$here/../configs/yolox_${variant}.yaml"
 [[ -f "$config" ]] || fail "config '$config' is missing from this checkout"
-if command -v trt-convert >/dev/null 2>&1; then
+# $TRT_CONVERT, else trt-convert on PATH, else this checkout's .venv, else python3 -m trt_converters.cli
+if [[ -n "${TRT_CONVERT:-}" ]]; then
+    read -r -a convert <<< "$TRT_CONVERT"
+elif command -v trt-convert >/dev/null 2>&1; then
     convert=(trt-convert)
+elif [[ -x "$here/../.venv/bin/trt-convert" ]]; then
+    convert=("$here/../.venv/bin/trt-convert")
 else
-    convert=(python -m trt_converters.cli)
+    convert=(python3 -m trt_converters.cli)
 fi
 
 command=("${convert[@]}" --config "$config" --ckpt-path "$ckpt" --triton-repo "$repo"

@@ -29,10 +29,14 @@ def resize_bilinear(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
         return image.copy()
     y0, y1, wy = _axis_weights(h, out_h)
     x0, x1, wx = _axis_weights(w, out_w)
-    src = image.astype(np.float32)
-    top = src[y0][:, x0] * (1 - wx)[None, :, None] + src[y0][:, x1] * wx[None, :, None]
-    bottom = src[y1][:, x0] * (1 - wx)[None, :, None] + src[y1][:, x1] * wx[None, :, None]
-    out = top * (1 - wy)[:, None, None] + bottom * wy[:, None, None]
+    # np.take on uint8 rows, then columns: much cheaper than fancy indexing or a float copy of a photo
+    rows0, rows1 = np.take(image, y0, axis=0), np.take(image, y1, axis=0)
+    wx, wy = wx[None, :, None], wy[:, None, None]
+    top_left = np.take(rows0, x0, axis=1).astype(np.float32)
+    bottom_left = np.take(rows1, x0, axis=1).astype(np.float32)
+    top = top_left + (np.take(rows0, x1, axis=1) - top_left) * wx
+    bottom = bottom_left + (np.take(rows1, x1, axis=1) - bottom_left) * wx
+    out = top + (bottom - top) * wy
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
