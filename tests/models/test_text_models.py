@@ -412,6 +412,8 @@ def test_convert_allennlp_checkpoint_names_labels_from_vocabulary(tmp_path):
     (vocab / "labels.txt").write_text("\n".join(official_labels) + "\n")
     (vocab / "d_tags.txt").write_text("INCORRECT\nCORRECT\n@@UNKNOWN@@\n@@PADDING@@\n")
     encoder = dict(TINY_ROBERTA_ENCODER, model_type="roberta")
+    with pytest.raises(UserError, match="not found"):
+        convert_allennlp_checkpoint(tmp_path / "missing.th", vocab, tmp_path / "hf", model_id="roberta-base")
     with pytest.raises(UserError, match="model_id"):
         convert_allennlp_checkpoint(tmp_path / "roberta_1_gectorv2.th", vocab, tmp_path / "hf")
     (tmp_path / "encoder.json").write_text(json.dumps(encoder))

@@ -171,6 +171,8 @@ def convert_allennlp_checkpoint(
     `model_id` (e.g. "roberta-base") or `encoder_config` (transformers config fields incl.
     `model_type`) so the encoder can be built offline. Returns `out_dir`.
     """
+    if not Path(checkpoint).is_file():
+        raise UserError(f"GECToR checkpoint {checkpoint} not found: pass the .th file (e.g. roberta_1_gectorv2.th)")
     if model_id is None and encoder_config is None:
         raise UserError("GECToR conversion needs the encoder: pass model_id (e.g. roberta-base) or encoder_config")
     if model_id is not None and encoder_config is None and model_id not in KNOWN_ENCODERS:
