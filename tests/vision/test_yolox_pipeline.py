@@ -270,3 +270,88 @@ def test_export_script_builds_a_plan_and_its_config(tmp_path, random_yolox):
     config = read_config(tmp_path / "repo" / "yolox" / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
     assert (tmp_path / "repo" / "yolox_detector" / "config.pbtxt").is_file()
+
+
+# ---------------------------------------------------------------- python models without a server
+class _FakeBackendUtils:
+    """The few pieces of triton_python_backend_utils the YOLOX models use."""
+
+    class Tensor:
+        def __init__(self, name, array):
+            self.name, self._array = name, np.asarray(array)
+
+        def as_numpy(self):
+            return self._array
+
+    class TritonError:
+        def __init__(self, message):
+            self.message = message
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=None, error=None):
+            self.outputs = {t.name: t.as_numpy() for t in output_tensors or []}
+            self.error = error
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.get(name)
+
+
+def _load_python_model(tmp_path, monkeypatch, role: str):
+    import importlib.util
+    import json
+
+    from trt_converters.pipelines.yolox import write_pipeline
+    from trt_converters.triton.config import read_config
+
+    write_pipeline(_request(tmp_path))
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
+    folder = tmp_path / f"{PIPELINE}_{role}"
+    spec = importlib.util.spec_from_file_location(f"yolox_{role}_under_test", folder / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from google.protobuf import json_format
+
+    config = json_format.MessageToDict(read_config(folder / "config.pbtxt"), preserving_proto_field_name=True)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config)})
+    return model
+
+
+def test_preprocess_answers_each_request_on_its_own(tmp_path, monkeypatch):
+    model = _load_python_model(tmp_path, monkeypatch, "preprocess")
+    T = _FakeBackendUtils.Tensor
+    png = _encode(_photo(7, 40, 64), "PNG")
+    responses = model.execute([
+        {"image": T("image", np.array([[png], [png]], dtype=np.object_))},
+        {"image": T("image", np.array([[b"\x89PNG broken"]], dtype=np.object_))},
+        {"image_raw": T("image_raw", _photo(8, 64, 32)[None])},
+        {},
+        {"image": T("image", np.zeros((0, 1), dtype=np.object_))},
+    ])
+    good, bad, raw, none, empty = responses
+    assert good.error is None and good.outputs["images"].shape == (2, 3, *HW)
+    assert good.outputs["letterbox_info"].tolist() == [[2.0, 40, 64]] * 2
+    expected, _ = letterbox.letterbox_batch([images.decode_image(png, channel_order="BGR")], HW)
+    np.testing.assert_array_equal(good.outputs["images"][:1], expected)
+    assert "image 0: cannot decode image" in bad.error.message
+    assert raw.error is None and raw.outputs["letterbox_info"].tolist() == [[2.0, 64, 32]]
+    assert "send exactly one of 'image'" in none.error.message
+    assert "empty batch" in empty.error.message
+
+
+def test_postprocess_pads_rows_and_names_classes(tmp_path, monkeypatch):
+    model = _load_python_model(tmp_path, monkeypatch, "postprocess")
+    T = _FakeBackendUtils.Tensor
+    predictions = np.zeros((2, ANCHORS, 8), dtype=np.float32)
+    predictions[0, 0] = [20, 20, 10, 10, 0.9, 0.1, 0.9, 0.1]   # dog, score 0.81
+    predictions[0, 1] = [60, 60, 10, 10, 0.8, 0.7, 0.1, 0.1]   # cat, 0.56
+    predictions[0, 2] = [21, 20, 10, 10, 0.9, 0.1, 0.8, 0.1]   # overlaps the dog -> suppressed
+    info = np.array([[0.5, 64, 64], [1.0, 128, 128]], dtype=np.float32)
+    (response,) = model.execute([{"detections": T("detections", predictions), "letterbox_info": T("li", info)}])
+    assert response.error is None
+    assert response.outputs["num_detections"].tolist() == [[2], [0]]
+    assert response.outputs["boxes"].shape == (2, 2, 4)
+    assert response.outputs["boxes"][0, 0].tolist() == pytest.approx([30, 30, 50, 50])
+    assert response.outputs["classes"].tolist() == [[1, 0], [-1, -1]]
+    assert response.outputs["labels"][0].tolist() == [b"dog", b"cat"]
