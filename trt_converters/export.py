@@ -67,8 +67,9 @@ def export_onnx(model, io: IOSpec, sample_inputs: dict, profiles: dict[str, Shap
         for leftover in (scratch, scratch.with_name(scratch.name + ".data")):
             leftover.unlink(missing_ok=True)
     _name_outputs(graph, io)
+    dropped = _drop_unused_inputs(graph)
     actual_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
-    notes = []
+    notes = [f"input {name!r} is not used by the model and was removed from the graph" for name in dropped]
     if actual_opset != opset:
         notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {actual_opset}")
     _save_checked(graph, out_path)
@@ -149,6 +150,26 @@ def _name_outputs(graph, io: IOSpec) -> None:
         node.input[:] = [renames.get(n, n) for n in node.input]
     for output in graph.graph.output:
         output.name = renames.get(output.name, output.name)
+
+
+def _drop_unused_inputs(graph) -> list[str]:
+    """Removes graph inputs no node reads (the legacy exporter does this itself; dynamo keeps them)."""
+    consumed = _names_read(graph.graph)
+    unused = [i for i in graph.graph.input if i.name not in consumed]
+    for graph_input in unused:
+        graph.graph.input.remove(graph_input)
+    return [i.name for i in unused]
+
+
+def _names_read(graph_proto) -> set[str]:
+    """Every tensor name a node reads, subgraphs (If/Loop bodies) included, plus the graph's outputs."""
+    names = {o.name for o in graph_proto.output}
+    for node in graph_proto.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                names |= _names_read(subgraph)
+    return names
 
 
 def _save_checked(graph, out_path: Path) -> None:
