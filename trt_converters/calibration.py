@@ -18,7 +18,9 @@ DEFAULT_SYNTHETIC_SAMPLES = 16
 SYNTHETIC_WARNING = "synthetic calibration data: INT8 scales and accuracy are not representative of real inputs"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt", ".text", ".tsv", ".jsonl")
-TOKENIZER_ROLES = {"input_ids": "input_ids", "attention_mask": "attention_mask", "token_type_ids": "token_type_ids"}
+# Input-name fragment -> tokenizer output, first match wins ("input_mask" is an attention mask).
+TOKENIZER_ROLES = (("token_type", "token_type_ids"), ("segment", "token_type_ids"), ("mask", "attention_mask"),
+                   ("ids", "input_ids"))
 
 
 def load_calibration_data(io: IOSpec, profiles: dict[str, ShapeProfile], *, source: Path | None,
@@ -131,9 +133,9 @@ def _tokenize_lines(source: Path, io: IOSpec, profiles: dict[str, ShapeProfile],
                         "folder (or tokenizer.json) that the model was trained with")
     roles = {}
     for tensor in io.inputs:
-        role = next((r for key, r in TOKENIZER_ROLES.items() if key in tensor.name), None)
+        role = next((r for key, r in TOKENIZER_ROLES if key in tensor.name.lower()), None)
         if role is None or len(tensor.shape) != 1:
-            raise UserError(f"text calibration data fills inputs named input_ids/attention_mask/token_type_ids "
+            raise UserError(f"text calibration data fills inputs named like input_ids/attention_mask/token_type_ids "
                             f"of shape [-1]; input {tensor.name!r} with shape {tensor.shape} is neither: pass a .npz")
         roles[tensor.name] = role
     lines = [line.rstrip("\n") for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]

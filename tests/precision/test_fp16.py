@@ -85,6 +85,28 @@ def test_fallback_to_onnxconverter_common(exported, tmp_path, monkeypatch):
     assert all(c.passed for c in comparisons)
 
 
+def test_autocast_graph_with_non_finite_outputs_is_rejected(exported, tmp_path, monkeypatch):
+    from onnx import numpy_helper
+
+    from trt_converters.precision import fp16
+
+    real_autocast = fp16.autocast_fp16
+
+    def overflowing(model, work_dir):
+        lowered = real_autocast(model, work_dir)
+        for weight in lowered.graph.initializer:
+            if weight.data_type == 10 and weight.dims and len(weight.dims) == 2:  # FLOAT16 matrices overflow
+                weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 60000, weight.name))
+        return lowered
+
+    monkeypatch.setattr(fp16, "autocast_fp16", overflowing)
+    model = exported("mlp")
+    result = lower_graph(model.onnx_path, tmp_path / "mlp.fp16.onnx", precision="fp16", io=model.io,
+                         profiles=model.profiles)
+    assert result.notes[0].startswith("FP16 by onnxconverter-common")
+    assert any(n.startswith("ModelOpt AutoCast graph rejected") for n in result.notes)
+
+
 def test_both_converters_failing_is_a_stage_error(exported, tmp_path, monkeypatch):
     from trt_converters.precision import fp16
 

@@ -114,3 +114,25 @@ def test_synthetic_calibration_warns_loudly(exported, tmp_path):
                              profiles=model.profiles, calib_samples=8)
     assert any("not representative" in n for n in result.notes)
     assert any("over 8 samples" in n for n in result.notes)
+
+
+def test_text_model_calibrated_from_tokenized_lines(exported, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[PAD]", "[UNK]"] + [f"w{i}" for i in range(40)]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    rng = np.random.default_rng(3)
+    lines = [" ".join(f"w{i}" for i in rng.integers(0, 40, rng.integers(3, 20))) for _ in range(24)]
+    (tmp_path / "calib.txt").write_text("\n".join(lines) + "\n")
+
+    model = exported("text")  # inputs input_ids (int64) and input_mask (float32)
+    result = lower_graph(model.onnx_path, tmp_path / "text.int8.onnx", precision="int8", io=model.io,
+                         profiles=model.profiles, calib_data=tmp_path / "calib.txt",
+                         tokenizer_path=tmp_path / "tokenizer.json")
+    assert any("over 24 samples" in n for n in result.notes), result.notes
+    inputs = model.verification_inputs()
+    comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
+                                      DEFAULT_TOLERANCES["int8"])
+    assert all(c.passed for c in comparisons), failure_message("int8", comparisons, DEFAULT_TOLERANCES["int8"])
