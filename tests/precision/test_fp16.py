@@ -188,3 +188,16 @@ def test_first_divergence_names_the_damaged_layer(exported, tmp_path):
     onnx.save(damaged, str(damaged_path))
     report = first_divergence(model.onnx_path, damaged_path, inputs)
     assert report is not None and repr(second_gemm.output[0]) in report and second_gemm.op_type in report
+
+
+def test_missing_precision_package_is_a_user_error(exported, tmp_path, monkeypatch):
+    import importlib.util
+
+    from trt_converters import precision
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lief" else real_find_spec(name, *a))
+    model = exported("mlp")
+    with pytest.raises(UserError, match="needs lief: pip install 'trt-converters\\[precision\\]'"):
+        precision.lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="fp16", io=model.io,
+                              profiles=model.profiles)

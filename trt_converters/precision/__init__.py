@@ -42,6 +42,7 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
         raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if not fp32_onnx.is_file():
         raise UserError(f"ONNX graph {fp32_onnx} does not exist; export the FP32 graph first")
+    _require_precision_packages()
     if precision != "fp16":
         from trt_converters.precision.int8 import modelopt_calibration_method
 
@@ -64,6 +65,21 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
             if produced.exists():
                 shutil.move(str(produced), str(out_path.with_name(produced.name)))
     return LoweringResult(out_path, precision, time.perf_counter() - started, notes)
+
+
+# Module -> the package that provides it: what ModelOpt's ONNX paths import beyond nvidia-modelopt itself
+# (its [onnx] extra would also pull onnxruntime-gpu and CuPy, which these CPU paths never use).
+REQUIRED_MODULES = {"modelopt": "nvidia-modelopt", "onnx_graphsurgeon": "onnx-graphsurgeon", "onnxslim": "onnxslim",
+                    "onnxscript": "onnxscript", "lief": "lief", "polygraphy": "polygraphy",
+                    "onnxconverter_common": "onnxconverter-common"}
+
+
+def _require_precision_packages() -> None:
+    import importlib.util
+
+    missing = [package for module, package in REQUIRED_MODULES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise UserError(f"FP16/INT8 lowering needs {', '.join(missing)}: pip install 'trt-converters[precision]'")
 
 
 def check_inputs_for(io: IOSpec, profiles: dict[str, ShapeProfile]) -> dict:
