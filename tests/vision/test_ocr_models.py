@@ -97,6 +97,41 @@ def build_trt_engine(onnx_path, profile):
     return result
 
 
+# ------------------------------------------------------------------------- greedy decode (numpy)
+
+def scripted_decoder(script, vocab=6):
+    """A fake decoder whose next token for row r at step t is script[r][t]; records call batch sizes."""
+    calls = []
+
+    def decode(ids, hidden):
+        calls.append(ids.shape[0])
+        logits = np.zeros((ids.shape[0], ids.shape[1], vocab), dtype=np.float32)
+        for i, row_id in enumerate(hidden[:, 0, 0].astype(int)):
+            logits[i, -1, script[row_id][ids.shape[1] - 1]] = 1.0
+        return logits
+
+    return decode, calls
+
+
+def test_greedy_decode_pads_finished_rows_and_stops_early():
+    rows = np.arange(3, dtype=np.float32).reshape(3, 1, 1)  # the "hidden state" carries the row id
+    decode, calls = scripted_decoder([[4, 5, 3, 4], [3, 0, 0, 0], [5, 4, 4, 3]])
+    ids = greedy_decode(lambda px: px, decode, rows, start_token_id=0, eos_token_id=3, max_length=10, pad_token_id=1)
+    assert ids.tolist() == [[0, 4, 5, 3, 1], [0, 3, 1, 1, 1], [0, 5, 4, 4, 3]]
+    assert calls == [3, 2, 2, 1]  # finished rows are left out of later calls
+    assert [strip_special_tokens(r, start_token_id=0, eos_token_id=3, pad_token_id=1) for r in ids] == \
+        [[4, 5], [], [5, 4, 4]]
+
+
+def test_greedy_decode_max_length_counts_the_start_token():
+    decode, calls = scripted_decoder([[4, 4, 4, 4]])
+    ids = greedy_decode(lambda px: px, decode, np.zeros((1, 1, 1), np.float32),
+                        start_token_id=0, eos_token_id=3, max_length=3)
+    assert ids.tolist() == [[0, 4, 4]] and calls == [1, 1]
+    assert greedy_decode(lambda px: px, decode, np.zeros((1, 1, 1), np.float32),
+                         start_token_id=0, eos_token_id=3, max_length=1).tolist() == [[0]]
+
+
 # ----------------------------------------------------------------------------------------- TrOCR
 
 @pytest.fixture(scope="module", params=["vit", "deit"])
