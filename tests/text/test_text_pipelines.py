@@ -349,6 +349,6 @@ def test_gector_matches_decoding_on_pytorch_logits(served, protocol):
                                  GectorLabels.from_config_file(folder / "config.json"), iterations=3,
                                  max_length=64, batch_size=8, verb_forms=load_verb_forms(served["verbs"]))
     assert expected != SENTENCES  # the random tagger does edit: the comparison means something
-    got = infer(served["server"], protocol, "gector_gector", SENTENCES, ["corrected"])["corrected"]
-    assert got.shape == (len(SENTENCES), 1)
-    assert [row[0].decode() for row in got] == expected
+    got = infer(served["server"], protocol, "gector_gector", SENTENCES + [""], ["corrected"])["corrected"]
+    assert got.shape == (len(SENTENCES) + 1, 1)
+    assert [row[0].decode() for row in got] == expected + [""]

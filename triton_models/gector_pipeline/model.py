@@ -70,8 +70,6 @@ class TritonPythonModel:
         return labels, detect
 
     def execute(self, requests):
-        from trt_converters.text.gector_decoding import correct_sentences
-
         responses = [None] * len(requests)
         sentences, owners = [], []
         for index, request in enumerate(requests):
@@ -88,16 +86,26 @@ class TritonPythonModel:
         if not sentences:
             return responses
         try:
-            corrected = correct_sentences(sentences, self._predict, self.tokenizer, self.labels,
-                                          verb_forms=self.verb_forms, **self.decoding)
-        except Exception as exc:
-            error = pb_utils.TritonError(f"{self.model_name}: {exc}")
-            for index, _, _ in owners:
-                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
-            return responses
+            corrected = self._correct(sentences)
+        except Exception:
+            # One bad request must not fail the others: correct each request on its own.
+            corrected = None
         for index, start, shape in owners:
             count = int(np.prod(shape))
-            values = np.array([t.encode("utf-8") for t in corrected[start:start + count]], dtype=np.object_)
+            try:
+                texts = corrected[start:start + count] if corrected is not None \
+                    else self._correct(sentences[start:start + count])
+            except Exception as exc:  # answer this request with its error, keep serving
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                continue
+            values = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
             responses[index] = pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor("corrected", values.reshape(shape))])
         return responses
+
+    def _correct(self, sentences):
+        from trt_converters.text.gector_decoding import correct_sentences
+
+        return correct_sentences(sentences, self._predict, self.tokenizer, self.labels,
+                                 verb_forms=self.verb_forms, **self.decoding)
