@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from trt_converters.errors import UserError  # noqa: E402
+from trt_converters.options import read_config_file  # noqa: E402
 from trt_converters.pipelines import crnn as crnn_pipeline  # noqa: E402
 from trt_converters.pipelines import trocr as trocr_pipeline  # noqa: E402
 from trt_converters.pipelines.base import PipelineRequest  # noqa: E402
@@ -183,6 +184,12 @@ def repo(tmp_path_factory, crnn, trocr):
               "--max-batch-size", MAX_BATCH, "--intra-op-threads", 1, "--inter-op-threads", 1]
     run_cli("--config", ROOT / "configs" / "crnn_line.yaml", "--ckpt-path", crnn[1],
             "--model-kwargs", json.dumps(CRNN_KWARGS), *common)
+    # The same core model behind a second entry model that runs each line on its own.
+    crnn_config = read_config_file(ROOT / "configs" / "crnn_line.yaml")
+    crnn_pipeline.write_pipeline(PipelineRequest(
+        repo=repo, core_model_name="crnn_line", pipeline_name="crnn_line_text_per_line",
+        io=IOSpec.model_validate(crnn_config["model_io_config"]), max_batch_size=MAX_BATCH,
+        options={**crnn_config["pipeline_options"], "pad_batches": False}))
     _, checkpoint, eos = trocr
     run_cli("--config", ROOT / "configs" / "trocr_encoder.yaml", "--ckpt-path", checkpoint,
             "--model-io-config", json.dumps(ENCODER_IO), *common)
@@ -313,6 +320,14 @@ def test_crnn_pipeline_matches_pytorch(server, repo, crnn, protocol):
     assert any(got)
     raw = np.stack([line_image(120, 32, 5, channels=1), line_image(120, 32, 6, channels=1)])
     assert infer(protocol, url, "crnn_line_text", raw=raw) == crnn_reference(crnn[0], options, list(raw))
+
+
+@pytest.mark.triton
+def test_crnn_per_line_pipeline_is_independent_of_batch_mates(server, repo, crnn):
+    options = deployed_options(repo, "crnn_line_text_per_line")
+    assert options["pad_batches"] is False
+    got = infer("grpc", server.grpc_url, "crnn_line_text_per_line", encoded=[png_bytes(img) for img in LINES])
+    assert got == [crnn_reference(crnn[0], options, [img])[0] for img in LINES]
 
 
 @pytest.mark.triton

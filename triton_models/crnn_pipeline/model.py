@@ -8,7 +8,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from trt_converters.pipelines.crnn import batch_lines, images_from_inputs
+from trt_converters.pipelines.crnn import core_batches, images_from_inputs
 from trt_converters.vision.ctc import ctc_greedy_decode
 
 
@@ -38,7 +38,13 @@ class TritonPythonModel:
         images = images_from_inputs(
             _optional_input(request, "image"), _optional_input(request, "image_raw"), channel_order=self.channel_order
         )
-        batch, steps = batch_lines(images, self.options)
+        texts = []
+        for batch, steps in core_batches(images, self.options):
+            texts += ctc_greedy_decode(self._logits(batch), self.options["labels"],
+                                       blank_index=self.options["blank_index"], lengths=steps)
+        return texts
+
+    def _logits(self, batch):
         core = pb_utils.InferenceRequest(
             model_name=self.options["core_model_name"],
             requested_output_names=[self.options["output_name"]],
@@ -46,5 +52,4 @@ class TritonPythonModel:
         ).exec()
         if core.has_error():
             raise ValueError(f"core model {self.options['core_model_name']}: {core.error().message()}")
-        logits = pb_utils.get_output_tensor_by_name(core, self.options["output_name"]).as_numpy()
-        return ctc_greedy_decode(logits, self.options["labels"], blank_index=self.options["blank_index"], lengths=steps)
+        return pb_utils.get_output_tensor_by_name(core, self.options["output_name"]).as_numpy()

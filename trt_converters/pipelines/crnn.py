@@ -8,7 +8,10 @@ width. The resize/pad logic below is imported by the BLS model and by tests (one
 pipeline_options (YAML):
     charset (required), blank_index (0), width_downsample (4: input width per output step),
     mean / std (per channel, after scaling pixels to [0, 1]; default none), pad_value (0.0, in
-    the [0, 1] pixel scale), min_width / max_width (default: the core input's min/max_shape).
+    the [0, 1] pixel scale), min_width / max_width (default: the core input's min/max_shape),
+    pad_batches (true: the lines of one request run as one padded batch; the BiLSTM's backward
+    pass then also reads the padding, so a line's text may depend on its batch-mates. false: one
+    core call per line, each line's text independent of the others).
 """
 from __future__ import annotations
 
@@ -95,8 +98,19 @@ def resolve_options(request: PipelineRequest) -> dict:
         "mean": mean,
         "std": std,
         "pad_value": float(options.get("pad_value", 0.0)),
+        "pad_batches": _flag(options.get("pad_batches", True), "pad_batches"),
         "max_batch_size": request.max_batch_size,
     }
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise UserError(f"crnn pipeline: {name} must be true or false, got {value!r}")
 
 
 def resize_line(image: np.ndarray, options: dict) -> np.ndarray:
@@ -137,6 +151,13 @@ def batch_lines(images: list[np.ndarray], options: dict) -> tuple[np.ndarray, li
     for row, line in zip(batch, lines):
         row[:, :, : line.shape[2]] = line
     return batch, [line.shape[2] // step for line in lines]
+
+
+def core_batches(images: list[np.ndarray], options: dict) -> list[tuple[np.ndarray, list[int]]]:
+    """The core-model calls for one request's lines, in order: one padded batch, or one per line."""
+    if options.get("pad_batches", True):
+        return [batch_lines(images, options)]
+    return [batch_lines([image], options) for image in images]
 
 
 def images_from_inputs(encoded, raw, *, channel_order: str) -> list[np.ndarray]:
