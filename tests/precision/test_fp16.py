@@ -35,7 +35,7 @@ def test_fp16_within_budget_and_builds(name, exported, rtx_build, tmp_path):
     result = lower_graph(model.onnx_path, tmp_path / f"{name}.fp16.onnx", precision="fp16", io=model.io,
                          profiles=model.profiles)
     assert result.path.is_file() and result.precision == "fp16"
-    assert any(note.startswith("FP16 by ") for note in result.notes)
+    assert result.notes[0] == "FP16 by ModelOpt AutoCast (constants folded first)", result.notes
     assert onnx.TensorProto.FLOAT16 in _elem_types(result.path), "no weight was converted to FP16"
     assert _io_types(result.path) == _io_types(model.onnx_path), "graph IO types changed"
 
@@ -52,6 +52,10 @@ def test_sensitive_ops_stay_fp32(exported, tmp_path):
                          profiles=model.profiles)
     kept = next(n for n in result.notes if n.startswith("kept in FP32"))
     assert "Softmax" in kept and "LayerNormalization" in kept
+    inputs = model.verification_inputs()[1]
+    inputs["attention_mask"][0] = 0  # a fully masked row: float32's lowest mask value is -inf in FP16
+    outputs = run_like_tensorrt(result.path, [inputs])[0]
+    assert all(np.isfinite(value).all() for value in outputs.values())
 
 
 def test_too_tight_budget_names_the_worst_output(exported, tmp_path):
@@ -92,8 +96,8 @@ def test_autocast_graph_with_non_finite_outputs_is_rejected(exported, tmp_path, 
 
     real_autocast = fp16.autocast_fp16
 
-    def overflowing(model, work_dir):
-        lowered = real_autocast(model, work_dir)
+    def overflowing(model, work_dir, reference_inputs=None):
+        lowered = real_autocast(model, work_dir, reference_inputs)
         for weight in lowered.graph.initializer:
             if weight.data_type == 10 and weight.dims and len(weight.dims) == 2:  # FLOAT16 matrices overflow
                 weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 60000, weight.name))

@@ -35,18 +35,31 @@ def fold_constants(model):
     return onnx.shape_inference.infer_shapes(folded)
 
 
-def autocast_fp16(model, work_dir: Path):
-    """ModelOpt AutoCast to FP16 with the graph's IO types kept and SENSITIVE_OP_TYPES in FP32."""
+def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None):
+    """ModelOpt AutoCast to FP16 with the graph's IO types kept and SENSITIVE_OP_TYPES in FP32.
+
+    AutoCast runs the FP32 graph to keep nodes with large outputs in FP32; `reference_inputs` (valid ids,
+    0/1 masks from the IO spec) replace its default random inputs in [-1, 1].
+    """
     import logging
 
+    import numpy as np
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
     source = work_dir / "autocast-input.onnx"
-    onnx.save(model, str(source))
+    save_model(model, source)
+    data = None
+    if reference_inputs:
+        folder = work_dir / "autocast-data"  # a folder of .npz files: one batch each, shapes kept whole
+        folder.mkdir(exist_ok=True)
+        names = [i.name for i in model.graph.input]
+        np.savez(folder / "0.npz", **{name: reference_inputs[name] for name in names})
+        data = str(folder)
     logging.getLogger("modelopt").setLevel(logging.WARNING)
     return convert_to_mixed_precision(str(source), low_precision_type="fp16", keep_io_types=True,
-                                      op_types_to_exclude=list(SENSITIVE_OP_TYPES), providers=["cpu"])
+                                      op_types_to_exclude=list(SENSITIVE_OP_TYPES), providers=["cpu"],
+                                      calibration_data=data)
 
 
 def converter_fp16(model):
@@ -90,7 +103,7 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
     reference = run_onnx_model(Path(fp32_onnx), [check_inputs])
     notes: list[str] = []
     attempts = []
-    for name, convert in (("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir)),
+    for name, convert in (("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs)),
                           ("onnxconverter-common", lambda: converter_fp16(folded))):
         try:
             candidate = convert()
