@@ -172,12 +172,13 @@ def import_script(name):
     return module
 
 
-def convert(run_cli, work: Path, name: str, config: str, ckpt: Path, kwargs: dict, *extra) -> None:
+def convert(run_cli, work: Path, name: str, config: str, ckpt: Path, kwargs: dict, *extra,
+            input_size=("2", "16")) -> None:
     result = run_cli([
-        "--config", ROOT / "configs" / config, "--ckpt-path", ckpt, "--model-name", name,
+        *(["--config", ROOT / "configs" / config] if config else []), "--ckpt-path", ckpt, "--model-name", name,
         "--model-kwargs", json.dumps(kwargs), "--triton-repo", work / "repo", "--output-dir", work / "out",
         "--generate-onnx", "--generate-triton-config", "--triton-backend", "python_onnxruntime",
-        "--instance-kind", "cpu", "--max-batch-size", "8", "--input-size", "2", "16", "--dynamic-batching",
+        "--instance-kind", "cpu", "--max-batch-size", "8", "--input-size", *input_size, "--dynamic-batching",
         *extra])
     assert result.exit_code == 0, result.stderr + result.stdout
 
@@ -256,6 +257,25 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
                             "opt_shape": [16], "max_shape": [128], "value_range": [0, 30522]},
                            {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
                 "outputs": [{"name": "embeddings", "dtype": "float32", "shape": [32]}]}))
+
+    # Caption scorer: DeBERTa, fixed length 128, float masks, one logit (sigmoid), as the
+    # original deployment serves it (no YAML: its use_fp16 would lower the graph).
+    caption_dir = work / "caption_ckpt"
+    caption_dir.mkdir()
+    caption_kwargs = dict(TINY, vocab_size=vocab, max_position_embeddings=128, position_buckets=16,
+                          pooling="mean", num_outputs=1)
+    models["caption"] = import_script("deberta").DebertaLargeModel(**caption_kwargs).eval()
+    torch.save(models["caption"].state_dict(), caption_dir / "model.pt")
+    fixed = {"dtype": "float32", "shape": [128], "value_range": [1, 2]}
+    convert(run_cli, work, "caption", None, caption_dir / "model.pt", caption_kwargs,
+            "--model-script-path", ROOT / "model_scripts" / "deberta.py", "--model-class-name", "DebertaLargeModel",
+            "--triton-inputs", "input_ids,input_mask", "--pipeline", "classifier", "--pipeline-option",
+            "labels=good caption", "--tokenizer-path", roberta_tokenizer_dir, "--model-io-config", json.dumps({
+                "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [128], "value_range": [0, vocab]},
+                           {"name": "input_mask", **fixed},
+                           {"name": "input_token_type_ids", **fixed, "value_range": [0, 1]}],
+                "outputs": [{"name": "output", "dtype": "float32", "shape": [1]}]}),
+            input_size=("2", "128"))
 
     # Stubs must load this interpreter's libpython, or `import transformers` fails inside them.
     from trt_converters.onnxruntime_cpu.serving import python_stub_environment
@@ -352,3 +372,19 @@ def test_gector_matches_decoding_on_pytorch_logits(served, protocol):
     got = infer(served["server"], protocol, "gector_gector", SENTENCES + [""], ["corrected"])["corrected"]
     assert got.shape == (len(SENTENCES) + 1, 1)
     assert [row[0].decode() for row in got] == expected + [""]
+
+
+@pytest.mark.triton
+def test_fixed_length_float_mask_one_logit_classifier_matches_pytorch(served):
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(served["tokenizers"]["classifier"]))
+    enc = tokenizer(SENTENCES, padding="max_length", max_length=128, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = served["models"]["caption"](enc["input_ids"], enc["attention_mask"].float()).numpy()
+    expected = 1.0 / (1.0 + np.exp(-logits))
+    got = infer(served["server"], "grpc", "caption_classifier", SENTENCES, ["label", "score", "probabilities"])
+    np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["score"], expected, rtol=1e-4, atol=1e-5)
+    assert {row[0].decode() for row in got["label"]} == {"good caption"}
