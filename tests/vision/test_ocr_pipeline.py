@@ -288,12 +288,39 @@ def test_trocr_writer_rejects_max_length_over_profile(tmp_path):
 
 def test_trocr_writer_copies_tokenizer_from_checkpoint_dir(tmp_path):
     (tmp_path / "ckpt").mkdir()
-    (tmp_path / "ckpt" / "tokenizer.json").write_text("{}")
+    char_tokenizer(tmp_path / "ckpt" / "tokenizer.json")
     options = {**TROCR_OPTIONS, "tokenizer_path": "."}  # a folder, relative to the checkpoint's
     written = trocr_pipeline.write_pipeline(PipelineRequest(
         repo=tmp_path / "repo", core_model_name="trocr_decoder", pipeline_name="p", io=trocr_io(),
         max_batch_size=2, options=options, checkpoint_dir=tmp_path / "ckpt"))
     assert (tmp_path / "repo" / "p" / "1" / "tokenizer.json") in written
+
+
+def test_trocr_writer_rejects_tokenizer_of_another_size(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{}")
+    request = PipelineRequest(repo=tmp_path / "repo", core_model_name="d", pipeline_name="p", io=trocr_io(),
+                              max_batch_size=2, options={**TROCR_OPTIONS, "tokenizer_path": str(tmp_path)})
+    with pytest.raises(UserError, match="not a Hugging Face tokenizer.json"):
+        trocr_pipeline.write_pipeline(request)
+    small = {"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0, "<unk>": 1}, "unk_token": "<unk>"}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(small))
+    with pytest.raises(UserError, match="2 entries"):
+        trocr_pipeline.write_pipeline(request)
+
+
+def test_trocr_special_tokens_from_config_json_unless_given(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"decoder_start_token_id": 5, "pad_token_id": 7,
+                                                      "decoder": {"eos_token_id": [6, 9]}}))
+    options = {k: v for k, v in TROCR_OPTIONS.items() if not k.endswith("_token_id")}
+
+    def resolved(opts):
+        return trocr_pipeline.resolve_options(PipelineRequest(
+            repo=tmp_path, core_model_name="d", pipeline_name="p", io=trocr_io(), max_batch_size=2,
+            options=opts, checkpoint_dir=tmp_path))[0]
+
+    got = resolved(options)
+    assert (got["start_token_id"], got["eos_token_id"], got["pad_token_id"]) == (5, 6, 7)
+    assert resolved({**options, "eos_token_id": "3"})["eos_token_id"] == 3
 
 
 def test_crnn_batch_pads_to_common_width_and_reports_steps():

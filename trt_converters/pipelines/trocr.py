@@ -9,7 +9,8 @@ pipeline_options (YAML):
     encoder_model_name (required), encoder_input_name ("pixel_values"),
     encoder_output_name ("encoder_hidden_states"), image_size [H, W] (required),
     mean / std (per channel after scaling pixels to [0, 1]; default 0.5 / 0.5 as TrOCR),
-    start_token_id (2), eos_token_id (2), pad_token_id (1), max_length (default: the decoder
+    start_token_id, eos_token_id, pad_token_id (default: decoder_start_token_id, eos_token_id,
+    pad_token_id of the config.json beside the checkpoint, else 2, 2, 1), max_length (default: the decoder
     input's max_shape, else 64), and the text, first found of: `tokenizer_path` (a Hugging Face
     tokenizer.json or the folder holding it; `--tokenizer-path` sets it), `vocab` (one string
     per token id, e.g. a character list), tokenizer.json beside the checkpoint. A tokenizer is
@@ -71,9 +72,12 @@ def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
                         "or pipeline_options.vocab (one string per token id)")
     else:
         vocab = list(vocab)
-        vocab_size = logits.shape[-1] if logits.shape else -1
-        if vocab_size != -1 and len(vocab) != vocab_size:
-            raise UserError(f"trocr pipeline: vocab has {len(vocab)} entries but {logits.name!r} has {vocab_size} classes")
+    vocab_size = logits.shape[-1] if logits.shape else -1
+    entries = len(vocab) if vocab is not None else _tokenizer_size(tokenizer)
+    if vocab_size != -1 and entries != vocab_size:
+        what = "vocab" if vocab is not None else f"tokenizer {tokenizer}"
+        raise UserError(f"trocr pipeline: {what} has {entries} entries but {logits.name!r} has {vocab_size} classes; "
+                        "use the tokenizer that belongs to the checkpoint")
 
     resolved = {
         "encoder_model_name": options["encoder_model_name"],
@@ -87,14 +91,53 @@ def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
         "image_size": image_size,
         "mean": mean,
         "std": std,
-        "start_token_id": int(options.get("start_token_id", 2)),
-        "eos_token_id": int(options.get("eos_token_id", 2)),
-        "pad_token_id": int(options.get("pad_token_id", 1)),
+        **_special_tokens(options, request.checkpoint_dir),
         "max_length": max_length,
         "vocab": vocab,
         "tokenizer_file": TOKENIZER_FILENAME if tokenizer else None,
     }
     return resolved, tokenizer
+
+
+DEFAULT_SPECIAL_TOKENS = {"start_token_id": 2, "eos_token_id": 2, "pad_token_id": 1}  # TrOCR's
+HF_SPECIAL_TOKEN_KEYS = {"start_token_id": "decoder_start_token_id", "eos_token_id": "eos_token_id",
+                         "pad_token_id": "pad_token_id"}
+
+
+def _special_tokens(options: dict, checkpoint_dir: Path | None) -> dict:
+    """pipeline_options > config.json beside the checkpoint (top level, then its decoder) > TrOCR's ids."""
+    hf_config = {}
+    path = Path(checkpoint_dir) / "config.json" if checkpoint_dir else None
+    if path is not None and path.is_file():
+        try:
+            hf_config = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc.msg}); fix or remove it") from None
+    decoder = hf_config.get("decoder") if isinstance(hf_config.get("decoder"), dict) else {}
+    tokens = {}
+    for key, hf_key in HF_SPECIAL_TOKEN_KEYS.items():
+        value = options.get(key)
+        for source in (hf_config, decoder):
+            if value is None:
+                value = source.get(hf_key)
+        value = DEFAULT_SPECIAL_TOKENS[key] if value is None else value
+        if isinstance(value, list):  # HF allows several eos ids; greedy decoding here stops at one
+            value = value[0]
+        try:
+            tokens[key] = int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"trocr pipeline: {key} must be a token id, got {value!r}") from None
+    return tokens
+
+
+def _tokenizer_size(path: Path) -> int:
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True)
+    except Exception as exc:  # tokenizers raises its own exception type for malformed files
+        raise UserError(f"trocr pipeline: {path} is not a Hugging Face tokenizer.json ({exc}); "
+                        "pass the tokenizer that belongs to the checkpoint") from None
 
 
 def _find_tokenizer(name: str, checkpoint_dir: Path | None) -> Path:
