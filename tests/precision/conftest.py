@@ -1,7 +1,6 @@
 """Tiny random-weight models exported to FP32 ONNX once per session, and a TensorRT-RTX build helper."""
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,56 +119,6 @@ def exported(tmp_path_factory):
         return cache[name]
 
     return get
-
-
-@dataclass
-class BuildResult:
-    engine_bytes: int
-    seconds: float
-    timing_cache: bytes
-
-
-@pytest.fixture(scope="session")
-def rtx_build():
-    """The TensorRT-RTX build helper; skips the test where tensorrt_rtx is not installed."""
-    pytest.importorskip("tensorrt_rtx")
-    return build_with_rtx
-
-
-@pytest.fixture()
-def calibration_npz(tmp_path):
-    return lambda model, samples=32: write_calibration_npz(model, tmp_path / f"{model.name}-calib.npz", samples)
-
-
-def build_with_rtx(onnx_path: Path, profiles: dict, *, timing_cache: bytes | None = None) -> BuildResult:
-    """Parses and builds a serialized TensorRT-RTX engine (strongly typed) with one optimization profile."""
-    import tensorrt_rtx as trt
-
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise AssertionError(f"TensorRT-RTX could not parse {onnx_path.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 256 << 20)
-    profile = builder.create_optimization_profile()
-    for index in range(network.num_inputs):
-        tensor = network.get_input(index)
-        shapes = profiles[tensor.name]
-        profile.set_shape(tensor.name, shapes.min, shapes.opt, shapes.max)
-    config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    started = time.perf_counter()
-    engine = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - started
-    assert engine is not None, f"TensorRT-RTX failed to build {onnx_path.name}"
-    return BuildResult(engine.nbytes, seconds, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
 def write_calibration_npz(model: ExportedModel, path: Path, samples: int = 32) -> Path:
