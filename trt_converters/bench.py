@@ -277,6 +277,15 @@ class TensorRTRunner(Runner):
         self.stream.synchronize()
         del results
 
+    def infer(self, inputs: dict) -> dict:
+        """One inference: output name -> numpy array (float outputs as float32), for accuracy checks."""
+        self.prepare(inputs)
+        with self.torch.cuda.stream(self.stream):
+            self._enqueue()
+        self.stream.synchronize()
+        return {name: (out.float() if out.is_floating_point() else out).cpu().numpy()
+                for name, out in self._outputs.items()}
+
     def gpu_compute(self) -> float | None:
         torch = self.torch
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
