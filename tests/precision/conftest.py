@@ -113,12 +113,33 @@ def exported(tmp_path_factory):
             io = IOSpec.model_validate(io_dict)
             profiles = profiles_for(io, max_batch_size=8, input_size=(4,))
             sample = synthetic_inputs(io, export_sample_shapes(profiles, (4,)), seed=0)
-            exporter = "legacy"
-            result = export_onnx(module, io, sample, profiles, root / f"{name}.onnx", exporter=exporter, opset=17)
+            result = export_onnx(module, io, sample, profiles, root / f"{name}.onnx", exporter="legacy", opset=17)
             cache[name] = ExportedModel(name, module, io, profiles, result.path)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def rtx_build(tmp_path_factory):
+    """Builds a serialized TensorRT-RTX engine with the project's build_engine; skips where tensorrt_rtx is absent."""
+    pytest.importorskip("tensorrt_rtx")
+    from trt_converters.build import BuildOptions, build_engine
+
+    engines = tmp_path_factory.mktemp("engines")
+    options = BuildOptions(backend="tensorrt-rtx", memory_pool_limit=256 << 20, progress=False)
+
+    def build(onnx_path: Path, profiles: dict):
+        result = build_engine(onnx_path, engines / (onnx_path.stem + ".plan"), profiles, options)
+        assert result.engine_bytes > 0
+        return result
+
+    return build
+
+
+@pytest.fixture()
+def calibration_npz(tmp_path):
+    return lambda model, samples=32: write_calibration_npz(model, tmp_path / f"{model.name}-calib.npz", samples)
 
 
 def write_calibration_npz(model: ExportedModel, path: Path, samples: int = 32) -> Path:
