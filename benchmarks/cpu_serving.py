@@ -63,6 +63,9 @@ def parse_args(argv=None):
     parser.add_argument("--accuracy-samples", type=int, default=64)
     parser.add_argument("--calibration-samples", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the checkpoint, graphs and accuracy already in --workdir when built with the "
+                             "same sizes (delete a file there to rebuild it)")
     return parser.parse_args(argv)
 
 
@@ -93,11 +96,12 @@ def random_requests(count: int, length: int, vocab: int, seed: int) -> list[dict
 
 
 def build_artifacts(args, io, log) -> dict:
+    import numpy as np
     import torch
 
     from trt_converters.export import export_onnx
     from trt_converters.loading import import_model_class
-    from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
+    from trt_converters.onnxruntime_cpu import is_onnxruntime_targeted, quantize_for_onnxruntime
     from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs
 
     work = args.workdir
@@ -105,34 +109,42 @@ def build_artifacts(args, io, log) -> dict:
     kwargs = dict(num_labels=NUM_LABELS, vocab_size=args.vocab, hidden_size=args.hidden,
                   num_hidden_layers=args.layers, num_attention_heads=args.heads,
                   intermediate_size=args.intermediate, max_position_embeddings=args.length + 2 + 4)
+    recorded = work / "model_kwargs.json"
+    reuse = args.reuse and recorded.exists() and json.loads(recorded.read_text()) == kwargs
+    if not reuse:
+        for stale in list(work.glob("model*")) + [work / "accuracy.json"]:
+            stale.unlink(missing_ok=True)
     torch.manual_seed(0)
     model = import_model_class(ROBERTA_SCRIPT, "RobertaClassifier")(**kwargs).eval()
     checkpoint = work / "model.pt"
-    torch.save(model.state_dict(), checkpoint)
+    if checkpoint.exists():
+        model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    else:
+        torch.save(model.state_dict(), checkpoint)
+    recorded.write_text(json.dumps(kwargs))
     profiles = profiles_for(io, max_batch_size=args.max_batch_size)
-    paths = {"checkpoint": checkpoint}
+    paths = {"checkpoint": checkpoint, "ort_fp32": work / "model.fp32.onnx",
+             "ort_int8_dynamic": work / "model.int8-dynamic.onnx", "ort_int8_static": work / "model.int8-static.onnx"}
     timings = {}
 
-    started = time.perf_counter()
+    def timed(key: str, make) -> None:
+        if paths[key].exists() and (key == "ort_fp32" or is_onnxruntime_targeted(paths[key])):
+            log(f"reusing {paths[key]}")
+            timings[key] = float("nan")
+            return
+        started = time.perf_counter()
+        make()
+        timings[key] = time.perf_counter() - started
+        log(f"{key} written in {timings[key]:.1f} s")
+
     sample = synthetic_inputs(io, export_sample_shapes(profiles, None))
-    paths["ort_fp32"] = export_onnx(model, io, sample, profiles, work / "model.fp32.onnx", exporter="dynamo").path
-    timings["export"] = time.perf_counter() - started
-    log(f"exported {paths['ort_fp32']} in {timings['export']:.1f} s")
-
-    started = time.perf_counter()
-    paths["ort_int8_dynamic"] = quantize_for_onnxruntime(paths["ort_fp32"], work / "model.int8-dynamic.onnx",
-                                                         mode="dynamic", io=io)
-    timings["quantize_dynamic"] = time.perf_counter() - started
-    log(f"dynamic INT8 in {timings['quantize_dynamic']:.1f} s")
-
+    timed("ort_fp32", lambda: export_onnx(model, io, sample, profiles, paths["ort_fp32"], exporter="dynamo"))
+    timed("ort_int8_dynamic", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_dynamic"],
+                                                               mode="dynamic", io=io))
     calibration_sets = random_requests(args.calibration_samples, args.length, args.vocab, seed=7)
-    calibration = {name: __import__("numpy").concatenate([r[name] for r in calibration_sets])
-                   for name in ("input_ids", "attention_mask")}
-    started = time.perf_counter()
-    paths["ort_int8_static"] = quantize_for_onnxruntime(paths["ort_fp32"], work / "model.int8-static.onnx",
-                                                        mode="static", io=io, calibration=calibration)
-    timings["quantize_static"] = time.perf_counter() - started
-    log(f"static INT8 ({args.calibration_samples} random calibration samples) in {timings['quantize_static']:.1f} s")
+    calibration = {name: np.concatenate([r[name] for r in calibration_sets]) for name in ("input_ids", "attention_mask")}
+    timed("ort_int8_static", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_static"],
+                                                              mode="static", io=io, calibration=calibration))
     return {"model": model, "kwargs": kwargs, "paths": paths, "timings": timings}
 
 
@@ -144,6 +156,13 @@ def measure_accuracy(args, artifacts, log) -> dict:
     from trt_converters.onnx_runner import run_onnx_model
     from trt_converters.onnxruntime_cpu.accuracy import accuracy_report
 
+    cached = args.workdir / "accuracy.json"
+    nothing_rebuilt = all(t != t for t in artifacts["timings"].values())  # NaN marks a reused graph
+    if args.reuse and nothing_rebuilt and cached.exists():
+        saved = json.loads(cached.read_text())
+        if saved.get("samples") == args.accuracy_samples:
+            log("reusing accuracy.json")
+            return saved["results"]
     requests = random_requests(args.accuracy_samples, args.length, args.vocab, seed=1234)
     batches = [{name: np.concatenate([r[name] for r in requests[i:i + 8]]) for name in requests[0]}
                for i in range(0, len(requests), 8)]
@@ -162,6 +181,7 @@ def measure_accuracy(args, artifacts, log) -> dict:
         log(f"accuracy {name}: rel {worst.max_rel_error:.4f} cos {worst.cosine:.6f} top-1 {agree}/{rows}")
     results["pytorch"] = {"max_abs_error": 0.0, "max_rel_error": 0.0, "cosine": 1.0,
                           "top_class_agree": len(requests), "rows": len(requests), "passes_int8_tolerance": True}
+    cached.write_text(json.dumps({"samples": args.accuracy_samples, "results": results}))
     return results
 
 
@@ -331,9 +351,13 @@ def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes)
                 f"| {acc.get('max_rel_error', float('nan')):.4f} | {acc.get('cosine', float('nan')):.6f} "
                 f"| {acc.get('top_class_agree', 0)}/{acc.get('rows', 0)} |")
     timings = artifacts["timings"]
-    lines += ["", f"Export {timings['export']:.0f} s, dynamic quantization {timings['quantize_dynamic']:.0f} s, "
-                  f"static quantization ({args.calibration_samples} random calibration samples) "
-                  f"{timings['quantize_static']:.0f} s. PyTorch size is the state_dict checkpoint."]
+
+    def took(key: str) -> str:
+        return "reused" if timings[key] != timings[key] else f"{timings[key]:.0f} s"
+
+    lines += ["", f"Export {took('ort_fp32')}, dynamic quantization {took('ort_int8_dynamic')}, static quantization "
+                  f"({args.calibration_samples} random calibration samples) {took('ort_int8_static')} "
+                  "(this run). PyTorch size is the state_dict checkpoint."]
     return "\n".join(lines) + "\n"
 
 
