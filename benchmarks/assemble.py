@@ -1,0 +1,90 @@
+"""Writes BENCHMARKS.md from the result files the benchmark scripts wrote (benchmarks/results/*.md).
+
+No number is typed here: each section is a results file, copied as written by its script. Sections whose
+file does not exist are listed as not run. The GPU section states what could not be measured and why.
+
+    python benchmarks/assemble.py          # after the scripts below have run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+SECTIONS = [
+    ("cpu_models", "python benchmarks/cpu_models.py"),
+    ("cpu_models_tiny", "python benchmarks/cpu_models.py --size tiny"),
+    ("conversion_cost", "python benchmarks/conversion_cost.py"),
+    ("serving_pipelines", "python benchmarks/serving_pipelines.py"),
+    ("cpu_serving", "python benchmarks/cpu_serving.py (ONNX Runtime INT8 serving; written by its own script)"),
+    ("gpu_models", "python benchmarks/cpu_models.py --device cuda (on a GPU machine)"),
+]
+
+HEADER = """# Benchmarks
+
+Every table below was produced by a script in `benchmarks/` on the machine it names, and copied here by
+`benchmarks/assemble.py` from `benchmarks/results/*.md` (raw numbers in the matching `.json`). Nothing is
+typed by hand. How to rerun each one: `benchmarks/README.md`.
+
+Read the numbers with their context: this machine has 2 vCPUs shared with several other jobs while these
+ran (load average 8-15 on 2 cores, stated with each table), so absolute latencies are inflated and spreads
+are wide. Each script measures its contenders side by side in one run (interleaved or in rotating order,
+same inputs) and reports the ratio to the baseline measured in that same run; the ratios are the
+meaningful part. Models have random weights unless a table says otherwise (the timing does not depend on
+the weights; accuracy columns are against PyTorch on the same weights).
+"""
+
+GPU_SECTION = """## GPU: not measured in this session
+
+No GPU was available to this work: the session's device tool reported `can_start_another: false` (no GPU
+machine lent to this task), and on the development machine `torch.cuda.is_available()` is False. So there
+are **no GPU numbers** here, for any of:
+- PyTorch eager FP32 and FP16 on CUDA, and `torch.compile`;
+- TensorRT engines (FP32, FP16 AutoCast, INT8 Q/DQ) at batch 1 / 8 / 32, host latency with transfers and
+  GPU compute without;
+- ONNX Runtime with the CUDA execution provider;
+- Triton serving `tensorrt_plan` models.
+
+What was done instead, and what exists to produce the table on a GPU machine:
+- Engines are really built here: TensorRT-RTX 1.7.1 builds serialized engines on a CPU (conversion cost
+  table above), but it cannot deserialize or run them without a supported GPU, and the datacenter
+  `tensorrt` wheel cannot be installed on this machine (its libraries download from a host outside the
+  package index). Engine build times above are for TensorRT-RTX on CPU; they are not GPU build times, and
+  TensorRT-RTX's timing cache stays nearly empty without a GPU to time tactics on.
+- `trt-bench --device cuda --engine model.plan --torch-fp16 --torch-compile` and
+  `python benchmarks/cpu_models.py --device cuda --batch-sizes 1,8,32` time PyTorch eager FP32/FP16,
+  torch.compile, ONNX Runtime (CUDA EP if installed) and the TensorRT engines side by side; the engine
+  runner uses the TensorRT Python API with torch-allocated CUDA buffers and reports host latency (H2D +
+  enqueue + D2H + sync) and GPU compute (CUDA events around `execute_async_v3`), in trtexec's terms.
+  Results go to `benchmarks/results/gpu_models.md`, which this file then includes. That code path has
+  not been executed here (no GPU), so it is untested.
+- `scripts/gpu_ci.sh` (see `--help`) is what a GPU CI runner executes in the serving image: tiny variants
+  of every `configs/*.yaml` built with `--trt-backend tensorrt`, compared with PyTorch on CUDA within the
+  precision budgets (`tests/gpu/test_engines_on_gpu.py`, marked `gpu`, skipped here with the reason), then
+  served by Triton's tensorrt backend and queried; `--bench` adds the GPU table.
+"""
+
+
+def main() -> int:
+    parts = [HEADER]
+    missing = []
+    for stem, command in SECTIONS:
+        path = RESULTS / f"{stem}.md"
+        if path.is_file():
+            parts.append(path.read_text().rstrip() + f"\n\n_Source: `benchmarks/results/{stem}.md`, from `{command}`._\n")
+        elif stem != "gpu_models":
+            missing.append(f"- `{stem}`: not run in this session (`{command}`)")
+    if not (RESULTS / "gpu_models.md").is_file():
+        parts.append(GPU_SECTION)
+    if missing:
+        parts.append("## Not run\n\n" + "\n".join(missing) + "\n")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
