@@ -75,6 +75,7 @@ def test_writer_lays_out_an_ensemble_with_self_contained_python_models(tmp_path)
     ({"input_shape": [3, 100, 128]}, "multiples of 32"),
     ({"input_shape": [1, 128, 128]}, r"must be float32 \[3, H, W\]"),
     ({"pipeline_name": "yolox_test"}, "equals the core model's name"),
+    ({"max_batch_size": 0}, "max_batch_size >= 1"),
 ])
 def test_writer_rejects_bad_settings(tmp_path, changes, message):
     from trt_converters.pipelines.yolox import write_pipeline

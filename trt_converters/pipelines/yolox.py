@@ -80,6 +80,9 @@ def resolve_options(request: PipelineRequest) -> dict:
     pad = int(options.get("pad_value", 114))
     if not 0 <= pad <= 255:
         raise UserError(f"yolox pipeline: pad_value {pad} must be within 0..255")
+    if request.max_batch_size < 1:
+        raise UserError("yolox pipeline: needs a batching core model (max_batch_size >= 1), got "
+                        f"{request.max_batch_size}")
     if request.pipeline_name == request.core_model_name:
         raise UserError(f"yolox pipeline: pipeline name {request.pipeline_name!r} equals the core model's name; "
                         "pass another --pipeline-name")
