@@ -168,6 +168,14 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     return notes
 
 
+class _NoGpuCountError:
+    def filter(self, record) -> bool:
+        return "Failed to get GPU count" not in record.getMessage()
+
+
+_NO_GPU_COUNT_ERROR = _NoGpuCountError()
+
+
 def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes: str, high_precision: str,
                   cache: Path | None, exclude_fp16: list[str]) -> None:
     import logging
@@ -175,6 +183,8 @@ def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes
     from modelopt.onnx.quantization import quantize
 
     logging.getLogger("modelopt").setLevel(logging.WARNING)
+    # ModelOpt logs a missing NVML as an ERROR on every CPU-only run; calibration here is CPU by design.
+    logging.getLogger("modelopt.onnx").addFilter(_NO_GPU_COUNT_ERROR)
     try:
         quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
                  calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
