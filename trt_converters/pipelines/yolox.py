@@ -4,7 +4,8 @@ Written into the repository next to the core model:
 
     <pipeline_name>/               ensemble users call
         in:  image      TYPE_STRING [1]          encoded JPEG/PNG/... bytes, one image per batch row
-             image_raw  TYPE_UINT8 [-1, -1, 3]   or a raw HWC image (give exactly one of the two)
+             image_raw  TYPE_UINT8 [-1, -1, 3]   or a raw HWC image in the model's channel order (BGR
+                                                 for official YOLOX, as cv2.imread gives); exactly one of the two
         out: boxes TYPE_FP32 [-1, 4] (x1, y1, x2, y2 in original pixels), scores TYPE_FP32 [-1],
              classes TYPE_INT32 [-1], num_detections TYPE_INT32 [1]
              (+ labels TYPE_STRING [-1] when class_names are given); rows past num_detections are padding
