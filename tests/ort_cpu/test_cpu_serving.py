@@ -82,3 +82,35 @@ def test_concurrent_batch1_requests_to_int8_model_match_pytorch(served, tiny_rob
         answers = list(pool.map(lambda r: grpc_infer(server.grpc_url, "ort_int8", r), requests))
     report = accuracy_report(pytorch_outputs(tiny_roberta.model, requests), [{"logits": a} for a in answers])
     assert report.passed, report.worst()
+
+
+def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(tiny_roberta, tmp_path):
+    from trt_converters.errors import UserError
+    from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
+    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.triton.config import read_config
+
+    ort_folder = write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io,
+                                                max_batch_size=4, intra_op_threads=2, inter_op_threads=1)
+    torch_folder = write_pytorch_baseline_model(tmp_path, "pt", model_script=ROBERTA_SCRIPT,
+                                                class_name="RobertaClassifier", checkpoint=tiny_roberta.checkpoint,
+                                                model_kwargs=TINY_KWARGS, io=tiny_roberta.io, intra_op_threads=2)
+    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in (torch_folder / "1").iterdir()) == [
+        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py"]
+    ort_config, torch_config = read_config(ort_folder / "config.pbtxt"), read_config(torch_folder / "config.pbtxt")
+    assert ort_config.backend == torch_config.backend == "python"
+    assert ort_config.parameters["intra_op_thread_count"].string_value == "2"
+    assert torch_config.parameters["model_class"].string_value == "RobertaClassifier"
+    assert torch_config.parameters["torch_intra_op_threads"].string_value == "2"
+    for config in (ort_config, torch_config):
+        assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+        assert config.HasField("dynamic_batching")
+    before = (ort_folder / "config.pbtxt").read_text()
+    with pytest.raises(UserError, match="already exists"):
+        write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io, max_batch_size=2)
+    assert (ort_folder / "config.pbtxt").read_text() == before
+    with pytest.raises(UserError, match="does not exist"):
+        write_pytorch_baseline_model(tmp_path, "missing", model_script=tmp_path / "nope.py", class_name="X",
+                                     checkpoint=None, model_kwargs=None, io=tiny_roberta.io)
+    assert not (tmp_path / "missing").exists()
