@@ -87,13 +87,47 @@ def test_cache_of_another_graph_is_recalibrated(exported, calibration_npz, tmp_p
     assert any("was made for another FP32 graph" in n for n in result.notes)
 
 
-@pytest.mark.parametrize("method, message", [("percentile", "not offered by ModelOpt"), ("kl", "unknown")])
-def test_unsupported_calibration_methods_are_user_errors(method, message, exported, tmp_path):
+def test_unknown_calibration_method_is_a_user_error(exported, tmp_path):
     model = exported("mlp")
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match="--calib-method 'kl' is unknown; use one of entropy, max, minmax, percentile"):
         lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="int8", io=model.io, profiles=model.profiles,
-                    calib_method=method)
+                    calib_method="kl")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_percentile_clips_below_max_and_is_cached(exported, tmp_path, monkeypatch):
+    import onnx
+
+    import trt_converters.calibration as calibration
+    from trt_converters.precision.int8 import activation_scales, read_cache_scales
+
+    model = exported("cnn")
+    npz = tmp_path / "normal.npz"  # a Gaussian tail, where the 99.99th percentile sits clearly below the max
+    np.savez(npz, images=np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32))
+    caches = {method: tmp_path / f"{method}.calib" for method in ("max", "percentile")}
+    results = {method: lower_graph(model.onnx_path, tmp_path / f"{method}.onnx", precision="int8_fp16", io=model.io,
+                                   profiles=model.profiles, calib_data=npz, calib_method=method,
+                                   calibration_cache=caches[method])
+               for method in ("max", "percentile")}
+    assert any("percentile 99.99 over 32 samples" in n for n in results["percentile"].notes)
+    max_scales, clipped = read_cache_scales(caches["max"]), read_cache_scales(caches["percentile"])
+    assert max_scales and set(clipped) == set(max_scales)
+    assert all(clipped[name] <= max_scales[name] * 1.001 for name in clipped)  # max is FP16-rounded here
+    assert any(clipped[name] < max_scales[name] * 0.99 for name in clipped)
+    in_graph = activation_scales(onnx.load(str(results["percentile"].path)))
+    assert set(in_graph) == set(clipped)
+    assert all(abs(in_graph[name] - clipped[name]) <= 1e-3 * clipped[name] for name in clipped)  # FP16 rounding
+
+    inputs = model.verification_inputs()
+    comparisons = compare_output_sets(model.torch_outputs(inputs),
+                                      run_like_tensorrt(results["percentile"].path, inputs), DEFAULT_TOLERANCES["int8"])
+    assert all(c.passed for c in comparisons), failure_message("percentile", comparisons, DEFAULT_TOLERANCES["int8"])
+
+    monkeypatch.setattr(calibration, "load_calibration_data", lambda *a, **k: pytest.fail("recalibrated"))
+    again = lower_graph(model.onnx_path, tmp_path / "again.onnx", precision="int8_fp16", io=model.io,
+                        profiles=model.profiles, calib_method="percentile", calibration_cache=caches["percentile"])
+    assert any("calibration data not read" in n for n in again.notes)
+    assert _op_counts(again.path)["QuantizeLinear"] == _op_counts(results["percentile"].path)["QuantizeLinear"]
 
 
 def test_entropy_calibration(exported, calibration_npz, tmp_path):

@@ -44,9 +44,9 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
         raise UserError(f"ONNX graph {fp32_onnx} does not exist; export the FP32 graph first")
     _require_precision_packages()
     if precision != "fp16":
-        from trt_converters.precision.int8 import modelopt_calibration_method
+        from trt_converters.precision.int8 import calibration_method
 
-        modelopt_calibration_method(calib_method)  # reject a bad name before any work
+        calibration_method(calib_method)  # reject a bad name before any work
     started = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trtc-lower-", dir=out_path.parent) as tmp:

@@ -17,9 +17,11 @@ from typing import Callable
 
 from trt_converters.errors import StageError, UserError
 
-# Our names -> ModelOpt 0.47's INT8 calibration methods (it maps anything but "entropy" to MinMax silently,
-# so names are checked here).
-CALIBRATION_METHODS = {"max": "max", "minmax": "max", "entropy": "entropy"}
+# Accepted names -> the method: ModelOpt 0.47 offers max and entropy for INT8 (and maps any other name to
+# MinMax silently, so names are checked here); percentile is computed here from activation histograms.
+CALIBRATION_METHODS = {"max": "max", "minmax": "max", "entropy": "entropy", "percentile": "percentile"}
+PERCENTILE = 99.99
+HISTOGRAM_BINS = 4096
 CACHE_HEADER_PREFIX = "TRT-trt_converters"
 
 
@@ -30,13 +32,10 @@ class CacheHeader:
     shapes: str
 
 
-def modelopt_calibration_method(name: str) -> str:
+def calibration_method(name: str) -> str:
     key = name.strip().lower()
     if key in CALIBRATION_METHODS:
         return CALIBRATION_METHODS[key]
-    if key == "percentile":
-        raise UserError("--calib-method percentile is not offered by ModelOpt 0.47's INT8 quantizer; "
-                        "use max or entropy")
     raise UserError(f"--calib-method {name!r} is unknown; use one of {', '.join(sorted(CALIBRATION_METHODS))}")
 
 
@@ -85,18 +84,68 @@ def activation_scales(model) -> dict[str, float]:
     import numpy as np
     from onnx import numpy_helper
 
+    import re
+
     initializers = {i.name: i for i in model.graph.initializer}
     constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
     scales = {}
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] in initializers or node.input[0] in constants:
             continue
-        scale_name = node.input[1]
-        if not scale_name.endswith("_scale") or scale_name not in initializers:
+        # ModelOpt names it <tensor>_scale; its FP16 pass renames the copies <tensor>_scale_1, _scale_2.
+        match = re.fullmatch(r"(.+)_scale(?:_\d+)?", node.input[1])
+        if match is None or node.input[1] not in initializers:
             continue
-        value = numpy_helper.to_array(initializers[scale_name]).astype(np.float32)
+        value = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
         if value.size == 1:
-            scales[scale_name.removesuffix("_scale")] = float(value.reshape(()))
+            scales[match.group(1)] = float(value.reshape(()))
+    return scales
+
+
+def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: int,
+                      percentile: float = PERCENTILE) -> dict[str, float]:
+    """Scales that clip each activation at the given percentile of |x| over the calibration data.
+
+    `max_scales` (from a max calibration) names the activations and sets each histogram's range; the
+    percentile's magnitude is turned into a scale with the same ratio ONNX Runtime's max calibrator used.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    graph_inputs = {i.name for i in model.graph.input}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    for name in max_scales:
+        if name not in graph_inputs and name not in present:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fetched = [name for name in max_scales if name not in graph_inputs]
+    histograms = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in max_scales}
+    observed = dict.fromkeys(max_scales, 0.0)
+    # ONNX Runtime's scale is about amax / 127.5; twice that range holds every value the max pass saw.
+    ranges = {name: max(scale, 1e-12) * 255.0 for name, scale in max_scales.items()}
+    samples = next(iter(data.values())).shape[0]
+    for start in range(0, samples, batch):
+        feeds = {name: value[start:start + batch] for name, value in data.items()}
+        values = dict(zip(fetched, session.run(fetched, feeds)))
+        values.update({name: feeds[name] for name in max_scales if name in graph_inputs})
+        for name, value in values.items():
+            magnitude = np.abs(np.asarray(value, dtype=np.float32))
+            observed[name] = max(observed[name], float(magnitude.max(initial=0.0)))
+            histograms[name] += np.histogram(magnitude, bins=HISTOGRAM_BINS, range=(0.0, ranges[name]))[0]
+    scales = {}
+    for name, counts in histograms.items():
+        total = counts.sum()
+        if total == 0 or observed[name] == 0.0:
+            scales[name] = max_scales[name]
+            continue
+        index = int(np.searchsorted(np.cumsum(counts), percentile / 100.0 * total))
+        clipped = min(observed[name], (index + 1) * ranges[name] / HISTOGRAM_BINS)
+        scales[name] = max_scales[name] * clipped / observed[name]
     return scales
 
 
@@ -121,7 +170,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
 
     from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants, save_model
 
-    modelopt_method = modelopt_calibration_method(method)
+    method = calibration_method(method)
+    modelopt_method = "entropy" if method == "entropy" else "max"
     model_hash = file_sha256(fp32_onnx)
     folded = fold_constants(onnx.load(str(fp32_onnx)))
     graph_inputs = [i.name for i in folded.graph.input]
@@ -130,7 +180,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     notes: list[str] = []
 
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
-    reuse = header is not None and header.model_sha256 == model_hash and header.method == modelopt_method
+    reuse = header is not None and header.model_sha256 == model_hash and header.method == method
+    scales_from = cache if reuse else None
     if reuse:
         shapes = header.shapes
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
@@ -147,13 +198,22 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
             raise UserError(f"calibration data has no array for graph input(s) {', '.join(missing)}")
         data = {name: data[name] for name in graph_inputs}
         samples = next(iter(data.values())).shape[0]
-        shapes = calibration_shapes(data, max(1, min(opt_batch, samples)))
-        notes.append(f"INT8 calibration: {modelopt_method} over {samples} samples on ONNX Runtime CPU")
+        batch = max(1, min(opt_batch, samples))
+        shapes = calibration_shapes(data, batch)
+        described = f"percentile {PERCENTILE:g}" if method == "percentile" else method
+        notes.append(f"INT8 calibration: {described} over {samples} samples on ONNX Runtime CPU")
+        if method == "percentile":
+            # A max pass places the Q/DQ nodes; its scales become percentile ones through a cache.
+            max_path = work_dir / "model.max.onnx"
+            _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
+                          cache=None, exclude_fp16=[])
+            scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch)
+            scales_from = cache if cache is not None else work_dir / "percentile.calib"
+            write_cache(scales_from, CacheHeader(method, model_hash, shapes), scales)
 
     quantized_path = work_dir / "model.quant.onnx"
     _run_modelopt(folded_path, quantized_path, data=data, method=modelopt_method, shapes=shapes,
-                  high_precision=high_precision, cache=cache if reuse else None,
-                  exclude_fp16=list(SENSITIVE_OP_TYPES))
+                  high_precision=high_precision, cache=scales_from, exclude_fp16=list(SENSITIVE_OP_TYPES))
     quantized = onnx.load(str(quantized_path))
     pairs = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if pairs == 0:
@@ -162,7 +222,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     else:
         notes.append(f"{pairs} QuantizeLinear nodes; non-quantized layers in {high_precision.upper()}")
     if cache is not None and not reuse:
-        write_cache(cache, CacheHeader(modelopt_method, model_hash, shapes), activation_scales(quantized))
+        if method != "percentile":  # the percentile pass wrote it already, at full precision
+            write_cache(cache, CacheHeader(method, model_hash, shapes), activation_scales(quantized))
         notes.append(f"calibration cache written to {cache}")
     save_model(quantized, out_path)
     return notes
