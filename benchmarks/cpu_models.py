@@ -32,6 +32,7 @@ from common import (DEFAULT_WORK, FAMILIES, convert, fmt_ms, load_average, machi
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16 (AutoCast)", "int8": "INT8 Q/DQ (ModelOpt)",
                    "ort-int8-dynamic": "INT8 dynamic (ORT)"}
+LOOSE = ["--atol", "1e9", "--rtol", "1e9", "--min-cosine", "-1"]  # verification still measured and reported
 VERIFY_STAGES = {"fp32": "verify_fp32", "fp16": "lower_fp16", "int8": "lower_int8",
                  "ort-int8-dynamic": "ort_int8_dynamic"}
 
@@ -44,7 +45,9 @@ def conversion_runs(device: str, calib_samples: int) -> list[tuple[str, list[str
                 ("int8", gpu + ["--use-int8", "--calib-samples", str(calib_samples)], None)]
     return [("a", ["--generate-onnx", "--use-fp16", "--onnx-int8", "dynamic"],
              ["--generate-onnx", "--onnx-int8", "dynamic"]),
-            ("b", ["--generate-onnx", "--use-int8", "--calib-samples", str(calib_samples)], None)]
+            ("b", ["--generate-onnx", "--use-int8", "--calib-samples", str(calib_samples)],
+             # still time the Q/DQ graph when it misses the INT8 budget; its measured error is in the table
+             ["--generate-onnx", "--use-int8", "--calib-samples", str(calib_samples), *LOOSE])]
 
 
 def convert_family(prepared, work: Path, device: str, calib_samples: int, reuse: bool) -> dict:
@@ -66,12 +69,17 @@ def convert_family(prepared, work: Path, device: str, calib_samples: int, reuse:
                     print(f"[{prepared.family.name}/{prepared.size}] trt-convert {' '.join(attempt)}", flush=True)
                     report, seconds = convert(prepared, out, attempt, log_path=folder / f"{name}.log")
                     found["convert_seconds"][name] = round(seconds, 1)
+                    if "--min-cosine" in attempt:
+                        found.setdefault("loosened", []).append(report.get("precision", name))
+                        (out / "loosened").write_text("converted with the accuracy budget lifted\n")
                     break
                 except Exception as exc:
                     found["notes"].append(f"trt-convert {' '.join(attempt)} failed: {exc}")
                     print(f"  failed: {exc}", flush=True)
         if report is None:
             continue
+        if reuse and report_path.is_file() and (out / "loosened").is_file():
+            found.setdefault("loosened", []).append(report.get("precision", name))
         listed = artifacts_from_report(report_path)
         for label, path in listed["onnx"].items():
             found["onnx"].setdefault(label, path)
@@ -173,6 +181,9 @@ def markdown(results: list[dict], args, started: str, loads: tuple[str, str]) ->
         for note in result["notes"]:
             if "failed" in note:
                 lines.append(f"- {note}")
+        if result.get("loosened"):
+            lines.append(f"- Timed although below the accuracy budget (converted again with the budget lifted; "
+                         f"the error column is what trt-convert measured): {', '.join(result['loosened'])}.")
         lines.append("")
     return "\n".join(lines)
 
@@ -218,6 +229,7 @@ def main(argv=None) -> int:
         try:
             found = convert_family(prepared, args.work, args.device, args.calib_samples, args.reuse)
             entry.update(accuracy=found["accuracy"], notes=found["notes"], convert_seconds=found["convert_seconds"],
+                         loosened=sorted(set(found.get("loosened", []))),
                          graphs={k: str(v) for k, v in found["onnx"].items()})
             if not found["onnx"]:
                 raise RuntimeError("no graph converted: " + " | ".join(found["notes"]))
