@@ -7,6 +7,7 @@ Exit status: 0 done, 1 a stage failed, 2 a usage error; one line on stderr, a tr
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 from click.core import ParameterSource
@@ -97,6 +98,7 @@ def _apply(options):
 def main(ctx: click.Context, config_path, pipeline_option, **flags):
     """Convert a PyTorch checkpoint to a verified ONNX graph, a TensorRT engine and a Triton repository."""
     verbose = bool(flags.get("verbose"))
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     try:
         from trt_converters.convert import run_conversion
         from trt_converters.options import build_options, read_config_file

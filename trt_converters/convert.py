@@ -201,7 +201,8 @@ def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dic
 
     started = time.perf_counter()
     tolerance = _tolerance(state.options, precision)
-    candidates = run_onnx_model(onnx_path, state.input_sets)
+    # TensorRT-targeted Q/DQ graphs run unfused (TensorRT's arithmetic); ONNX Runtime INT8 graphs as ORT serves them
+    candidates = run_onnx_model(onnx_path, state.input_sets, qdq_fusion=precision == "ort_int8")
     comparisons = compare_output_sets(state.references, candidates, tolerance)
     shapes = [{k: list(v.shape) for k, v in s.items()} for s in state.input_sets]
     summary = {"tolerance": vars(tolerance), "input_shapes": shapes,
@@ -211,7 +212,7 @@ def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dic
         if precision != "fp32" and state.onnx_fp32 is not None:
             from trt_converters.precision.diagnose import first_divergence
 
-            divergence = first_divergence(state.onnx_fp32, onnx_path, state.input_sets[0])
+            divergence = first_divergence(state.onnx_fp32, onnx_path, state.input_sets[0], tolerance=tolerance)
             if divergence:
                 message += f"; first divergence: {divergence}"
         raise StageError(message)

@@ -93,5 +93,5 @@ def failure_message(label: str, comparisons: list[OutputComparison], tolerance: 
     worst = failed[0]
     return (f"{label} does not match the reference: worst output {worst.name!r} has max abs error "
             f"{worst.max_abs_error:.3g}, max rel error {worst.max_rel_error:.3g}, cosine {worst.cosine:.6f} "
-            f"(budget atol {tolerance.atol:g}, rtol {tolerance.rtol:g}, min cosine {tolerance.min_cosine:g}; "
+            f"(budget atol {tolerance.atol}, rtol {tolerance.rtol}, min cosine {tolerance.min_cosine}; "
             "loosen with --atol/--rtol/--min-cosine if this is expected)")

@@ -4,15 +4,11 @@ Q/DQ graphs run with ONNX Runtime's QDQ fusion off (`session.disable_quant_qdq`)
 computes them with its own integer kernels, which on AVX2 CPUs without VNNI saturate the int8 x int8
 products (measured: max rel error 0.14 on a tiny text model against 0.006 unfused), while TensorRT
 accumulates exactly. Unfused, each DequantizeLinear feeds a float op: the arithmetic TensorRT emulates.
-
-Child usage: python -m trt_converters.precision.diagnose MODEL INPUTS.npz OUTPUTS.npz
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,49 +27,10 @@ class Verdict:
 
 
 def run_like_tensorrt(model_path: Path, input_sets: list[dict], *, timeout: float = 900.0) -> list[dict]:
-    """Like onnx_runner.run_onnx_model (a child process; a crash is a StageError), with QDQ fusion off."""
-    import numpy as np
+    """ONNX Runtime in a child process with QDQ fusion off: the arithmetic TensorRT emulates."""
+    from trt_converters.onnx_runner import run_onnx_model
 
-    from trt_converters.onnx_runner import _child_failure
-
-    with tempfile.TemporaryDirectory(prefix="trtc-qdq-") as tmp:
-        inputs_file, outputs_file = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-        np.savez(inputs_file, **{f"{i}/{name}": value for i, s in enumerate(input_sets) for name, value in s.items()})
-        try:
-            proc = subprocess.run([sys.executable, "-m", "trt_converters.precision.diagnose", str(model_path),
-                                   str(inputs_file), str(outputs_file)], capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise StageError(f"ONNX Runtime did not finish {Path(model_path).name} within {timeout:.0f} s") from None
-        if proc.returncode != 0:
-            raise StageError(f"ONNX Runtime failed on {Path(model_path).name}: {_child_failure(proc)}")
-        results: list[dict] = [{} for _ in input_sets]
-        with np.load(outputs_file) as saved:
-            for key in saved.files:
-                index, name = key.split("/", 1)
-                results[int(index)][name] = saved[key]
-    return results
-
-
-def _child_main(model_path: str, inputs_file: str, outputs_file: str) -> None:
-    import numpy as np
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
-    wanted = [i.name for i in session.get_inputs()]
-    names = [o.name for o in session.get_outputs()]
-    results = {}
-    with np.load(inputs_file) as saved:
-        sets: dict[str, dict] = {}
-        for key in saved.files:
-            index, name = key.split("/", 1)
-            sets.setdefault(index, {})[name] = saved[key]
-    for index, feeds in sets.items():
-        outputs = session.run(names, {name: feeds[name] for name in wanted})
-        results.update({f"{index}/{name}": value for name, value in zip(names, outputs)})
-    np.savez(outputs_file, **results)
+    return run_onnx_model(model_path, input_sets, qdq_fusion=False, timeout=timeout)
 
 
 def check_candidate(candidate: Path, input_sets: list[dict], references: list[dict], precision: str) -> Verdict:
@@ -167,6 +124,3 @@ def _save_with_outputs(model, tensors: dict, path: Path) -> None:
             copy.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
     onnx.save(copy, str(path))
 
-
-if __name__ == "__main__":
-    _child_main(*sys.argv[1:4])
