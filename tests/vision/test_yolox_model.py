@@ -58,6 +58,23 @@ def test_official_key_names(yolox_script):
     assert "head.cls_convs.0.0.conv.weight" in s_keys and "head.cls_convs.0.0.conv.weight" not in nano_keys
 
 
+def test_focus_patch_order_and_batchnorm_eps_follow_official(yolox_script):
+    """Official Focus stacks patches top-left, bottom-left, top-right, bottom-right; training sets BN eps=1e-3."""
+    model = yolox_script.YOLOX("nano").eval()
+    seen = {}
+    model.backbone.backbone.stem.conv.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    with torch.no_grad():
+        model(torch.nn.functional.pad(x, (0, 24, 0, 24)))  # 32x32, the smallest valid size
+    stacked = seen["x"][..., :4, :4]
+    assert torch.equal(stacked[:, 0:3], x[..., 0::2, 0::2])
+    assert torch.equal(stacked[:, 3:6], x[..., 1::2, 0::2])
+    assert torch.equal(stacked[:, 6:9], x[..., 0::2, 1::2])
+    assert torch.equal(stacked[:, 9:12], x[..., 1::2, 1::2])
+    eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert eps == {1e-3}
+
+
 def test_official_style_checkpoint_loads_strictly_for_any_class_count(yolox_script, random_yolox, tmp_path):
     source = random_yolox("nano", num_classes=3, seed=1)
     path = tmp_path / "best_ckpt.pth"
