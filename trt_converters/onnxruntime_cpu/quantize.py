@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
-from trt_converters.onnxruntime_cpu.targets import classify_int8_graph, mark_onnxruntime_target
+from trt_converters.onnxruntime_cpu.targets import classify_loaded_graph, mark_onnxruntime_target
 from trt_converters.spec import IOSpec
 
 MODES = ("dynamic", "static")
@@ -51,20 +51,22 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
         raise UserError(f"--onnx-int8 {mode!r} is not one of {', '.join(MODES)}")
     if calib_method not in CALIBRATION_METHODS:
         raise UserError(f"calibration method {calib_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
-    kind = classify_int8_graph(fp32_onnx)
+    if not fp32_onnx.is_file():
+        raise UserError(f"ONNX file {fp32_onnx} does not exist; pass the path of a .onnx graph")
+
+    import onnx
+
+    model = onnx.load(str(fp32_onnx))
+    kind = classify_loaded_graph(model)
     if kind == "onnxruntime":
         raise UserError(f"{fp32_onnx.name} is already an ONNX Runtime INT8 graph; quantize the FP32 graph instead")
     if kind == "tensorrt_qdq":
         raise UserError(f"{fp32_onnx.name} is a TensorRT Q/DQ INT8 graph; ONNX Runtime on CPU runs it no faster "
                         "than FP32: start from the FP32 graph and use --onnx-int8 dynamic|static")
-
-    import onnx
-
-    model = onnx.load(str(fp32_onnx))
     clean_shape_metadata(model)
     graph_inputs = [i.name for i in model.graph.input]
     _check_inputs_against_spec(graph_inputs, io, fp32_onnx)
-    large = model.ByteSize() > _PROTOBUF_LIMIT
+    large = _too_large(model)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ort-int8-", dir=out_path.parent) as tmp:
@@ -88,7 +90,7 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
         result = onnx.load(str(quantized))
         mark_onnxruntime_target(result, f"int8-{mode}")
         staged = Path(tmp) / out_path.name
-        _save(result, staged, result.ByteSize() > _PROTOBUF_LIMIT)
+        _save(result, staged, _too_large(result))
         _move_into_place(staged, out_path)
     return out_path
 
@@ -179,6 +181,13 @@ def _quiet_quantizer():
         yield
     finally:
         root.setLevel(previous)
+
+
+def _too_large(model) -> bool:
+    try:
+        return model.ByteSize() > _PROTOBUF_LIMIT
+    except Exception:  # protobuf refuses to size messages over 2 GiB
+        return True
 
 
 def _save(model, path: Path, external: bool) -> None:

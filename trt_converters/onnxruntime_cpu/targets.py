@@ -57,7 +57,11 @@ def _op_types(model) -> set[str]:
 
 def classify_int8_graph(onnx_path: Path) -> str:
     """'onnxruntime' (marked, or holds ONNX Runtime integer ops), 'tensorrt_qdq' (Q/DQ pairs only) or 'float'."""
-    model = _load_structure(onnx_path)
+    return classify_loaded_graph(_load_structure(onnx_path))
+
+
+def classify_loaded_graph(model) -> str:
+    """classify_int8_graph for a ModelProto already in memory."""
     ops = _op_types(model)
     if graph_metadata(model).get(TARGET_KEY) == TARGET_ONNXRUNTIME or ops & ONNXRUNTIME_INTEGER_OPS:
         return "onnxruntime"
