@@ -356,3 +356,32 @@ def test_postprocess_pads_rows_and_names_classes(tmp_path, monkeypatch):
     assert response.outputs["boxes"][0, 0].tolist() == pytest.approx([30, 30, 50, 50])
     assert response.outputs["classes"].tolist() == [[1, 0], [-1, -1]]
     assert response.outputs["labels"][0].tolist() == [b"dog", b"cat"]
+
+
+@pytest.mark.slow
+def test_export_script_int8_from_a_folder_of_images(tmp_path, random_yolox):
+    """--int8 --calib-images: explicit Q/DQ calibrated on images (BGR, 0..255 per the config), real build."""
+    import torch
+
+    pytest.importorskip("tensorrt_rtx")
+    pytest.importorskip("modelopt")
+    from trt_converters.triton.config import read_config
+
+    torch.save({"model": random_yolox("nano").state_dict()}, tmp_path / "best_ckpt.pth")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for index in range(4):
+        (calib / f"{index}.jpg").write_bytes(_encode(_photo(20 + index, 48, 64), "JPEG"))
+    anchors = sum((64 // s) ** 2 for s in (8, 16, 32))
+    io_json = ('{"inputs":[{"name":"images","dtype":"float32","shape":[3,64,64],"value_range":[0,255]}],'
+               f'"outputs":[{{"name":"detections","dtype":"float32","shape":[{anchors},85]}}]}}')
+    command = ["bash", str(ROOT / "scripts" / "export_trt_engine.sh"), "--ckpt", str(tmp_path / "best_ckpt.pth"),
+               "--variant", "nano", "--int8", "--calib-images", str(calib), "--repo", str(tmp_path / "repo"),
+               "--max-batch-size", "2", "--", "--model-io-config", io_json, "--output-dir", str(tmp_path / "out")]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--use-int8 --calib-data" in done.stdout
+    assert (tmp_path / "out" / "yolox" / "model.int8.onnx").is_file()
+    assert (tmp_path / "repo" / "yolox" / "1" / "model.plan").stat().st_size > 100_000
+    assert read_config(tmp_path / "repo" / "yolox" / "config.pbtxt").platform == "tensorrt_plan"
