@@ -6,9 +6,11 @@ succeeded, so a failed or interrupted run leaves the user's files as they were.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +129,11 @@ def _report_header(options: ConvertOptions, profiles: dict) -> dict:
 
 
 def _tolerance(options: ConvertOptions, precision: str) -> Tolerance:
+    """The precision's default budget; --atol/--rtol/--min-cosine override the budget of the precision asked for."""
     key = "int8" if precision.startswith("int8") or precision == "ort_int8" else precision
+    requested = "ort_int8" if options.onnx_int8 else options.precision
+    if precision != requested:
+        return DEFAULT_TOLERANCES[key]
     return DEFAULT_TOLERANCES[key].with_overrides(options.atol, options.rtol, options.min_cosine)
 
 
@@ -244,11 +250,15 @@ def _stage_lower(state: RunState) -> None:
 
         final = options.artifact_dir() / f"model.{options.precision}.onnx"
         log(f"[lower] {options.precision} for TensorRT")
-        result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
-                             io=state.io, profiles=state.profiles, calib_data=options.calib_data,
-                             calib_samples=options.calib_samples, calib_method=options.calib_method,
-                             tokenizer_path=options.tokenizer_path, image_options=options.image_options,
-                             calibration_cache=options.calibration_cache)
+        with _warnings_logged() as warned:
+            result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
+                                 io=state.io, profiles=state.profiles, calib_data=options.calib_data,
+                                 calib_samples=options.calib_samples, calib_method=options.calib_method,
+                                 tokenizer_path=options.tokenizer_path, image_options=options.image_options,
+                                 calibration_cache=options.calibration_cache)
+        for note in result.notes:
+            if note not in warned:
+                log(f"[lower] {note}")
         entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, result.path, options.precision, f"{options.precision} graph")
@@ -264,9 +274,11 @@ def _stage_lower(state: RunState) -> None:
         if options.onnx_int8 == "static":
             from trt_converters.calibration import load_calibration_data
 
-            calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
-                                                samples=options.calib_samples, tokenizer_path=options.tokenizer_path,
-                                                image_options=options.image_options)
+            with _warnings_logged():
+                calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
+                                                    samples=options.calib_samples,
+                                                    tokenizer_path=options.tokenizer_path,
+                                                    image_options=options.image_options)
         path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
                                         io=state.io, calibration=calibration)
         entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
@@ -274,6 +286,19 @@ def _stage_lower(state: RunState) -> None:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
         state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
         state.serving_onnx = path
+
+
+@contextlib.contextmanager
+def _warnings_logged():
+    """Shows the stage's Python warnings as `warning:` lines (every time, not once per process)."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield messages
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and str(warning.message) not in messages:
+            messages.append(str(warning.message))
+            log(f"warning: {warning.message}")
 
 
 def _stage_build(state: RunState) -> None:

@@ -1,0 +1,74 @@
+"""--use-fp16 / --use-int8 through the CLI: lowered graph verified against PyTorch, then a real TensorRT-RTX build."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import model_flags
+
+pytest.importorskip("tensorrt_rtx")
+pytest.importorskip("modelopt")
+
+PRECISION_FLAGS = {"fp16": ["--use-fp16"], "int8": ["--use-int8"], "int8_fp16": ["--use-int8", "--use-fp16"]}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8", "int8_fp16"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "text"])
+def test_lowered_engine_within_budget(tmp_path, run_cli, tiny_checkpoints, kind, precision):
+    extra = ["--calib-samples", "16"] if precision.startswith("int8") else []
+    result = run_cli(model_flags(kind, tiny_checkpoints) + ["--generate-onnx", "--generate-trt", "--output-dir",
+                                                           tmp_path, *PRECISION_FLAGS[precision], *extra])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / kind / "report.json").read_text())
+    assert report["precision"] == precision
+    lowered = report["stages"][f"lower_{precision}"]
+    assert all(o["passed"] for o in lowered["verify"]["outputs"])
+    assert lowered["path"].endswith(f"model.{precision}.onnx")
+    assert report["stages"]["build"]["bytes"] > 0
+    if precision.startswith("int8"):
+        assert "warning: synthetic calibration data" in result.stderr
+
+
+def test_calibration_from_npz_and_cache_reuse(tmp_path, run_cli, tiny_checkpoints):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", input_ids=rng.integers(0, 50, size=(32, 128)).astype(np.int64),
+             input_mask=np.ones((32, 128), dtype=np.float32))
+    args = model_flags("text", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path / "out", "--use-int8",
+                                                   "--calib-data", tmp_path / "calib.npz",
+                                                   "--calibration-cache", tmp_path / "calib.cache"]
+    first = run_cli(args)
+    assert first.exit_code == 0, first.stderr
+    assert "synthetic" not in first.stderr
+    cache = (tmp_path / "calib.cache").read_text()
+    (tmp_path / "calib.npz").unlink()  # a rebuild with the cache must not need the data again
+    second = run_cli(args + ["--overwrite"])
+    assert second.exit_code == 0, second.stderr
+    assert (tmp_path / "calib.cache").read_text() == cache
+
+
+def test_too_tight_budget_names_worst_output_and_first_divergence(tmp_path, run_cli, tiny_checkpoints):
+    result = run_cli(model_flags("cnn", tiny_checkpoints) + ["--generate-onnx", "--generate-trt", "--output-dir",
+                                                            tmp_path, "--use-fp16", "--rtol", "0", "--atol", "0"])
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: fp16 graph does not match the reference: worst output '")
+    assert "first divergence at tensor" in error
+    assert not (tmp_path / "cnn").exists()
+
+
+def test_bad_calibration_source_is_a_usage_error(tmp_path, run_cli, tiny_checkpoints):
+    np.savez(tmp_path / "calib.npz", wrong_name=np.zeros((4, 128), dtype=np.int64))
+    result = run_cli(model_flags("text", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path / "out",
+                                                             "--use-int8", "--calib-data", tmp_path / "calib.npz"])
+    assert result.exit_code == 2
+    assert "input_ids" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_calibration_method(tmp_path, run_cli, tiny_checkpoints):
+    result = run_cli(model_flags("mlp", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path, "--use-int8",
+                                                            "--calib-samples", "8", "--calib-method", "median"])
+    assert result.exit_code == 2 and "median" in result.stderr.strip().splitlines()[-1]
