@@ -255,3 +255,13 @@ def test_graphs_over_the_protobuf_limit_use_external_data(tmp_path, run_cli, tin
     assert (tmp_path / "out" / "mlp" / "model.onnx.data").stat().st_size > 0
     graph = onnx.load(str(model_path), load_external_data=False)
     assert any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.graph.initializer)
+
+
+def test_overflow_reproduced_by_both_sides_is_not_an_error():
+    from trt_converters.verify import DEFAULT_TOLERANCES, compare_arrays
+
+    tolerance = DEFAULT_TOLERANCES["fp32"]
+    reference = np.array([1.0, np.inf, 3.0, np.nan])
+    assert compare_arrays("x", reference, reference.copy(), tolerance).passed
+    assert not compare_arrays("x", reference, np.array([1.0, 2.0, 3.0, np.nan]), tolerance).passed
+    assert not compare_arrays("x", np.array([1.0, 2.0]), np.array([1.0, np.inf]), tolerance).passed
