@@ -13,9 +13,9 @@ from typing import Iterable, Optional
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.triton.repository import triton_model_source
 from trt_converters.spec import TensorSpec
 
-TRITON_MODELS_DIR = Path(__file__).resolve().parents[2] / "triton_models"
 VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"
 DEFAULT_MAX_LENGTH = 512
@@ -65,7 +65,7 @@ def bool_option(request: PipelineRequest, key: str, default: bool) -> bool:
 
 # -- model folders and configs ---------------------------------------------------------------
 def python_model_source(name: str) -> Path:
-    source = TRITON_MODELS_DIR / name / "model.py"
+    source = triton_model_source(name)
     if not source.is_file():
         raise UserError(f"python-backend model {source} is missing: reinstall trt-converters from its source tree")
     return source

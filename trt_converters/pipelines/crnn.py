@@ -24,8 +24,8 @@ import numpy as np
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.triton.repository import triton_model_source
 
-MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "crnn_pipeline" / "model.py"
 
 
 def number_list(value, *, name: str, length: int, kind=float) -> list | None:
@@ -182,7 +182,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     version_dir = Path(request.repo) / request.pipeline_name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     model_py = version_dir / "model.py"
-    shutil.copyfile(MODEL_SOURCE, model_py)
+    shutil.copyfile(triton_model_source("crnn_pipeline"), model_py)
     config_path = version_dir.parent / "config.pbtxt"
     config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
     return [config_path, model_py]

@@ -26,9 +26,9 @@ import numpy as np
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.triton.repository import triton_model_source
 from trt_converters.pipelines.crnn import image_to_text_config, number_list
 
-MODEL_SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / "trocr_pipeline" / "model.py"
 TOKENIZER_FILENAME = "tokenizer.json"
 DEFAULT_MAX_LENGTH = 64
 
@@ -182,7 +182,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     version_dir = Path(request.repo) / request.pipeline_name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     written = [version_dir / "model.py"]
-    shutil.copyfile(MODEL_SOURCE, written[0])
+    shutil.copyfile(triton_model_source("trocr_pipeline"), written[0])
     if tokenizer is not None:
         written.append(version_dir / TOKENIZER_FILENAME)
         shutil.copyfile(tokenizer, written[-1])

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.triton.repository import triton_model_source
 
-SOURCES = Path(__file__).resolve().parents[2] / "triton_models"
 VISION = Path(__file__).resolve().parents[1] / "vision"
 # helper modules copied beside model.py, renamed so they cannot shadow other modules
 HELPERS = {"preprocess": {"images.py": "yolox_images.py", "letterbox.py": "yolox_letterbox.py"},
@@ -205,7 +205,7 @@ def _ensemble_config(request: PipelineRequest, settings: dict, pre: str, post: s
 def _write_python_model(repo: Path, name: str, source: str, config, role: str, extra: dict | None = None) -> list[Path]:
     version_dir = repo / name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
-    written = [Path(shutil.copyfile(SOURCES / source / "model.py", version_dir / "model.py"))]
+    written = [Path(shutil.copyfile(triton_model_source(source), version_dir / "model.py"))]
     for original, copy_name in HELPERS[role].items():
         written.append(Path(shutil.copyfile(VISION / original, version_dir / copy_name)))
     for filename, text in (extra or {}).items():

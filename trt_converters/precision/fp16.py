@@ -44,7 +44,6 @@ def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None):
     import logging
 
     import numpy as np
-    import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
     source = work_dir / "autocast-input.onnx"

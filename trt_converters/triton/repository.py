@@ -13,13 +13,20 @@ from trt_converters.triton.config import MODEL_FILES, model_config, to_text
 VERSION = "1"
 
 
-def triton_models_dir() -> Path:
-    """The python-backend model sources shipped with this project (`triton_models/` beside the package)."""
-    folder = Path(__file__).resolve().parents[2] / "triton_models"
-    if not folder.is_dir():
-        raise UserError(f"python-backend model sources not found at {folder}; install trt-converters from its "
-                        "source checkout (pip install -e .)")
-    return folder
+def triton_model_source(name: str) -> Path:
+    """`model.py` of one of this project's python-backend models (`triton_models/<name>/`).
+
+    Found beside the package in a source checkout, or under `<prefix>/share/trt-converters/` where a wheel
+    install put the data files.
+    """
+    import sys
+
+    for folder in (Path(__file__).resolve().parents[2] / "triton_models",
+                   Path(sys.prefix) / "share" / "trt-converters" / "triton_models"):
+        if (folder / name / "model.py").is_file():
+            return folder / name / "model.py"
+    raise UserError(f"python-backend model {name!r} not found: triton_models/ is missing from this installation; "
+                    "install trt-converters from its source checkout (pip install -e .)")
 
 
 def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None) -> Path:
@@ -34,7 +41,7 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
     if backend == "python_onnxruntime":
-        shutil.copyfile(triton_models_dir() / "onnxruntime_python" / "model.py", version_dir / "model.py")
+        shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
     parameters = {}
     if backend != "tensorrt_plan":
         if options.intra_op_threads is not None:
