@@ -315,6 +315,8 @@ def summarize(runs: list[dict], models, concurrencies) -> dict:
 
 
 def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes) -> str:
+    from trt_converters.onnxruntime_cpu.accuracy import INT8_TOLERANCE
+
     lines = [
         "## CPU serving: PyTorch vs ONNX Runtime FP32 vs ONNX Runtime INT8 (real Triton, python backend)",
         "",
@@ -339,7 +341,9 @@ def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes)
         "(measured minutes apart), median [min-max] over repeats.",
         f"- Accuracy: each graph run directly by ONNX Runtime vs PyTorch FP32 on {accuracy['pytorch']['rows']} random "
         "padded inputs; max rel error = max|diff| / max|reference| (verify.py); budget DEFAULT_TOLERANCES['int8'] "
-        "(rtol 0.15, cosine >= 0.98). Top-1 agreement on random weights is noisy (near-tied logits).",
+        f"(rtol {INT8_TOLERANCE.rtol:g}, cosine >= {INT8_TOLERANCE.min_cosine:g}); "
+        f"{'all graphs pass it' if all(a['passes_int8_tolerance'] for a in accuracy.values()) else 'NOT all graphs pass it'}. "
+        "Top-1 agreement on random weights is noisy (near-tied logits).",
         "",
         "| model | C | infer/s median [min-max] | x PyTorch per repeat | p50 ms | p95 ms | size MB | max rel err | cosine | top-1 agree |",
         "|---|---|---|---|---|---|---|---|---|---|",

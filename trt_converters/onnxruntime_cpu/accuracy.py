@@ -1,8 +1,8 @@
 """Accuracy of a lowered graph against FP32 PyTorch: the verify.py metrics plus top-class agreement.
 
-The default budget is DEFAULT_TOLERANCES["int8"] (rtol 0.15 of the largest reference magnitude,
-cosine >= 0.98). On tiny random-weight RoBERTa graphs ONNX Runtime INT8 (7-bit weights) measured
-rel error 0.003-0.016 and cosine >= 0.9999, well inside it. Top-class agreement is reported, not
+The default budget is DEFAULT_TOLERANCES["int8"], the same budget as TensorRT Q/DQ INT8. Measured
+with 7-bit weights on random-weight RoBERTa: tiny graphs rel error 0.0006-0.04, cosine >= 0.999;
+RoBERTa-base (length 128) dynamic 0.053 / 0.9988, static 0.062 / 0.9988. Top-class agreement is reported, not
 judged: random-weight logits are near-tied (DESIGN.md).
 """
 
