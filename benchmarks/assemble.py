@@ -68,13 +68,49 @@ What was done instead, and what exists to produce the table on a GPU machine:
 """
 
 
+def cpu_summary() -> str:
+    """One line per model and batch: each ONNX Runtime graph's speed relative to PyTorch FP32 (from the JSON)."""
+    import json
+
+    columns = ["fp32", "fp16", "int8", "ort-int8-dynamic"]
+    names = {"fp32": "ORT FP32", "fp16": "ORT FP16", "int8": "ORT INT8 Q/DQ", "ort-int8-dynamic": "ORT INT8 dynamic"}
+    rows = []
+    for stem in ("cpu_models", "cpu_models_tiny"):
+        path = RESULTS / f"{stem}.json"
+        if not path.is_file():
+            continue
+        for entry in json.loads(path.read_text()).get("results", []):
+            by_batch: dict = {}
+            for row in (entry.get("bench") or {}).get("rows", []):
+                if row["runtime"].startswith("onnxruntime") and "speedup_vs_baseline" in row:
+                    label = row["runtime"].split(" ")[1]
+                    by_batch.setdefault(row["batch"], {})[label] = row["speedup_vs_baseline"]
+            for batch, ratios in sorted(by_batch.items()):
+                rows.append(f"| {entry['label']} | {batch} | " + " | ".join(
+                    f"{ratios[c]:.2f}x" if c in ratios else "-" for c in columns) + " |")
+    if not rows:
+        return ""
+    header = "| model | batch | " + " | ".join(names[c] for c in columns) + " |"
+    return ("## Summary: CPU speed relative to PyTorch FP32 (same run, median latency ratio; >1 is faster)\n\n"
+            "Computed by `assemble.py` from `results/cpu_models*.json`; details and spreads in the tables below. "
+            "\"-\": that graph was not produced (see the notes under the model's table).\n\n"
+            + header + "\n|" + "---|" * (len(columns) + 2) + "\n" + "\n".join(rows) + "\n")
+
+
 def main() -> int:
     parts = [HEADER]
+    summary = cpu_summary()
+    if summary:
+        parts.append(summary)
     missing = []
     for stem, command in SECTIONS:
         path = RESULTS / f"{stem}.md"
         if path.is_file():
-            parts.append(path.read_text().rstrip() + f"\n\n_Source: `benchmarks/results/{stem}.md`, from `{command}`._\n")
+            text = path.read_text()
+            if stem.startswith("cpu_models") and text.startswith("## CPU: PyTorch vs ONNX Runtime\n"):
+                size = "tiny" if stem.endswith("_tiny") else "base"  # files written before titles named the size
+                text = text.replace("## CPU: PyTorch vs ONNX Runtime", f"## CPU: PyTorch vs ONNX Runtime, {size} sizes", 1)
+            parts.append(text.rstrip() + f"\n\n_Source: `benchmarks/results/{stem}.md`, from `{command}`._\n")
         elif stem != "gpu_models":
             missing.append(f"- `{stem}`: not run in this session (`{command}`)")
     if not (RESULTS / "gpu_models.md").is_file():

@@ -50,7 +50,8 @@ def conversion_runs(device: str, calib_samples: int) -> list[tuple[str, list[str
              ["--generate-onnx", "--use-int8", "--calib-samples", str(calib_samples), *LOOSE])]
 
 
-def convert_family(prepared, work: Path, device: str, calib_samples: int, reuse: bool) -> dict:
+def convert_family(prepared, work: Path, device: str, calib_samples: int, reuse: bool,
+                   lift_int8: bool = False) -> dict:
     """Runs the conversions; returns {'onnx': {label: path}, 'engines': {...}, 'accuracy': {...}, 'notes': [...]}."""
     from trt_converters.bench import artifacts_from_report
 
@@ -64,7 +65,10 @@ def convert_family(prepared, work: Path, device: str, calib_samples: int, reuse:
             report = json.loads(report_path.read_text())
             found["notes"].append(f"{name}: reused {report_path}")
         else:
-            for attempt in [flags] + ([fallback] if fallback else []):
+            attempts = [flags] + ([fallback] if fallback else [])
+            if lift_int8 and fallback and "--min-cosine" in fallback:
+                attempts = [fallback]
+            for attempt in attempts:
                 try:
                     print(f"[{prepared.family.name}/{prepared.size}] trt-convert {' '.join(attempt)}", flush=True)
                     report, seconds = convert(prepared, out, attempt, log_path=folder / f"{name}.log")
@@ -129,7 +133,7 @@ def _precision_of(runtime: str) -> str:
 
 def markdown(results: list[dict], args, started: str, loads: tuple[str, str]) -> str:
     device = args.device
-    title = "CPU: PyTorch vs ONNX Runtime" if device == "cpu" else "GPU: PyTorch vs TensorRT"
+    title = ("CPU: PyTorch vs ONNX Runtime" if device == "cpu" else "GPU: PyTorch vs TensorRT") + f", {args.size} sizes"
     lines = [f"## {title}", "",
              f"- Machine: {machine_line()}",
              f"- Run: {started} UTC; load average before {loads[0]}, after {loads[1]} (shared machine: other "
@@ -150,6 +154,8 @@ def markdown(results: list[dict], args, started: str, loads: tuple[str, str]) ->
             lines += [f"### {result['label']}", "", f"Not measured: {result['error']}", ""]
             continue
         lines += [f"### {result['label']} ({result['parameters'] / 1e6:.1f}M parameters)", ""]
+        if result.get("run"):
+            lines += [f"Timed {result['run']['started']} UTC, load average then {result['run']['load']}.", ""]
         header = ["runtime", "batch", "input shapes", "runs", "median ms", "p10-p90 ms", "min-max ms",
                   "samples/s", "vs PyTorch", "accuracy vs PyTorch"]
         if device == "cuda":
@@ -206,6 +212,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="cuda: skip torch.compile")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--output", default=None, help="results stem [cpu_models or gpu_models]")
+    parser.add_argument("--lift-int8-budget", action="store_true",
+                        help="convert INT8 Q/DQ with the accuracy budget lifted at once (its error is still reported)")
+    parser.add_argument("--convert-only", action="store_true", help="run the conversions, time nothing")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these families' entries in an existing results file")
     args = parser.parse_args(argv)
     if args.batch_sizes is None:
         args.batch_sizes = [1, 8, 32] if args.device == "cuda" else [1, 8]
@@ -220,30 +231,51 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown model {unknown[0]!r}; choose from {', '.join(FAMILIES)}", file=sys.stderr)
         return 2
+    text = ""
     started, load_before = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), load_average()
+    stem = (args.output or ("cpu_models" if args.device == "cpu" else "gpu_models")) + \
+        ("" if args.size == "base" else f"_{args.size}")
+    previous = _previous_results(stem) if args.merge else []
     results = []
     for name in names:
         max_batch = max(args.batch_sizes)
         prepared = prepare(name, args.size, args.work, max_batch_size=max_batch)
         entry = {"family": name, "size": args.size, "label": prepared.label, "parameters": prepared.parameters}
         try:
-            found = convert_family(prepared, args.work, args.device, args.calib_samples, args.reuse)
+            found = convert_family(prepared, args.work, args.device, args.calib_samples, args.reuse,
+                                   args.lift_int8_budget)
             entry.update(accuracy=found["accuracy"], notes=found["notes"], convert_seconds=found["convert_seconds"],
                          loosened=sorted(set(found.get("loosened", []))),
                          graphs={k: str(v) for k, v in found["onnx"].items()})
             if not found["onnx"]:
                 raise RuntimeError("no graph converted: " + " | ".join(found["notes"]))
+            if args.convert_only:
+                continue
             entry["bench"] = bench_family(prepared, found, args)
+            entry["run"] = {"started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load": load_average()}
         except Exception as exc:
             entry["error"] = f"{type(exc).__name__}: {exc}"
             print(f"[{name}] not measured: {entry['error']}", flush=True)
         results.append(entry)
-        stem = args.output or ("cpu_models" if args.device == "cpu" else "gpu_models")
-        text = markdown(results, args, started, (load_before, load_average()))
-        write_results(stem + ("" if args.size == "base" else f"_{args.size}"), text,
-                      {"args": {k: str(v) for k, v in vars(args).items()}, "results": results})
+        merged = _merge(previous, results)
+        text = markdown(merged, args, started, (load_before, load_average()))
+        write_results(stem, text, {"args": {k: str(v) for k, v in vars(args).items()}, "results": merged})
     print(text)
     return 0
+
+
+def _previous_results(stem: str) -> list[dict]:
+    from common import RESULTS
+
+    path = RESULTS / f"{stem}.json"
+    return json.loads(path.read_text()).get("results", []) if path.is_file() else []
+
+
+def _merge(previous: list[dict], current: list[dict]) -> list[dict]:
+    """Previous entries in their order, those re-run now replaced; new families appended."""
+    fresh = {entry["family"]: entry for entry in current}
+    merged = [fresh.pop(entry["family"], entry) for entry in previous]
+    return merged + [entry for entry in current if entry["family"] in fresh]
 
 
 if __name__ == "__main__":
