@@ -314,7 +314,7 @@ def summarize(runs: list[dict], models, concurrencies) -> dict:
     return table
 
 
-def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes) -> str:
+def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes, runs) -> str:
     from trt_converters.onnxruntime_cpu.accuracy import INT8_TOLERANCE
 
     lines = [
@@ -360,6 +360,17 @@ def render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes)
                 f"| {ratio} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {sizes[model] / 1e6:.1f} "
                 f"| {acc.get('max_rel_error', float('nan')):.4f} | {acc.get('cosine', float('nan')):.6f} "
                 f"| {acc.get('top_class_agree', 0)}/{acc.get('rows', 0)} |")
+    lines += ["", "Every measurement (infer/s, and the 1-min load average when it ended; the model order rotates each repeat):", "",
+              "| repeat | " + " | ".join(f"{m} C={c}" for m in args.models for c in args.concurrency) + " |",
+              "|---" * (1 + len(args.models) * len(args.concurrency)) + "|"]
+    for repeat in range(args.repeats):
+        cells = []
+        for model in args.models:
+            for concurrency in args.concurrency:
+                run = next(r for r in runs if r["repeat"] == repeat and r["model"] == model
+                           and r["concurrency"] == concurrency)
+                cells.append(f"{run['infer_per_s']:.2f} ({run['load'].split('/')[0]})")
+        lines.append(f"| {repeat} | " + " | ".join(cells) + " |")
     target = table.get(("ort_int8_dynamic", 4)), table.get(("pytorch", 4))
     if all(target) and target[1]["median"] > 0:
         ratio = target[0]["ratio_median"]
@@ -426,7 +437,7 @@ def main(argv=None) -> int:
     loads["after"] = load_average()
     table = summarize(runs, args.models, args.concurrency)
     facts, vers = machine_facts(), versions()
-    markdown = render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes)
+    markdown = render_markdown(args, facts, vers, loads, artifacts, accuracy, table, sizes, runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown)
     args.out.with_suffix(".json").write_text(json.dumps(
