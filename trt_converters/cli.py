@@ -6,13 +6,13 @@ Exit status: 0 done, 1 a stage failed, 2 a usage error; one line on stderr, a tr
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import click
 from click.core import ParameterSource
 
-from trt_converters.errors import StageError, UserError
+from trt_converters.cli_errors import errors_reported
+from trt_converters.errors import UserError
 
 
 def _option(*names, **kwargs):
@@ -99,7 +99,7 @@ def main(ctx: click.Context, config_path, pipeline_option, **flags):
     """Convert a PyTorch checkpoint to a verified ONNX graph, a TensorRT engine and a Triton repository."""
     verbose = bool(flags.get("verbose"))
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
-    try:
+    with errors_reported(verbose, interrupted="interrupted; nothing was written"):
         from trt_converters.convert import run_conversion
         from trt_converters.options import build_options, read_config_file
         from trt_converters.report import render_table
@@ -114,15 +114,6 @@ def main(ctx: click.Context, config_path, pipeline_option, **flags):
         click.echo(render_table(report))
         for path in report.get("written", []):
             click.echo(f"wrote {path}")
-    except UserError as exc:
-        _fail(exc, 2, verbose)
-    except StageError as exc:
-        _fail(exc, 1, verbose)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing was written", err=True)
-        sys.exit(130)
-    except Exception as exc:  # an unexpected failure still gets one line; --verbose shows where
-        _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 1, verbose)
 
 
 def _key_values(pairs) -> dict:
@@ -135,16 +126,6 @@ def _key_values(pairs) -> dict:
             raise UserError(f"--pipeline-option {pair!r} must be KEY=VALUE")
         result[key.strip()] = yaml.safe_load(value)
     return result
-
-
-def _fail(error, status: int, verbose: bool) -> None:
-    if verbose and isinstance(error, BaseException):
-        import traceback
-
-        traceback.print_exception(error)
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
 
 
 if __name__ == "__main__":
