@@ -29,9 +29,9 @@ Every table below was produced by a script in `benchmarks/` on the machine it na
 `benchmarks/assemble.py` from `benchmarks/results/*.md` (raw numbers in the matching `.json`). Nothing is
 typed by hand. How to rerun each one: `benchmarks/README.md`.
 
-Read the numbers with their context: this machine has 2 vCPUs shared with several other jobs while these
-ran (load average 8-15 on 2 cores, stated with each table), so absolute latencies are inflated and spreads
-are wide. Each script measures its contenders side by side in one run (interleaved or in rotating order,
+Read the numbers with their context: this machine has 2 vCPUs, shared with several other jobs while these
+ran (the load average, stated with each table, was often several times the core count), so absolute
+latencies are inflated and spreads are wide. Each script measures its contenders side by side in one run (interleaved or in rotating order,
 same inputs) and reports the ratio to the baseline measured in that same run; the ratios are the
 meaningful part. Models have random weights unless a table says otherwise (the timing does not depend on
 the weights; accuracy columns are against PyTorch on the same weights).
