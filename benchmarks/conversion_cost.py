@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import (DEFAULT_WORK, FAMILIES, artifact_dir, convert, load_average, machine_line,  # noqa: E402
+from common import (DEFAULT_WORK, FAMILIES, convert, load_average, machine_line,  # noqa: E402
                     markdown_table, prepare, write_results)
 
 PRECISION_FLAGS = {"fp32": [], "fp16": ["--use-fp16"], "int8": ["--use-int8", "--calib-samples", "16"]}
