@@ -265,7 +265,7 @@ def _stage_lower(state: RunState) -> None:
         state.report["stages"][f"lower_{options.precision}"] = entry
         state.engine_onnx = state.serving_onnx = result.path
     if options.onnx_int8:
-        from trt_converters.ort_int8 import quantize_for_onnxruntime
+        from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
         final = options.artifact_dir() / f"model.ort-int8-{options.onnx_int8}.onnx"
         log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
@@ -280,7 +280,7 @@ def _stage_lower(state: RunState) -> None:
                                                     tokenizer_path=options.tokenizer_path,
                                                     image_options=options.image_options)
         path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
-                                        io=state.io, calibration=calibration)
+                                        io=state.io, calibration=calibration, calib_method=options.calib_method)
         entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
@@ -307,7 +307,9 @@ def _stage_build(state: RunState) -> None:
     options = state.options
     if state.engine_onnx is None:
         raise UserError(f"--generate-trt needs an ONNX graph: pass --generate-onnx or an existing --onnx-path")
-    _refuse_onnxruntime_graph(state.engine_onnx)
+    from trt_converters.onnxruntime_cpu import refuse_for_tensorrt
+
+    refuse_for_tensorrt(state.engine_onnx)
     final = options.resolved_engine_path()
     log(f"[build] {state.engine_onnx.name} -> {final} (workspace {options.memory_pool_limit >> 20} MiB)")
     result = build_engine(state.engine_onnx, state.staging.path_for(final), state.profiles, BuildOptions(
@@ -322,14 +324,6 @@ def _stage_build(state: RunState) -> None:
         "timing_cache": str(options.timing_cache) if options.timing_cache else None,
         "timing_cache_loaded": result.timing_cache_loaded, "notes": result.notes,
         "memory_pool_limit": options.memory_pool_limit, **_file_facts(result.path, final=final)}
-
-
-def _refuse_onnxruntime_graph(onnx_path: Path) -> None:
-    try:
-        from trt_converters.ort_int8 import refuse_for_tensorrt
-    except ImportError:
-        return
-    refuse_for_tensorrt(onnx_path)
 
 
 def _stage_package(state: RunState) -> None:

@@ -242,9 +242,12 @@ class LocalTritonServer:
 
     def _environment(self, dist: TritonDistribution) -> dict[str, str]:
         env = os.environ.copy()
-        # The copied stub and backend lose their RPATH to the wheel's libraries.
+        # The copied stub and backend lose their RPATH to the wheel's libraries. The stub links the system
+        # libpython3.11; this interpreter's own libpython comes first, or a virtualenv on another 3.11 build
+        # fails to import its stdlib's C extensions in the stub (`_ssl`: undefined symbol _PyModule_Add),
+        # which breaks any model that imports transformers.
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
+            p for p in (_interpreter_libdir(), str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
         )
         env["PATH"] = os.pathsep.join(
             p for p in (str(Path(sys.prefix) / "bin"), env.get("PATH", "")) if p
@@ -394,3 +397,12 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
     for name, reason in logged.items():
         result.setdefault(name, f"CONFIG_ERROR: {reason}")
     return result
+
+
+def _interpreter_libdir() -> str:
+    """The folder of this interpreter's shared libpython, or '' for a static build."""
+    import sysconfig
+
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    return libdir if libdir and soname and (Path(libdir) / soname).exists() else ""
