@@ -306,7 +306,7 @@ def _stage_build(state: RunState) -> None:
 
     options = state.options
     if state.engine_onnx is None:
-        raise UserError(f"--generate-trt needs an ONNX graph: pass --generate-onnx or an existing --onnx-path")
+        raise UserError("--generate-trt needs an ONNX graph: pass --generate-onnx or an existing --onnx-path")
     from trt_converters.onnxruntime_cpu import refuse_for_tensorrt
 
     refuse_for_tensorrt(state.engine_onnx)

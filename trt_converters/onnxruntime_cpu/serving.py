@@ -13,18 +13,9 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec
+from trt_converters.triton.repository import triton_model_source
 
-TRITON_MODELS_DIR = Path(__file__).resolve().parents[2] / "triton_models"
 DEFAULT_MAX_QUEUE_DELAY_US = 1000
-
-
-def python_model_source(name: str) -> Path:
-    """The model.py of one of this project's python-backend models (triton_models/<name>/model.py)."""
-    path = TRITON_MODELS_DIR / name / "model.py"
-    if not path.is_file():
-        raise UserError(f"python-backend model {path} is missing; run from a checkout of trt-converters "
-                        "(triton_models/ is not part of the installed package)")
-    return path
 
 
 def cpu_python_config(model_name: str, io: IOSpec, *, max_batch_size: int, instance_count: int,
@@ -86,7 +77,7 @@ def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path,
     config = cpu_python_config(model_name, io, max_batch_size=max_batch_size, instance_count=instance_count,
                                max_queue_delay_us=max_queue_delay_us, parameters=parameters)
     return write_model_folder(repo, model_name, config,
-                              {"model.py": python_model_source("onnxruntime_python"), "model.onnx": onnx_path},
+                              {"model.py": triton_model_source("onnxruntime_python"), "model.onnx": onnx_path},
                               overwrite=overwrite)
 
 

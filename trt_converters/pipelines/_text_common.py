@@ -64,13 +64,6 @@ def bool_option(request: PipelineRequest, key: str, default: bool) -> bool:
 
 
 # -- model folders and configs ---------------------------------------------------------------
-def python_model_source(name: str) -> Path:
-    source = triton_model_source(name)
-    if not source.is_file():
-        raise UserError(f"python-backend model {source} is missing: reinstall trt-converters from its source tree")
-    return source
-
-
 def new_python_model(request: PipelineRequest, model_name: str, source: str) -> Path:
     """Create `<repo>/<model_name>/1/` with model.py copied in; returns the version folder."""
     folder = request.repo / model_name
@@ -79,7 +72,7 @@ def new_python_model(request: PipelineRequest, model_name: str, source: str) -> 
                         "name or remove that folder")
     version = folder / VERSION
     version.mkdir(parents=True)
-    shutil.copy2(python_model_source(source), version / "model.py")
+    shutil.copy2(triton_model_source(source), version / "model.py")
     return version
 
 

@@ -7,13 +7,9 @@ import json
 from pathlib import Path
 
 from trt_converters.errors import UserError
-from trt_converters.onnxruntime_cpu.serving import (
-    DEFAULT_MAX_QUEUE_DELAY_US,
-    cpu_python_config,
-    python_model_source,
-    write_model_folder,
-)
+from trt_converters.onnxruntime_cpu.serving import DEFAULT_MAX_QUEUE_DELAY_US, cpu_python_config, write_model_folder
 from trt_converters.spec import IOSpec
+from trt_converters.triton.repository import triton_model_source
 
 
 def write_pytorch_baseline_model(repo: Path, model_name: str, *, model_script: Path, class_name: str,
@@ -26,7 +22,7 @@ def write_pytorch_baseline_model(repo: Path, model_name: str, *, model_script: P
     model_script = Path(model_script)
     if not model_script.is_file():
         raise UserError(f"--model-script-path {model_script} does not exist")
-    files: dict[str, Path | str] = {"model.py": python_model_source("pytorch_python"), "model_script.py": model_script,
+    files: dict[str, Path | str] = {"model.py": triton_model_source("pytorch_python"), "model_script.py": model_script,
                                     "model_kwargs.json": json.dumps(model_kwargs or {}, indent=2, sort_keys=True)}
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
