@@ -27,7 +27,10 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
     "fp16": Tolerance(atol=1e-3, rtol=1e-2, min_cosine=0.999),  # measured on tiny models: rel <= 4.3e-4, cos >= 0.9999999
-    "int8": Tolerance(atol=1e-2, rtol=0.1, min_cosine=0.99),  # measured (Q/DQ unfused): rel <= 0.043, cos >= 0.9998
+    # INT8 measured (Q/DQ unfused): tiny models rel <= 0.043, cos >= 0.9998; the real all-MiniLM-L6-v2 on its
+    # calibration samples rel 0.25, cos 0.976. The budget catches broken lowerings (quantized residual Adds
+    # gave cos 0.65 there), not small quality losses: judge those on your own data.
+    "int8": Tolerance(atol=5e-2, rtol=0.3, min_cosine=0.97),
 }
 
 

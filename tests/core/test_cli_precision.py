@@ -41,7 +41,8 @@ def test_calibration_from_npz_and_cache_reuse(tmp_path, run_cli, tiny_checkpoint
                                                    "--calibration-cache", tmp_path / "calib.cache"]
     first = run_cli(args)
     assert first.exit_code == 0, first.stderr
-    assert "synthetic" not in first.stderr
+    assert "warning: synthetic" not in first.stderr
+    assert "on the first 8 calibration samples of" in first.stderr
     cache = (tmp_path / "calib.cache").read_text()
     (tmp_path / "calib.npz").unlink()  # a rebuild with the cache must not need the data again
     second = run_cli(args + ["--overwrite"])
