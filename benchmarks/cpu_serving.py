@@ -189,7 +189,7 @@ def write_repository(args, io, artifacts) -> Path:
     import shutil
 
     from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
-    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
 
     repo = args.workdir / "repo"
     shutil.rmtree(repo, ignore_errors=True)
@@ -401,7 +401,6 @@ def load_average() -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from trt_converters.onnxruntime_cpu.quantize import model_size_bytes
-    from trt_converters.onnxruntime_cpu.serving import python_stub_environment
     from trt_converters.triton.server import LocalTritonServer
 
     def log(message: str) -> None:
@@ -419,8 +418,7 @@ def main(argv=None) -> int:
     load_requests = random_requests(64, args.length, args.vocab, seed=99)
 
     runs = []
-    with LocalTritonServer(repo, log_path=args.workdir / "server.log", startup_timeout=300,
-                           env=python_stub_environment()) as server:
+    with LocalTritonServer(repo, log_path=args.workdir / "server.log", startup_timeout=300) as server:
         log(f"server ready in {server.startup_seconds:.1f} s (pid {server.pid})")
         warm_up(server.grpc_url, args.models, load_requests)
         for repeat in range(args.repeats):

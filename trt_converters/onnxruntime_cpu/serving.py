@@ -79,24 +79,3 @@ def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path,
     return write_model_folder(repo, model_name, config,
                               {"model.py": triton_model_source("onnxruntime_python"), "model.onnx": onnx_path},
                               overwrite=overwrite)
-
-
-def python_stub_environment() -> dict[str, str]:
-    """Environment for LocalTritonServer(env=...) so backend stubs use this interpreter's libpython.
-
-    The wheel's Python 3.11 stub links the system libpython3.11; a virtualenv built on another 3.11
-    build (pyenv here) then fails to import C extensions of its own stdlib (`_ssl`: undefined symbol
-    _PyModule_Add), which breaks `import transformers` inside a stub. Putting this interpreter's
-    LIBDIR first makes the stub load the matching libpython.
-    """
-    import os
-    import sysconfig
-
-    from trt_converters.triton.server import find_triton_distribution
-
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    soname = sysconfig.get_config_var("INSTSONAME") or ""
-    parts = [str(find_triton_distribution().libs), os.environ.get("LD_LIBRARY_PATH", "")]
-    if libdir and soname and (Path(libdir) / soname).exists():
-        parts.insert(0, libdir)
-    return {"LD_LIBRARY_PATH": os.pathsep.join(p for p in parts if p)}
