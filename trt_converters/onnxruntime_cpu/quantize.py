@@ -73,26 +73,42 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
         cleaned, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         _save(model, cleaned, large)
         del model
-        with _quiet_quantizer():
-            try:
-                if mode == "dynamic":
-                    _quantize_dynamic(cleaned, quantized, per_channel, reduce_range, op_types, large)
-                else:
-                    reader = _calibration_reader(calibration, io, graph_inputs)
-                    _quantize_static(cleaned, quantized, reader, per_channel, reduce_range, op_types,
-                                     calib_method, large)
-            except (UserError, StageError):
-                raise
-            except Exception as exc:  # the quantizer raises many types; its message is what helps
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StageError(f"ONNX Runtime {mode} quantization of {fp32_onnx.name} failed: "
-                                 f"{type(exc).__name__}: {first}") from exc
+        if mode == "static":
+            calibration = _prepared_calibration(calibration, io, graph_inputs)
+        # A fresh process: NVIDIA ModelOpt patches onnxruntime.quantization when it runs (the TensorRT INT8
+        # path), after which ONNX Runtime's own static quantizer fails in that process ("'NoneType' object
+        # has no attribute 'extend'").
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            failure = pool.submit(_quantize_in_child, mode, cleaned, quantized, calibration, io, graph_inputs,
+                                  per_channel, reduce_range, op_types, calib_method, large).result()
+        if failure:
+            raise StageError(f"ONNX Runtime {mode} quantization of {fp32_onnx.name} failed: {failure}")
         result = onnx.load(str(quantized))
         mark_onnxruntime_target(result, f"int8-{mode}")
         staged = Path(tmp) / out_path.name
         _save(result, staged, _too_large(result))
         _move_into_place(staged, out_path)
     return out_path
+
+
+def _quantize_in_child(mode: str, cleaned: Path, quantized: Path, calibration: dict | None, io: IOSpec,
+                       graph_inputs: list[str], per_channel: bool, reduce_range: bool,
+                       op_types: tuple[str, ...] | None, calib_method: str, large: bool) -> str:
+    """Runs in a spawned process; returns '' on success, else the quantizer's error as one line."""
+    with _quiet_quantizer():
+        try:
+            if mode == "dynamic":
+                _quantize_dynamic(cleaned, quantized, per_channel, reduce_range, op_types, large)
+            else:
+                reader = _calibration_reader(calibration, io, graph_inputs)
+                _quantize_static(cleaned, quantized, reader, per_channel, reduce_range, op_types, calib_method, large)
+        except Exception as exc:  # the quantizer raises many types; its message is what helps
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return f"{type(exc).__name__}: {first}"
+    return ""
 
 
 def clean_shape_metadata(model) -> None:
@@ -133,10 +149,9 @@ def _quantize_static(source: Path, target: Path, reader, per_channel: bool, redu
                     use_external_data_format=large)
 
 
-def _calibration_reader(calibration: dict | None, io: IOSpec, graph_inputs: list[str]):
-    """An onnxruntime CalibrationDataReader feeding one sample at a time (valid for any batch profile)."""
+def _prepared_calibration(calibration: dict | None, io: IOSpec, graph_inputs: list[str]) -> dict:
+    """One array per graph input, in the IO spec's dtypes; synthetic (with its warning) when none is given."""
     import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader
 
     if calibration is None:
         from trt_converters.calibration import synthetic_calibration_data
@@ -154,6 +169,14 @@ def _calibration_reader(calibration: dict | None, io: IOSpec, graph_inputs: list
     samples = min(counts.values())
     if samples < 1 or len(set(counts.values())) > 1:
         raise UserError(f"calibration arrays must hold the same number (>= 1) of samples along dim 0, got {counts}")
+    return arrays
+
+
+def _calibration_reader(arrays: dict, io: IOSpec, graph_inputs: list[str]):
+    """An onnxruntime CalibrationDataReader feeding one sample at a time (valid for any batch profile)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    samples = min(a.shape[0] for a in arrays.values())
 
     class _OneSampleAtATime(CalibrationDataReader):
         def __init__(self) -> None:
