@@ -73,3 +73,18 @@ def snapshot(folder: Path) -> dict[str, str]:
         return {}
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def triton_infer(protocol: str, url: str, model: str, inputs: dict, output: str):
+    """One request to a real Triton server over "http" or "grpc"; returns the named output as numpy."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client_module = grpcclient if protocol == "grpc" else httpclient
+    tensors = []
+    for name, array in inputs.items():
+        tensor = client_module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return client_module.InferenceServerClient(url).infer(model, tensors).as_numpy(output)

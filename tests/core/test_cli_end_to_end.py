@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags
+from tests.conftest import model_flags, triton_infer
 
 pytest.importorskip("tensorrt_rtx", reason="the real builder comes from `pip install tensorrt-rtx`")
 
@@ -97,9 +97,6 @@ def test_onnx_graph_has_dynamic_batch_and_dims(converted):
 @pytest.mark.triton
 def test_generated_repository_serves_on_real_triton(tmp_path, run_cli, tiny_checkpoints):
     """The python_onnxruntime repository loads in the real server and answers like PyTorch (HTTP and gRPC)."""
-    import tritonclient.grpc as grpcclient
-    import tritonclient.http as httpclient
-
     from trt_converters.loading import load_model
     from trt_converters.triton.server import LocalTritonServer
 
@@ -117,18 +114,9 @@ def test_generated_repository_serves_on_real_triton(tmp_path, run_cli, tiny_chec
     with torch.no_grad():
         expected = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     with LocalTritonServer(tmp_path / "repo") as server:
-        http = httpclient.InferenceServerClient(server.http_url)
-        inputs = [httpclient.InferInput("input_ids", ids.shape, "INT64"),
-                  httpclient.InferInput("input_mask", mask.shape, "FP32")]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy(mask)
-        got_http = http.infer("text", inputs).as_numpy("output")
-        grpc = grpcclient.InferenceServerClient(server.grpc_url)
-        inputs = [grpcclient.InferInput("input_ids", ids.shape, "INT64"),
-                  grpcclient.InferInput("input_mask", mask.shape, "FP32")]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy(mask)
-        got_grpc = grpc.infer("text", inputs).as_numpy("output")
+        feeds = {"input_ids": ids, "input_mask": mask}
+        got_http = triton_infer("http", server.http_url, "text", feeds, "output")
+        got_grpc = triton_infer("grpc", server.grpc_url, "text", feeds, "output")
     np.testing.assert_allclose(got_http, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got_grpc, expected, rtol=1e-4, atol=1e-5)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags
+from tests.conftest import model_flags, triton_infer
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
@@ -40,8 +40,6 @@ def test_tensorrt_refuses_an_onnxruntime_int8_graph(tmp_path, run_cli, tiny_chec
 
 @pytest.mark.triton
 def test_onnxruntime_int8_model_serves_on_real_triton_cpu(tmp_path, run_cli, tiny_checkpoints):
-    import tritonclient.grpc as grpcclient
-
     from trt_converters.onnx_runner import run_onnx_model
     from trt_converters.triton.server import LocalTritonServer
 
@@ -57,10 +55,5 @@ def test_onnxruntime_int8_model_serves_on_real_triton_cpu(tmp_path, run_cli, tin
     expected = run_onnx_model(tmp_path / "out" / "text" / "model.ort-int8-dynamic.onnx",
                               [{"input_ids": ids, "input_mask": mask}])[0]["output"]
     with LocalTritonServer(tmp_path / "repo") as server:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        inputs = [grpcclient.InferInput("input_ids", ids.shape, "INT64"),
-                  grpcclient.InferInput("input_mask", mask.shape, "FP32")]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy(mask)
-        served = client.infer("text", inputs).as_numpy("output")
+        served = triton_infer("grpc", server.grpc_url, "text", {"input_ids": ids, "input_mask": mask}, "output")
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
