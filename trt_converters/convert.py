@@ -59,16 +59,15 @@ def run_conversion(options: ConvertOptions) -> dict:
             _stage_export(state)
         else:
             _use_existing_onnx(state)
-        if options.generate_onnx or options.onnx_int8:
+        if options.precision != "fp32" or options.onnx_int8:
             _stage_lower(state)
         if options.generate_trt:
             _stage_build(state)
         if options.generate_triton_config:
             _stage_package(state)
-        report_path = options.report_path or options.artifact_dir() / "report.json"
         from trt_converters.report import render_json
 
-        atomic_write_text(staging.path_for(report_path), render_json(state.report))
+        atomic_write_text(staging.path_for(options.resolved_report_path()), render_json(state.report))
         written = staging.commit()
     state.report["written"] = [str(p) for p in written]
     return state.report
@@ -105,8 +104,13 @@ def _check_targets(options: ConvertOptions) -> None:
     targets = []
     if options.generate_onnx:
         targets.append(options.resolved_onnx_path())
+    if options.precision != "fp32":
+        targets.append(options.lowered_onnx_path())
+    if options.onnx_int8:
+        targets.append(options.ort_int8_onnx_path())
     if options.generate_trt:
         targets.append(options.resolved_engine_path())
+    targets.append(options.resolved_report_path())
     if options.generate_triton_config:
         targets.append(options.triton_repo / options.model_name)
         if options.pipeline:
@@ -271,11 +275,13 @@ def _use_existing_onnx(state: RunState) -> None:
 def _stage_lower(state: RunState) -> None:
     options = state.options
     if state.onnx_fp32 is None:
-        return
+        raise UserError("lowering precision needs an FP32 ONNX graph: pass --generate-onnx or an existing --onnx-path")
+    if not state.references:
+        log("warning: the lowered graph is not verified: without --generate-onnx there is no PyTorch reference")
     if options.precision != "fp32":
         from trt_converters.precision import lower_graph
 
-        final = options.artifact_dir() / f"model.{options.precision}.onnx"
+        final = options.lowered_onnx_path()
         log(f"[lower] {options.precision} for TensorRT")
         with _warnings_logged() as warned:
             result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
@@ -294,7 +300,7 @@ def _stage_lower(state: RunState) -> None:
     if options.onnx_int8:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
-        final = options.artifact_dir() / f"model.ort-int8-{options.onnx_int8}.onnx"
+        final = options.ort_int8_onnx_path()
         log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
         started = time.perf_counter()
         calibration = None

@@ -150,6 +150,15 @@ class ConvertOptions(BaseModel):
     def resolved_engine_path(self) -> Path:
         return self.engine_path or self.artifact_dir() / "model.plan"
 
+    def lowered_onnx_path(self) -> Path:
+        return self.artifact_dir() / f"model.{self.precision}.onnx"
+
+    def ort_int8_onnx_path(self) -> Path:
+        return self.artifact_dir() / f"model.ort-int8-{self.onnx_int8}.onnx"
+
+    def resolved_report_path(self) -> Path:
+        return self.report_path or self.artifact_dir() / "report.json"
+
     def resolved_pipeline_name(self) -> str:
         return self.pipeline_name or f"{self.model_name}_{self.pipeline}"
 

@@ -97,3 +97,17 @@ def test_fp16_of_an_lstm_model_survives_onnx_runtime_crashes(tmp_path, run_cli):
     lowered = report["stages"]["lower_fp16"]
     assert all(o["passed"] for o in lowered["verify"]["outputs"])
     assert "LSTM" in lowered["notes"][-1] and report["stages"]["build"]["bytes"] > 0
+
+
+def test_precision_applies_to_an_existing_onnx_graph(tmp_path, run_cli, tiny_checkpoints):
+    """--use-fp16 with an existing --onnx-path (no --generate-onnx) must still lower before building."""
+    assert run_cli(model_flags("mlp", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path]).exit_code == 0
+    build_only = model_flags("mlp", tiny_checkpoints) + ["--generate-trt", "--use-fp16", "--output-dir", tmp_path]
+    refused = run_cli(build_only)
+    assert refused.exit_code == 2 and "report.json already exists" in refused.stderr
+    result = run_cli(build_only + ["--overwrite"])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: the lowered graph is not verified" in result.stderr
+    report = json.loads((tmp_path / "mlp" / "report.json").read_text())
+    assert report["stages"]["lower_fp16"]["path"].endswith("model.fp16.onnx")
+    assert (tmp_path / "mlp" / "model.fp16.onnx").is_file() and report["stages"]["build"]["bytes"] > 0
