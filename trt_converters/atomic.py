@@ -47,9 +47,6 @@ class Staging:
         self._moves.append((staged, Path(final)))
         return staged
 
-    def staged(self, final: Path) -> Path | None:
-        return next((s for s, f in self._moves if f == Path(final)), None)
-
     def commit(self) -> list[Path]:
         """Moves every staged artifact that exists into place, replacing what was there."""
         written = []

@@ -368,8 +368,7 @@ def _stage_package(state: RunState) -> None:
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
                                    onnx_graph=state.serving_onnx)
-    state.staging.path_for(options.triton_repo / options.model_name)
-    shutil.move(str(model_dir), str(state.staging.staged(options.triton_repo / options.model_name)))
+    shutil.move(str(model_dir), str(state.staging.path_for(options.triton_repo / options.model_name)))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "inputs": served_inputs}
     if options.pipeline:
@@ -387,8 +386,7 @@ def _stage_package(state: RunState) -> None:
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
                 raise UserError(f"{final} already exists; pass --overwrite to replace it")
-            state.staging.path_for(final)
-            shutil.move(str(repo_stage / folder), str(state.staging.staged(final)))
+            shutil.move(str(repo_stage / folder), str(state.staging.path_for(final)))
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
     state.report["stages"]["triton"] = entry

@@ -175,7 +175,7 @@ def _names_read(graph_proto) -> set[str]:
 def _save_checked(graph, out_path: Path) -> None:
     import onnx
 
-    large = graph.ByteSize() > TWO_GIB if _fits_protobuf(graph) else True
+    large = _serialized_size(graph) > TWO_GIB
     data_name = out_path.name + ".data"
     onnx.save_model(graph, str(out_path), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=data_name if large else None)
@@ -188,9 +188,8 @@ def _save_checked(graph, out_path: Path) -> None:
         raise StageError(f"the exported graph fails onnx.checker: {first}") from None
 
 
-def _fits_protobuf(graph) -> bool:
+def _serialized_size(graph) -> float:
     try:
-        graph.ByteSize()
-        return True
+        return graph.ByteSize()
     except Exception:  # protobuf refuses to size messages over 2 GiB
-        return False
+        return float("inf")
