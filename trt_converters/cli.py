@@ -67,7 +67,15 @@ ADDED_FLAGS = [
     _option("--weak-typing-fp16", is_flag=True, help="TensorRT <= 10 only: let TensorRT pick FP16 layers (BuilderFlag.FP16)."),
     _option("--calib-data", type=click.Path(), help="INT8 calibration: .npz, folder of .npy, text file, or image folder."),
     _option("--calib-samples", type=int, help="INT8 calibration with N synthetic samples (not representative)."),
-    _option("--calib-method", help="INT8 calibration method: max, entropy, percentile.  [default: max]"),
+    _option("--calib-method", help="INT8 calibration method: max, entropy, percentile, auto (the smallest measured "
+            "error).  [default: max]"),
+    _option("--calib-percentile", type=float, help="Percentile of |x| that --calib-method percentile clips at.  "
+            "[default: 99.99]"),
+    _option("--int8-search/--no-int8-search", default=None, help="Search which nodes to keep out of INT8 even when "
+            "the INT8 graph meets its budget (--no-int8-search: never).  [default: when it misses the budget]"),
+    _option("--precision", "precision_mode", type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+            help="Engine precision; auto tries INT8, INT8 with nodes kept out, FP16, FP32 and keeps the first that "
+            "meets the budget (replaces --use-fp16/--use-int8)."),
     _option("--calibration-cache", type=click.Path(dir_okay=False), help="Calibration cache to reuse/save."),
     _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
     _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),

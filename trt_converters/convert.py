@@ -104,7 +104,9 @@ def _check_targets(options: ConvertOptions) -> None:
     targets = []
     if options.generate_onnx:
         targets.append(options.resolved_onnx_path())
-    if options.precision != "fp32":
+    if options.precision == "auto":
+        targets += [options.lowered_onnx_path(p) for p in ("int8", "fp16")]
+    elif options.precision != "fp32":
         targets.append(options.lowered_onnx_path())
     if options.onnx_int8:
         targets.append(options.ort_int8_onnx_path())
@@ -137,9 +139,9 @@ def _tolerance(options: ConvertOptions, precision: str) -> Tolerance:
     """The precision's default budget; --atol/--rtol/--min-cosine override the budget of the precision asked for."""
     key = "int8" if precision.startswith("int8") or precision == "ort_int8" else precision
     requested = "ort_int8" if options.onnx_int8 else options.precision
-    if precision != requested:
+    if precision != requested and requested != "auto":
         return DEFAULT_TOLERANCES[key]
-    return DEFAULT_TOLERANCES[key].with_overrides(options.atol, options.rtol, options.min_cosine)
+    return options.precision_options().tolerance(precision)
 
 
 def _stage_export(state: RunState) -> None:
@@ -278,25 +280,13 @@ def _stage_lower(state: RunState) -> None:
         raise UserError("lowering precision needs an FP32 ONNX graph: pass --generate-onnx or an existing --onnx-path")
     if not state.references:
         log("warning: the lowered graph is not verified: without --generate-onnx there is no PyTorch reference")
-    if options.precision != "fp32":
-        from trt_converters.precision import lower_graph
-
-        final = options.lowered_onnx_path()
-        log(f"[lower] {options.precision} for TensorRT")
-        with _warnings_logged() as warned:
-            result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
-                                 io=state.io, profiles=state.profiles, calib_data=options.calib_data,
-                                 calib_samples=options.calib_samples, calib_method=options.calib_method,
-                                 tokenizer_path=options.tokenizer_path, image_options=options.image_options,
-                                 calibration_cache=options.calibration_cache)
-        for note in result.notes:
-            if note not in warned:
-                log(f"[lower] {note}")
-        entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final)}
+    if options.precision == "auto":
+        _choose_precision(state)
+    elif options.precision != "fp32":
+        entry = _lower(state, options.precision)
         if state.references and not options.skip_verify:
-            entry["verify"] = _verify(state, result.path, options.precision, f"{options.precision} graph")
-        state.report["stages"][f"lower_{options.precision}"] = entry
-        state.engine_onnx = state.serving_onnx = result.path
+            entry["verify"] = _verify(state, Path(entry["staged"]), options.precision, f"{options.precision} graph")
+        _keep_lowered(state, options.precision, entry)
     if options.onnx_int8:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
@@ -319,6 +309,101 @@ def _stage_lower(state: RunState) -> None:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
         state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
         state.serving_onnx = path
+
+
+# --precision auto: the order tried; "int8+search" forces the search for nodes to keep out of INT8.
+AUTO_ORDER = ("int8", "int8+search", "fp16", "fp32")
+
+
+def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) -> dict:
+    """Lowers the FP32 graph to `precision` in the staging area; returns the report entry (path: the final path)."""
+    from trt_converters.precision import lower_graph
+
+    options = state.options
+    precision_options = options.precision_options()
+    final = options.lowered_onnx_path(precision)
+    log(f"[lower] {precision} for TensorRT")
+    with _warnings_logged() as warned:
+        result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=precision,
+                             io=state.io, profiles=state.profiles, calib_data=options.calib_data,
+                             calib_samples=options.calib_samples, calib_method=precision_options.calib_method,
+                             tokenizer_path=options.tokenizer_path, image_options=options.image_options,
+                             calibration_cache=options.calibration_cache,
+                             calib_percentile=precision_options.calib_percentile,
+                             int8_search=precision_options.int8_search if int8_search is None else int8_search,
+                             tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"))
+    for note in result.notes:
+        if note not in warned:
+            log(f"[lower] {note}")
+    entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final),
+             "staged": str(result.path)}
+    if result.details:
+        entry["int8"] = result.details
+    return entry
+
+
+def _keep_lowered(state: RunState, precision: str, entry: dict) -> None:
+    staged = Path(entry.pop("staged"))
+    state.report["stages"][f"lower_{precision}"] = entry
+    state.engine_onnx = state.serving_onnx = staged
+
+
+def _choose_precision(state: RunState) -> None:
+    """--precision auto: INT8 (with its exclusion search), FP16, FP32; the first graph that meets its budget."""
+    options = state.options
+    steps = []
+    verified = bool(state.references) and not options.skip_verify
+    for step in AUTO_ORDER:
+        precision = step.split("+")[0]
+        if step == "int8+search":
+            # Plain INT8 missed the budget: searched already when it missed on the calibration samples.
+            last = steps[-1] if steps else {}
+            if last.get("searched") or last.get("lowering_failed") or options.int8_search is False:
+                continue
+        if precision == "fp32":
+            steps.append({"precision": "fp32", "why": "no lowered graph met its budget" if steps else "asked for",
+                          "met_budget": True})
+            break
+        try:
+            entry = _lower(state, precision, int8_search=True if step == "int8+search" else None)
+        except StageError as exc:
+            steps.append({"precision": step, "met_budget": False, "why": f"lowering failed: {exc}",
+                          "lowering_failed": True})
+            log(f"[precision auto] {precision}: lowering failed ({exc}); next")
+            continue
+        int8 = entry.get("int8", {})
+        if verified:
+            try:
+                entry["verify"] = _verify(state, Path(entry["staged"]), precision, f"{precision} graph")
+            except StageError as exc:
+                why = str(exc)
+                if int8.get("excluded_nodes"):
+                    why = f"even with {len(int8['excluded_nodes'])} node(s) kept out of INT8: {why}"
+                steps.append({"precision": step, "met_budget": False, "why": why,
+                              "searched": "search" in int8})
+                log(f"[precision auto] {step} misses its budget; next")
+                Path(entry["staged"]).unlink(missing_ok=True)
+                continue
+        elif precision == "int8" and not int8.get("met_budget_on_calibration_samples", True):
+            steps.append({"precision": step, "met_budget": False, "searched": "search" in int8,
+                          "why": "misses its budget on the calibration samples"})
+            Path(entry["staged"]).unlink(missing_ok=True)
+            continue
+        why = "met its budget"
+        if int8.get("excluded_nodes"):
+            why += f" with {len(int8['excluded_nodes'])} node(s) kept out of INT8 (the plain INT8 graph missed it)" \
+                if int8.get("error_over_budget", 0) > 1 else f" ({len(int8['excluded_nodes'])} node(s) kept out of INT8)"
+        steps.append({"precision": step, "met_budget": True, "why": why})
+        _keep_lowered(state, precision, entry)
+        break
+    chosen = steps[-1]["precision"].split("+")[0]
+    chosen_label = chosen
+    if chosen == "int8" and state.report["stages"]["lower_int8"].get("int8", {}).get("excluded_nodes"):
+        chosen_label = "int8 with exclusions"
+    log(f"[precision auto] chose {chosen_label}: " + "; ".join(f"{s['precision']}: {s['why']}" for s in steps))
+    state.report["precision_choice"] = {"chosen": chosen, "label": chosen_label, "steps": steps,
+                                        "budgets_from": "each precision's default budget with --atol/--rtol/"
+                                                        "--min-cosine applied"}
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ Option names are the CLI's long names with underscores, in flags and config file
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -16,6 +17,28 @@ from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_
 
 PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
                 "calib_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
+
+
+@dataclass(frozen=True)
+class PrecisionOptions:
+    """The precision choices of one run, validated together: mode, calibration, budget overrides, INT8 search."""
+
+    mode: str  # fp32, fp16, int8, int8_fp16, auto
+    calib_method: str  # canonical name from precision/methods.py
+    calib_percentile: float | None
+    calib_data: Path | None
+    calib_samples: int | None
+    int8_search: bool | None  # None: search when the INT8 graph misses its budget
+    atol: float | None
+    rtol: float | None
+    min_cosine: float | None
+
+    def tolerance(self, precision: str):
+        """The budget for a graph of `precision`: its default with the user's overrides."""
+        from trt_converters.verify import DEFAULT_TOLERANCES
+
+        key = "int8" if precision.startswith("int8") or precision == "ort_int8" else precision
+        return DEFAULT_TOLERANCES[key].with_overrides(self.atol, self.rtol, self.min_cosine)
 
 
 class ConvertOptions(BaseModel):
@@ -65,6 +88,9 @@ class ConvertOptions(BaseModel):
     calib_data: Optional[Path] = None
     calib_samples: Optional[int] = None
     calib_method: str = "max"
+    calib_percentile: Optional[float] = None
+    int8_search: Optional[bool] = None
+    precision_mode: Optional[Literal["auto", "fp32", "fp16", "int8"]] = None
     calibration_cache: Optional[Path] = None
     tokenizer_path: Optional[Path] = None
     image_options: Optional[dict] = None
@@ -118,6 +144,7 @@ class ConvertOptions(BaseModel):
             raise ValueError("builder_optimization_level: must be between 0 and 5")
         if self.calib_samples is not None and self.calib_samples < 1:
             raise ValueError("calib_samples: must be >= 1")
+        self.precision_options()  # every precision option checked here, before any model is loaded
         if self.preferred_batch_sizes:
             from trt_converters.triton.config import check_preferred_batch_sizes
 
@@ -137,9 +164,41 @@ class ConvertOptions(BaseModel):
 
     @property
     def precision(self) -> str:
+        """fp32, fp16, int8, int8_fp16 (--use-int8 --use-fp16), or auto (--precision auto)."""
+        if self.precision_mode is not None:
+            return self.precision_mode
         if self.use_int8:
             return "int8_fp16" if self.use_fp16 else "int8"
         return "fp16" if self.use_fp16 else "fp32"
+
+    def precision_options(self) -> "PrecisionOptions":
+        from trt_converters.precision.methods import check_percentile, resolve_method
+
+        if self.precision_mode is not None and (self.use_fp16 or self.use_int8):
+            raise UserError("--precision replaces --use-fp16/--use-int8; pass one or the other")
+        int8_paths = []
+        if self.precision in ("int8", "int8_fp16", "auto"):
+            int8_paths.append("tensorrt")
+        if self.onnx_int8 == "static":
+            int8_paths.append("onnxruntime")
+        method = "max"
+        for path in int8_paths or ["tensorrt"]:
+            method = resolve_method(self.calib_method, path=path).name
+        if self.calib_percentile is not None:
+            check_percentile(self.calib_percentile)
+            if method not in ("percentile", "auto"):
+                raise UserError(f"--calib-percentile applies to --calib-method percentile (or auto), not {method}")
+        for flag, value in (("--atol", self.atol), ("--rtol", self.rtol)):
+            if value is not None and not value >= 0:
+                raise UserError(f"{flag} {value} must be >= 0")
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            raise UserError(f"--min-cosine {self.min_cosine} must be between -1 and 1")
+        if self.int8_search and not int8_paths[:1] == ["tensorrt"]:
+            raise UserError("--int8-search applies to --use-int8 or --precision int8|auto")
+        return PrecisionOptions(mode=self.precision, calib_method=method, calib_percentile=self.calib_percentile,
+                                calib_data=self.calib_data, calib_samples=self.calib_samples,
+                                int8_search=self.int8_search, atol=self.atol, rtol=self.rtol,
+                                min_cosine=self.min_cosine)
 
     def artifact_dir(self) -> Path:
         return self.output_dir / self.model_name
@@ -150,8 +209,8 @@ class ConvertOptions(BaseModel):
     def resolved_engine_path(self) -> Path:
         return self.engine_path or self.artifact_dir() / "model.plan"
 
-    def lowered_onnx_path(self) -> Path:
-        return self.artifact_dir() / f"model.{self.precision}.onnx"
+    def lowered_onnx_path(self, precision: str | None = None) -> Path:
+        return self.artifact_dir() / f"model.{precision or self.precision}.onnx"
 
     def ort_int8_onnx_path(self) -> Path:
         return self.artifact_dir() / f"model.ort-int8-{self.onnx_int8}.onnx"
@@ -170,6 +229,8 @@ def read_config_file(path: Path) -> dict:
         raise UserError(f"--config {path} does not exist")
     data = load_mapping_file(path, what="--config")
     data = {key.replace("-", "_"): value for key, value in data.items()}
+    if "precision" in data:  # --precision's value lives in precision_mode (`precision` is the resolved one)
+        data["precision_mode"] = data.pop("precision")
     unknown = sorted(set(data) - set(ConvertOptions.model_fields))
     if unknown:
         raise UserError(f"--config {path}: unknown option {unknown[0]!r}; options are the long flag names, "

@@ -72,12 +72,16 @@ def _text_tensor(name: str, dtype: str, high=None) -> dict:
 def _build_model(name: str):
     import torch
 
-    from tests.fixtures.tiny_models import TinyCNN, TinyMLP, TinyTextModel
+    from tests.fixtures.tiny_models import OutlierMLP, TinyCNN, TinyMLP, TinyTextModel
 
     torch.manual_seed(0)
     if name == "mlp":
         module = TinyMLP(16, 32, 4)
         io = {"inputs": [{"name": "features", "dtype": "float32", "shape": [16]}],
+              "outputs": [{"name": "logits", "dtype": "float32", "shape": [4]}]}
+    elif name == "outlier":
+        module = OutlierMLP()
+        io = {"inputs": [{"name": "features", "dtype": "float32", "shape": [32]}],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [4]}]}
     elif name == "cnn":
         module = TinyCNN(num_classes=5, channels=8)

@@ -27,8 +27,6 @@ from trt_converters.onnxruntime_cpu.targets import classify_loaded_graph, mark_o
 from trt_converters.spec import IOSpec
 
 MODES = ("dynamic", "static")
-CALIBRATION_METHODS = {"minmax": "MinMax", "max": "MinMax", "entropy": "Entropy", "percentile": "Percentile",
-                       "distribution": "Distribution"}  # "max": the CLI's --calib-method word for min/max ranges
 DYNAMIC_OP_TYPES = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization")
 STATIC_OP_TYPES = ("MatMul", "Conv")
 DEFAULT_SYNTHETIC_CALIBRATION_SAMPLES = 16
@@ -37,8 +35,8 @@ _PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # leave room for the graph itself
 
 def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: IOSpec,
                              calibration: dict | None = None, per_channel: bool = True,
-                             calib_method: str = "minmax", reduce_range: bool = True,
-                             op_types: tuple[str, ...] | None = None) -> Path:
+                             calib_method: str = "max", reduce_range: bool = True,
+                             op_types: tuple[str, ...] | None = None, calib_percentile: float | None = None) -> Path:
     """Writes an ONNX Runtime INT8 graph of `fp32_onnx` to `out_path` (atomically) and returns `out_path`.
 
     mode "dynamic": QInt8 weights, activations quantized at run time (MatMulInteger); no calibration.
@@ -49,8 +47,9 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
     if mode not in MODES:
         raise UserError(f"--onnx-int8 {mode!r} is not one of {', '.join(MODES)}")
-    if calib_method not in CALIBRATION_METHODS:
-        raise UserError(f"calibration method {calib_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+    from trt_converters.precision.methods import resolve_method
+
+    ort_method = resolve_method(calib_method, path="onnxruntime").onnxruntime
     if not fp32_onnx.is_file():
         raise UserError(f"ONNX file {fp32_onnx} does not exist; pass the path of a .onnx graph")
 
@@ -83,7 +82,8 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
 
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             failure = pool.submit(_quantize_in_child, mode, cleaned, quantized, calibration, io, graph_inputs,
-                                  per_channel, reduce_range, op_types, calib_method, large).result()
+                                  per_channel, reduce_range, op_types, ort_method, calib_percentile,
+                                  large).result()
         if failure:
             raise StageError(f"ONNX Runtime {mode} quantization of {fp32_onnx.name} failed: {failure}")
         result = onnx.load(str(quantized))
@@ -96,7 +96,8 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
 
 def _quantize_in_child(mode: str, cleaned: Path, quantized: Path, calibration: dict | None, io: IOSpec,
                        graph_inputs: list[str], per_channel: bool, reduce_range: bool,
-                       op_types: tuple[str, ...] | None, calib_method: str, large: bool) -> str:
+                       op_types: tuple[str, ...] | None, ort_method: str, calib_percentile: float | None,
+                       large: bool) -> str:
     """Runs in a spawned process; returns '' on success, else the quantizer's error as one line."""
     with _quiet_quantizer():
         try:
@@ -104,7 +105,8 @@ def _quantize_in_child(mode: str, cleaned: Path, quantized: Path, calibration: d
                 _quantize_dynamic(cleaned, quantized, per_channel, reduce_range, op_types, large)
             else:
                 reader = _calibration_reader(calibration, io, graph_inputs)
-                _quantize_static(cleaned, quantized, reader, per_channel, reduce_range, op_types, calib_method, large)
+                _quantize_static(cleaned, quantized, reader, per_channel, reduce_range, op_types, ort_method,
+                                 calib_percentile, large)
         except Exception as exc:  # the quantizer raises many types; its message is what helps
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return f"{type(exc).__name__}: {first}"
@@ -139,14 +141,17 @@ def _quantize_dynamic(source: Path, target: Path, per_channel: bool, reduce_rang
 
 
 def _quantize_static(source: Path, target: Path, reader, per_channel: bool, reduce_range: bool,
-                     op_types: tuple[str, ...] | None, calib_method: str, large: bool) -> None:
+                     op_types: tuple[str, ...] | None, ort_method: str, calib_percentile: float | None,
+                     large: bool) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    extra = {"CalibPercentile": calib_percentile} if ort_method == "Percentile" and calib_percentile else {}
 
     quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                     reduce_range=reduce_range, op_types_to_quantize=list(op_types or STATIC_OP_TYPES),
-                    calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[calib_method]),
-                    use_external_data_format=large)
+                    calibrate_method=getattr(CalibrationMethod, ort_method),
+                    use_external_data_format=large, extra_options=extra)
 
 
 def _prepared_calibration(calibration: dict | None, io: IOSpec, graph_inputs: list[str]) -> dict:

@@ -28,12 +28,14 @@ class LoweringResult:
     precision: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
 
 
 def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
                 calib_data: Path | None = None, calib_samples: int | None = None, calib_method: str = "max",
                 tokenizer_path: Path | None = None, image_options: dict | None = None,
-                calibration_cache: Path | None = None) -> LoweringResult:
+                calibration_cache: Path | None = None, calib_percentile: float | None = None,
+                int8_search: bool | None = None, tolerance=None, log=None) -> LoweringResult:
     """Writes the lowered graph to `out_path` (moved into place only when complete)."""
     from trt_converters.errors import StageError
 
@@ -52,19 +54,22 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
     with tempfile.TemporaryDirectory(prefix="trtc-lower-", dir=out_path.parent) as tmp:
         work_dir = Path(tmp)
         staged = work_dir / out_path.name
+        details: dict = {}
         if precision == "fp16":
             notes = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir)
         else:
-            notes = _lower_int8(fp32_onnx, staged, precision, io, profiles, work_dir, calib_data=calib_data,
-                                calib_samples=calib_samples, calib_method=calib_method,
-                                tokenizer_path=tokenizer_path, image_options=image_options,
-                                calibration_cache=Path(calibration_cache) if calibration_cache else None)
+            notes, details = _lower_int8(fp32_onnx, staged, precision, io, profiles, work_dir, calib_data=calib_data,
+                                         calib_samples=calib_samples, calib_method=calib_method,
+                                         tokenizer_path=tokenizer_path, image_options=image_options,
+                                         calibration_cache=Path(calibration_cache) if calibration_cache else None,
+                                         percentile=calib_percentile, search=int8_search, tolerance=tolerance,
+                                         log=log or (lambda message: None))
         if not staged.is_file():
             raise StageError(f"{precision} lowering wrote no graph")
         for produced in (staged, staged.with_name(staged.name + ".data")):
             if produced.exists():
                 shutil.move(str(produced), str(out_path.with_name(produced.name)))
-    return LoweringResult(out_path, precision, time.perf_counter() - started, notes)
+    return LoweringResult(out_path, precision, time.perf_counter() - started, notes, details)
 
 
 # Module -> the package that provides it: what ModelOpt's ONNX paths import beyond nvidia-modelopt itself
@@ -98,9 +103,10 @@ def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, S
 
 def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
                 work_dir: Path, *, calib_data, calib_samples, calib_method, tokenizer_path, image_options,
-                calibration_cache) -> list[str]:
+                calibration_cache, percentile, search, tolerance, log) -> tuple[list[str], dict]:
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
     from trt_converters.precision.int8 import quantize_int8
+    from trt_converters.precision.methods import DEFAULT_PERCENTILE
     from trt_converters.shapes import synthetic_inputs
 
     source_notes: list[str] = []
@@ -120,14 +126,16 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
             return synthetic_inputs(graph_io, shapes, seed=0)
 
     opt_batch = max(p.opt[0] for p in profiles.values())
-    notes = quantize_int8(fp32_onnx, staged, high_precision="fp16" if precision == "int8_fp16" else "fp32",
-                          method=calib_method, load_calibration=load_calibration,
-                          synthetic_for_shapes=synthetic_for_shapes, opt_batch=opt_batch,
-                          cache=calibration_cache, work_dir=work_dir)
+    outcome = quantize_int8(fp32_onnx, staged, high_precision="fp16" if precision == "int8_fp16" else "fp32",
+                            method=calib_method, load_calibration=load_calibration,
+                            synthetic_for_shapes=synthetic_for_shapes, opt_batch=opt_batch,
+                            cache=calibration_cache, work_dir=work_dir, percentile=percentile or DEFAULT_PERCENTILE,
+                            search=search, tolerance=tolerance, log=log)
+    notes = outcome.notes
     if precision == "int8_fp16":
         from trt_converters.precision.fp16 import describe_fp32_ops, ops_kept_in_fp32
         import onnx
 
         notes.append(describe_fp32_ops(ops_kept_in_fp32(onnx.load(str(staged)))))
-    return source_notes + notes
+    return source_notes + notes, outcome.details
 

@@ -49,22 +49,62 @@ def check_candidate(candidate: Path, input_sets: list[dict], references: list[di
                    failure_message(f"{candidate.name} on ONNX Runtime", comparisons, tolerance))
 
 
-def first_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, tolerance=None) -> str | None:
-    """Where the lowered graph's intermediate tensors first leave the budget, walking the FP32 graph in order.
+# A tensor's error is "out of line" when it is this many times the largest error of the tensors it is computed
+# from, by cosine distance and by relative error together; errors below the floors count as the floors.
+JUMP_COSINE, JUMP_REL = 10.0, 3.0
+FLOOR_COSINE, FLOOR_REL = 1e-6, 1e-3
+# ... and the jump must matter: at least this fraction of the worst cosine distance in the graph.
+SIGNIFICANT = 0.05
 
-    Every float tensor that both graphs compute under the same name becomes an extra output; both graphs run
-    once on `inputs`. The budget is the lowered precision's default (INT8 when the graph holds Q/DQ nodes)
-    unless `tolerance` is given. Returns one line, or None when no shared tensor leaves the budget.
+
+@dataclass
+class Divergence:
+    tensor: str
+    node_name: str | None
+    node_type: str | None
+    position: int
+    compared: int
+    cosine: float
+    max_rel_error: float
+    inherited_cosine: float
+    inherited_rel_error: float
+    non_finite: bool
+    action: str
+
+    def describe(self) -> str:
+        where = f"{self.node_type} node {self.node_name!r}" if self.node_type else "a graph input"
+        finite = "non-finite values, " if self.non_finite else ""
+        return (f"first divergence at tensor {self.tensor!r} (output of {where}, {self.position} of {self.compared} "
+                f"compared tensors): {finite}cosine {self.cosine:.6f}, max rel error {self.max_rel_error:.3g}, where "
+                f"its inputs had cosine {self.inherited_cosine:.6f}, max rel error {self.inherited_rel_error:.3g}; "
+                f"next: {self.action}")
+
+
+def first_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, tolerance=None) -> str | None:
+    """One line naming the tensor where the lowered graph's error jumps, and what to do; None when nothing jumps."""
+    found = diagnose_divergence(fp32_onnx, lowered_onnx, inputs, tolerance=tolerance)
+    return found.describe() if found else None
+
+
+def diagnose_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, tolerance=None) -> Divergence | None:
+    """The first tensor whose error is out of line with the tensors it is computed from.
+
+    Every float tensor that both graphs compute under the same name becomes an extra output; both graphs run once
+    on `inputs` (in one child process). Walking the FP32 graph in order, each tensor's cosine distance and relative
+    error are compared with the worst of its node's inputs: the first tensor where both jump (JUMP_COSINE,
+    JUMP_REL) by a significant amount is where the error is made, not merely where it crosses the budget.
+    Without such a jump, the first tensor outside the budget (`tolerance`, else the precision's default).
     """
     import numpy as np
     import onnx
 
+    from trt_converters.onnx_runner import run_onnx_models
     from trt_converters.verify import DEFAULT_TOLERANCES, compare_arrays
 
     reference_model = onnx.load(str(fp32_onnx))
     lowered_model = onnx.load(str(lowered_onnx))
+    quantized = any(n.op_type == "QuantizeLinear" for n in lowered_model.graph.node)
     if tolerance is None:
-        quantized = any(n.op_type == "QuantizeLinear" for n in lowered_model.graph.node)
         tolerance = DEFAULT_TOLERANCES["int8" if quantized else "fp16"]
     reference_tensors = _float_tensors(reference_model)
     lowered_tensors = _float_tensors(lowered_model)
@@ -78,10 +118,10 @@ def first_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, toler
             path = Path(tmp) / f"{label}.onnx"
             _save_with_outputs(model, {name: tensors[name] for name in shared}, path)
             paths.append(path)
-        reference = run_like_tensorrt(paths[0], [inputs])[0]
-        lowered = run_like_tensorrt(paths[1], [inputs])[0]
+        reference, lowered = (runs[0] for runs in run_onnx_models(paths, [inputs], qdq_fusion=False))
     producers = {out: node for node in reference_model.graph.node for out in node.output}
-    for position, name in enumerate(shared, start=1):
+    errors: dict[str, tuple[float, float, bool, object]] = {}
+    for name in shared:
         ref, low = reference.get(name), lowered.get(name)
         if ref is None or low is None or np.shape(ref) != np.shape(low):
             continue
@@ -89,13 +129,81 @@ def first_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, toler
             # float32's lowest value (attention masks) is -inf in FP16 and harmless there: compare in FP16's range.
             ref, low = np.clip(ref, -65504, 65504), np.clip(low.astype(np.float32), -65504, 65504)
         result = compare_arrays(name, ref, low, tolerance)
-        if not result.passed:
-            node = producers.get(name)
-            where = f"{node.op_type} node {node.name!r}" if node is not None else "a graph input"
-            finite = "non-finite values, " if not np.isfinite(np.asarray(low, dtype=np.float64)).all() else ""
-            return (f"first divergence at tensor {name!r} (output of {where}, {position} of {len(shared)} compared "
-                    f"tensors): {finite}max rel error {result.max_rel_error:.3g}, cosine {result.cosine:.6f}")
-    return None
+        non_finite = not np.isfinite(np.asarray(low, dtype=np.float64)).all()
+        cosine = -1.0 if result.cosine != result.cosine else result.cosine
+        errors[name] = (cosine, min(result.max_rel_error, 1e30), non_finite, result)
+    if not errors:
+        return None
+    worst_distance = max(1.0 - e[0] for e in errors.values())
+    compared = [name for name in shared if name in errors]
+
+    def inherited(name: str) -> tuple[float, float]:
+        node = producers.get(name)
+        sources = [errors[i] for i in (node.input if node is not None else []) if i in errors]
+        return (min((e[0] for e in sources), default=1.0), max((e[1] for e in sources), default=0.0))
+
+    chosen = None
+    for name in compared:
+        cosine, rel, non_finite, _ = errors[name]
+        in_cosine, in_rel = inherited(name)
+        distance = 1.0 - cosine
+        jumps = (distance >= JUMP_COSINE * max(1.0 - in_cosine, FLOOR_COSINE)
+                 and rel >= JUMP_REL * max(in_rel, FLOOR_REL) and distance >= SIGNIFICANT * worst_distance)
+        if jumps or (non_finite and not np.isfinite(in_rel)):
+            chosen = name
+            break
+    if chosen is None:
+        chosen = next((name for name in compared if not errors[name][3].passed), None)
+    if chosen is None:
+        return None
+    cosine, rel, non_finite, _ = errors[chosen]
+    in_cosine, in_rel = inherited(chosen)
+    node = producers.get(chosen)
+    action = _next_action(node, chosen, lowered_model, reference, quantized, non_finite)
+    return Divergence(chosen, node.name if node is not None else None, node.op_type if node is not None else None,
+                      compared.index(chosen) + 1, len(compared), cosine, rel, in_cosine, in_rel, non_finite, action)
+
+
+def _next_action(node, tensor: str, lowered_model, reference: dict, quantized: bool, non_finite: bool) -> str:
+    """What to try about the node that makes the error: from how the lowered graph computes it."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    if node is None:
+        return "the graph input itself differs: check the inputs given to both graphs"
+    lowered_node = next((n for n in lowered_model.graph.node if tensor in n.output), None)
+    producers = {out: n for n in lowered_model.graph.node for out in n.output}
+    initializers = {i.name: i for i in lowered_model.graph.initializer}
+    dequantized = [producers[i] for i in (lowered_node.input if lowered_node is not None else [])
+                   if i in producers and producers[i].op_type == "DequantizeLinear"]
+    if quantized and dequantized:
+        for dq in dequantized:
+            q = producers.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in reference or q.input[1] not in initializers:
+                continue
+            values = np.abs(np.asarray(reference[q.input[0]], dtype=np.float32))
+            scale = float(np.max(numpy_helper.to_array(initializers[q.input[1]])))
+            limit = 127.0 * scale
+            clipped = float((values > limit * 1.01).mean())
+            if clipped > 0:
+                return (f"{clipped:.2%} of {q.input[0]!r} lies beyond its calibrated INT8 range (|x| <= {limit:.3g}, "
+                        f"seen {values.max():.3g}): calibrate on more data like these inputs (--calib-data), or "
+                        f"keep {node.name!r} out of INT8 (--int8-search)")
+            tail = float(np.percentile(values, 99.9)) if values.size else 0.0
+            if tail > 0 and values.max() > 20 * tail:
+                return (f"{q.input[0]!r} has outliers ({values.max():.3g} against a 99.9th percentile of {tail:.3g}) "
+                        f"that stretch its INT8 step: try --calib-method percentile or entropy, or keep "
+                        f"{node.name!r} out of INT8 (--int8-search)")
+        return f"keep {node.op_type} node {node.name!r} out of INT8 (--int8-search finds such nodes)"
+    if non_finite:
+        return f"FP16 overflows in {node.op_type} node {node.name!r}: keep {node.op_type} in FP32"
+    low_type = None
+    if lowered_node is not None:
+        low_type = "FP16" if any("fp16" in o.lower() or "cast" in o.lower() for o in lowered_node.output) else None
+    if quantized:
+        return (f"{node.op_type} node {node.name!r} is not quantized; its error comes from FP16 or from changed "
+                "inputs: try --use-int8 without --use-fp16, or more calibration data")
+    return f"{node.op_type} node {node.name!r} loses precision in {low_type or 'FP16'}: keep {node.op_type} in FP32"
 
 
 def _float_tensors(model) -> dict:

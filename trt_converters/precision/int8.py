@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.precision.methods import AUTO_CANDIDATES, DEFAULT_PERCENTILE
 
-# Accepted names -> the method: ModelOpt 0.47 offers max and entropy for INT8 (and maps any other name to
-# MinMax silently, so names are checked here); percentile is computed here from activation histograms.
-CALIBRATION_METHODS = {"max": "max", "minmax": "max", "entropy": "entropy", "percentile": "percentile"}
-PERCENTILE = 99.99
 HISTOGRAM_BINS = 4096
 CACHE_HEADER_PREFIX = "TRT-trt_converters"
 
@@ -33,10 +30,10 @@ class CacheHeader:
 
 
 def calibration_method(name: str) -> str:
-    key = name.strip().lower()
-    if key in CALIBRATION_METHODS:
-        return CALIBRATION_METHODS[key]
-    raise UserError(f"--calib-method {name!r} is unknown; use one of {', '.join(sorted(CALIBRATION_METHODS))}")
+    """The canonical TensorRT-path method name (max, entropy, percentile, auto) for an accepted name."""
+    from trt_converters.precision.methods import resolve_method
+
+    return resolve_method(name, path="tensorrt").name
 
 
 def file_sha256(path: Path) -> str:
@@ -103,7 +100,7 @@ def activation_scales(model) -> dict[str, float]:
 
 
 def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: int,
-                      percentile: float = PERCENTILE) -> dict[str, float]:
+                      percentile: float = DEFAULT_PERCENTILE) -> dict[str, float]:
     """Scales that clip each activation at the given percentile of |x| over the calibration data.
 
     `max_scales` (from a max calibration) names the activations and sets each histogram's range; the
@@ -162,32 +159,54 @@ def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@dataclass
+class Int8Outcome:
+    notes: list[str]
+    details: dict
+
+
 def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, method: str,
                   load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
-                  opt_batch: int, cache: Path | None, work_dir: Path) -> list[str]:
-    """Writes the Q/DQ graph to `out_path`; returns notes. `load_calibration` is called only without a usable cache."""
+                  opt_batch: int, cache: Path | None, work_dir: Path, percentile: float = DEFAULT_PERCENTILE,
+                  search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None
+                  ) -> Int8Outcome:
+    """Writes the Q/DQ graph to `out_path`. `load_calibration` is called only without a usable cache.
+
+    The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under `tolerance`
+    (the INT8 budget): `method` 'auto' keeps the calibration method with the smallest error; `search` None
+    searches exclusions when the budget is missed, True always, False never.
+    """
     import onnx
 
     from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants, save_model
+    from trt_converters.precision.int8_search import CHECK_SAMPLES, CandidateEvaluator, compute_flops, \
+        int8_flop_fraction, quantized_nodes, search_exclusions
+    from trt_converters.verify import DEFAULT_TOLERANCES
 
+    tolerance = tolerance or DEFAULT_TOLERANCES["int8"]
     method = calibration_method(method)
-    modelopt_method = "entropy" if method == "entropy" else "max"
     model_hash = file_sha256(fp32_onnx)
     folded = fold_constants(onnx.load(str(fp32_onnx)))
     graph_inputs = [i.name for i in folded.graph.input]
     folded_path = work_dir / "model.onnx"
     save_model(folded, folded_path)
     notes: list[str] = []
+    details: dict = {}
+    exclude_fp16 = list(SENSITIVE_OP_TYPES)
 
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
-    reuse = header is not None and header.model_sha256 == model_hash and header.method == method
-    scales_from = cache if reuse else None
+    reuse = header is not None and header.model_sha256 == model_hash and (header.method == method or method == "auto")
+    candidates: dict[str, Path] = {}
     if reuse:
         shapes = header.shapes
+        method = header.method
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
         data = synthetic_for_shapes(parse_shapes(shapes))
-        notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors); "
-                     "calibration data not read")
+        notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
+                     f"method {method}); calibration data not read")
+        candidates[method] = work_dir / f"model.{method}.onnx"
+        _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
+                      high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16)
     else:
         if cache is not None and cache.is_file():
             why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else f"method {header.method}"
@@ -200,33 +219,98 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         samples = next(iter(data.values())).shape[0]
         batch = max(1, min(opt_batch, samples))
         shapes = calibration_shapes(data, batch)
-        described = f"percentile {PERCENTILE:g}" if method == "percentile" else method
-        notes.append(f"INT8 calibration: {described} over {samples} samples on ONNX Runtime CPU")
-        if method == "percentile":
-            # A max pass places the Q/DQ nodes; its scales become percentile ones through a cache.
-            max_path = work_dir / "model.max.onnx"
-            _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
-                          cache=None, exclude_fp16=[])
-            scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch)
-            scales_from = cache if cache is not None else work_dir / "percentile.calib"
-            write_cache(scales_from, CacheHeader(method, model_hash, shapes), scales)
+        methods = list(AUTO_CANDIDATES) if method == "auto" else [method]
+        described = {m: f"percentile {percentile:g}" if m == "percentile" else m for m in methods}
+        notes.append(f"INT8 calibration: {', '.join(described.values())} over {samples} samples on ONNX Runtime CPU")
+        max_path = None
+        for name in methods:
+            candidates[name] = work_dir / f"model.{name}.onnx"
+            log(f"INT8 calibration ({described[name]}) with ModelOpt")
+            if name == "percentile":
+                # A max pass places the Q/DQ nodes; its scales become percentile ones through a cache.
+                if max_path is None or high_precision != "fp32":
+                    max_path = work_dir / "model.max-fp32.onnx"
+                    _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
+                                  cache=None, exclude_fp16=[])
+                scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch, percentile)
+                scales_file = work_dir / "percentile.calib"
+                write_cache(scales_file, CacheHeader(name, model_hash, shapes), scales)
+                _run_modelopt(folded_path, candidates[name], data=data, method="max", shapes=shapes,
+                              high_precision=high_precision, cache=scales_file, exclude_fp16=exclude_fp16)
+            else:
+                _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
+                              high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16)
+                if name == "max" and high_precision == "fp32":
+                    max_path = candidates[name]
 
-    quantized_path = work_dir / "model.quant.onnx"
-    _run_modelopt(folded_path, quantized_path, data=data, method=modelopt_method, shapes=shapes,
-                  high_precision=high_precision, cache=scales_from, exclude_fp16=list(SENSITIVE_OP_TYPES))
-    quantized = onnx.load(str(quantized_path))
+    check = [{name: value[:CHECK_SAMPLES] for name, value in data.items()}]
+    evaluator = CandidateEvaluator(work_dir, check, [], tolerance)
+    from trt_converters.onnx_runner import run_onnx_models
+
+    loaded = {name: onnx.load(str(path)) for name, path in candidates.items()}
+    outputs = run_onnx_models([folded_path, *candidates.values()], check, qdq_fusion=False)
+    evaluator.references = outputs[0]
+    from trt_converters.precision.int8_search import budget_ratio
+
+    ratios = {name: budget_ratio(outputs[0], result, tolerance) for name, result in zip(candidates, outputs[1:])}
+    chosen = min(ratios, key=lambda name: ratios[name])
+    if len(ratios) > 1:
+        notes.append("calibration auto: error/budget " + ", ".join(f"{k} {v:.3g}" for k, v in ratios.items())
+                     + f" -> {chosen}")
+    details["calib_method"] = chosen
+    details["calib_method_errors"] = {k: round(v, 4) for k, v in ratios.items()}
+    quantized = loaded[chosen]
+    ratio = ratios[chosen]
+    details["error_over_budget"] = round(ratio, 4)
+    check_shapes = {name: value.shape for name, value in check[0].items()}
+    flops = compute_flops(folded, check_shapes)
+    in_int8 = set(quantized_nodes(quantized))
+    details["int8_flop_fraction"] = round(int8_flop_fraction(flops, in_int8), 4)
+    if in_int8 and (search or (search is None and ratio > 1.0)):
+        why = "asked for (--int8-search)" if search else f"the INT8 graph misses its budget ({ratio:.3g}x the budget)"
+        log(f"INT8 search: {why}")
+        # Asked for although the budget is met: aim at half the error (headroom for inputs unlike the samples).
+        target = 1.0 if ratio > 1.0 else ratio / 2
+        outcome = search_exclusions(quantized, ratio, evaluator, flops, log=log, target=target)
+        quantized = outcome.model
+        details.update({"search": why, "search_target_error_over_budget": round(target, 4), "excluded_nodes": outcome.excluded, "search_met_budget": outcome.met,
+                        "error_over_budget_after_search": round(outcome.ratio_after, 4),
+                        "int8_flop_fraction": round(outcome.int8_flop_fraction, 4),
+                        "sensitivity": [{"nodes": k, "error_over_budget_without_it": round(r, 4)}
+                                        for k, r in outcome.sensitivity[:10]]})
+        notes += outcome.notes
+        if outcome.excluded:
+            notes.append(f"INT8 search kept {len(outcome.excluded)} node(s) out of INT8 ({', '.join(outcome.excluded[:8])}"
+                         f"{', ...' if len(outcome.excluded) > 8 else ''}): error {ratio:.3g}x -> "
+                         f"{outcome.ratio_after:.3g}x the budget (target {target:.3g}x {'met' if outcome.met else 'missed'})")
+        ratio = outcome.ratio_after
+    details["met_budget_on_calibration_samples"] = ratio <= 1.0
     pairs = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     if pairs == 0:
         notes.append("ModelOpt quantized no layer (no quantizable op with a usable shape): the graph stays "
                      f"{'FP16' if high_precision == 'fp16' else 'FP32'}")
     else:
-        notes.append(f"{pairs} QuantizeLinear nodes; non-quantized layers in {high_precision.upper()}")
+        notes.append(f"{pairs} QuantizeLinear nodes; non-quantized layers in {high_precision.upper()}; "
+                     f"{details['int8_flop_fraction']:.0%} of MatMul/Gemm/Conv FLOPs in INT8")
     if cache is not None and not reuse:
-        if method != "percentile":  # the percentile pass wrote it already, at full precision
-            write_cache(cache, CacheHeader(method, model_hash, shapes), activation_scales(quantized))
+        if chosen == "percentile":
+            shutil_copy(work_dir / "percentile.calib", cache)
+        else:
+            write_cache(cache, CacheHeader(chosen, model_hash, shapes), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
     save_model(quantized, out_path)
-    return notes
+    return Int8Outcome(notes, details)
+
+
+def _modelopt_method(method: str) -> str:
+    return "entropy" if method == "entropy" else "max"
+
+
+def shutil_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(target.name + ".tmp")
+    scratch.write_bytes(source.read_bytes())
+    scratch.replace(target)
 
 
 class _NoGpuCountError:
