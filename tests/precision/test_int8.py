@@ -89,7 +89,7 @@ def test_cache_of_another_graph_is_recalibrated(exported, calibration_npz, tmp_p
 
 def test_unknown_calibration_method_is_a_user_error(exported, tmp_path):
     model = exported("mlp")
-    with pytest.raises(UserError, match="--calib-method 'kl' is unknown; use one of entropy, max, minmax, percentile"):
+    with pytest.raises(UserError, match="--calib-method 'kl' is unknown; use one of auto, distribution, entropy, max, minmax, percentile"):
         lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="int8", io=model.io, profiles=model.profiles,
                     calib_method="kl")
     assert not (tmp_path / "x.onnx").exists()
