@@ -104,16 +104,14 @@ def main() -> None:
             "--ckpt-path", str(folder / "model.safetensors"), "--output-dir", str(work / "out"), "--overwrite"]
     fp32 = work / "out" / "minilm_l6" / "model.onnx"
     load_before = load_average()
-    if not fp32.is_file():
-        subprocess.run(base + ["--generate-onnx"], check=True)
     rows, payload = [], {"machine": machine_line(), "sentences": len(EVALUATION), "token_lengths": lengths,
                          "calibration_sentences": len(CALIBRATION), "configurations": []}
     selected = [c for i, c in enumerate(CONFIGURATIONS) if args.only is None or i in args.only]
     for label, flags in selected:
         started = time.perf_counter()
-        subprocess.run(base + ["--use-int8", "--calib-data", str(work / "calibration.txt"), "--tokenizer-path",
-                               str(folder), "--onnx-path", str(fp32), "--report-path", str(work / "report.json"),
-                               *flags], check=True)
+        subprocess.run(base + ["--generate-onnx", "--use-int8", "--calib-data", str(work / "calibration.txt"),
+                               "--tokenizer-path", str(folder), "--report-path", str(work / "report.json"), *flags],
+                       check=True)
         seconds = time.perf_counter() - started
         report = json.loads((work / "report.json").read_text())
         int8 = report["stages"]["lower_int8"].get("int8", {})

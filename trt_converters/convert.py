@@ -209,14 +209,16 @@ def _run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:
     return {t.name: o.detach().float().cpu().numpy() for t, o in zip(io.outputs, outputs)}
 
 
-def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dict:
+def _verify(state: RunState, onnx_path: Path, precision: str, label: str, outputs: list | None = None) -> dict:
+    """`outputs`: the graph's outputs on the verification inputs where the lowering computed them already."""
     from trt_converters.onnx_runner import run_onnx_model
 
     started = time.perf_counter()
     tolerance = _tolerance(state.options, precision)
     input_sets, references, inputs_used = _verification_data(state, precision)
     # TensorRT-targeted Q/DQ graphs run unfused (TensorRT's arithmetic); ONNX Runtime INT8 graphs as ORT serves them
-    candidates = run_onnx_model(onnx_path, input_sets, qdq_fusion=precision == "ort_int8")
+    candidates = outputs if outputs is not None else run_onnx_model(onnx_path, input_sets,
+                                                                     qdq_fusion=precision == "ort_int8")
     comparisons = compare_output_sets(references, candidates, tolerance)
     shapes = [{k: list(v.shape) for k, v in s.items()} for s in input_sets]
     summary = {"tolerance": vars(tolerance), "inputs": inputs_used, "input_shapes": shapes,
@@ -285,7 +287,8 @@ def _stage_lower(state: RunState) -> None:
     elif options.precision != "fp32":
         entry = _lower(state, options.precision)
         if state.references and not options.skip_verify:
-            entry["verify"] = _verify(state, Path(entry["staged"]), options.precision, f"{options.precision} graph")
+            entry["verify"] = _verify(state, Path(entry["staged"]), options.precision, f"{options.precision} graph",
+                                      entry.pop("_outputs"))
         _keep_lowered(state, options.precision, entry)
     if options.onnx_int8:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
@@ -323,6 +326,11 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
     precision_options = options.precision_options()
     final = options.lowered_onnx_path(precision)
     log(f"[lower] {precision} for TensorRT")
+    check = None
+    if precision == "fp16" and state.references and not options.skip_verify:
+        # The lowering judges its candidates on the verification data: the kept one is verified by that run.
+        input_sets, references, _ = _verification_data(state, precision)
+        check = (input_sets, references, _tolerance(options, precision))
     with _warnings_logged() as warned:
         result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=precision,
                              io=state.io, profiles=state.profiles, calib_data=options.calib_data,
@@ -331,12 +339,13 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
                              calibration_cache=options.calibration_cache,
                              calib_percentile=precision_options.calib_percentile,
                              int8_search=precision_options.int8_search if int8_search is None else int8_search,
-                             tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"))
+                             tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"),
+                             check=check)
     for note in result.notes:
         if note not in warned:
             log(f"[lower] {note}")
     entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final),
-             "staged": str(result.path)}
+             "staged": str(result.path), "_outputs": result.check_outputs}
     if result.details:
         entry["int8"] = result.details
     return entry
@@ -344,6 +353,7 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
 
 def _keep_lowered(state: RunState, precision: str, entry: dict) -> None:
     staged = Path(entry.pop("staged"))
+    entry.pop("_outputs", None)
     state.report["stages"][f"lower_{precision}"] = entry
     state.engine_onnx = state.serving_onnx = staged
 
@@ -374,7 +384,8 @@ def _choose_precision(state: RunState) -> None:
         int8 = entry.get("int8", {})
         if verified:
             try:
-                entry["verify"] = _verify(state, Path(entry["staged"]), precision, f"{precision} graph")
+                entry["verify"] = _verify(state, Path(entry["staged"]), precision, f"{precision} graph",
+                                          entry.pop("_outputs"))
             except StageError as exc:
                 why = str(exc)
                 if int8.get("excluded_nodes"):

@@ -156,7 +156,7 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(tiny_roberta, dynam
     out = tmp_path / "out.onnx"
     with pytest.raises(UserError, match="--onnx-int8 'fast' is not one of dynamic, static"):
         quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="fast", io=tiny_roberta.io)
-    with pytest.raises(UserError, match="calibration method 'best'"):
+    with pytest.raises(UserError, match="--calib-method 'best' is unknown"):
         quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="static", io=tiny_roberta.io, calib_method="best")
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
         quantize_for_onnxruntime(dynamic_int8, out, mode="dynamic", io=tiny_roberta.io)

@@ -29,13 +29,15 @@ class LoweringResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    check_outputs: list | None = None  # the graph's outputs on `check`'s input sets, when lower_graph was given one
 
 
 def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
                 calib_data: Path | None = None, calib_samples: int | None = None, calib_method: str = "max",
                 tokenizer_path: Path | None = None, image_options: dict | None = None,
                 calibration_cache: Path | None = None, calib_percentile: float | None = None,
-                int8_search: bool | None = None, tolerance=None, log=None) -> LoweringResult:
+                int8_search: bool | None = None, tolerance=None, log=None, check: tuple | None = None
+                ) -> LoweringResult:
     """Writes the lowered graph to `out_path` (moved into place only when complete)."""
     from trt_converters.errors import StageError
 
@@ -55,8 +57,9 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
         work_dir = Path(tmp)
         staged = work_dir / out_path.name
         details: dict = {}
+        check_outputs = None
         if precision == "fp16":
-            notes = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir)
+            notes, check_outputs = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir, check)
         else:
             notes, details = _lower_int8(fp32_onnx, staged, precision, io, profiles, work_dir, calib_data=calib_data,
                                          calib_samples=calib_samples, calib_method=calib_method,
@@ -69,7 +72,7 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
         for produced in (staged, staged.with_name(staged.name + ".data")):
             if produced.exists():
                 shutil.move(str(produced), str(out_path.with_name(produced.name)))
-    return LoweringResult(out_path, precision, time.perf_counter() - started, notes, details)
+    return LoweringResult(out_path, precision, time.perf_counter() - started, notes, details, check_outputs)
 
 
 # Module -> the package that provides it: what ModelOpt's ONNX paths import beyond nvidia-modelopt itself
@@ -94,11 +97,11 @@ def check_inputs_for(io: IOSpec, profiles: dict[str, ShapeProfile]) -> dict:
     return synthetic_inputs(io, {name: p.opt for name, p in profiles.items()}, seed=1)
 
 
-def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, ShapeProfile], work_dir: Path):
+def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, ShapeProfile], work_dir: Path,
+                check: tuple | None):
     from trt_converters.precision.fp16 import lower_fp16
 
-    return lower_fp16(fp32_onnx, staged, check_inputs=check_inputs_for(io, profiles),
-                      work_dir=work_dir)
+    return lower_fp16(fp32_onnx, staged, check_inputs=check_inputs_for(io, profiles), work_dir=work_dir, check=check)
 
 
 def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],

@@ -24,6 +24,7 @@ class Verdict:
     passed: bool
     cosine: float
     reason: str = ""
+    outputs: list | None = None
 
 
 def run_like_tensorrt(model_path: Path, input_sets: list[dict], *, timeout: float = 900.0) -> list[dict]:
@@ -33,20 +34,21 @@ def run_like_tensorrt(model_path: Path, input_sets: list[dict], *, timeout: floa
     return run_onnx_model(model_path, input_sets, qdq_fusion=False, timeout=timeout)
 
 
-def check_candidate(candidate: Path, input_sets: list[dict], references: list[dict], precision: str) -> Verdict:
+def check_candidate(candidate: Path, input_sets: list[dict], references: list[dict], budget) -> Verdict:
+    """`budget`: a Tolerance, or the name of a precision whose default budget applies."""
     from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message
 
     try:
         outputs = run_like_tensorrt(candidate, input_sets)
     except StageError as exc:
         return Verdict(False, False, float("nan"), str(exc))
-    tolerance = DEFAULT_TOLERANCES[precision]
+    tolerance = DEFAULT_TOLERANCES[budget] if isinstance(budget, str) else budget
     comparisons = compare_output_sets(references, outputs, tolerance)
     cosine = min(c.cosine for c in comparisons)
     if all(c.passed for c in comparisons):
-        return Verdict(True, True, cosine)
+        return Verdict(True, True, cosine, outputs=outputs)
     return Verdict(True, False, -1.0 if math.isnan(cosine) else cosine,
-                   failure_message(f"{candidate.name} on ONNX Runtime", comparisons, tolerance))
+                   failure_message(f"{candidate.name} on ONNX Runtime", comparisons, tolerance), outputs=outputs)
 
 
 # A tensor's error is "out of line" when it is this many times the largest error of the tensors it is computed
@@ -210,7 +212,9 @@ def _float_tensors(model) -> dict:
     """Node outputs with a float type after shape inference, in graph order: name -> elem_type."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
+    from trt_converters.precision.graph_shapes import infer_shapes
+
+    inferred = infer_shapes(model)
     known = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     tensors = {}

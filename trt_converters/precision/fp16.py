@@ -12,6 +12,7 @@ import collections
 from pathlib import Path
 
 from trt_converters.errors import StageError
+from trt_converters.precision.graph_shapes import infer_shapes
 
 # Kept in FP32: reductions and normalizations accumulate over many elements, exp/log/pow overflow
 # FP16's 65504 range first.
@@ -36,8 +37,7 @@ def fold_constants(model):
     graph.fold_constants().cleanup().toposort()
     folded = gs.export_onnx(graph)
     folded.ir_version = model.ir_version
-    del folded.graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(folded)
+    return infer_shapes(folded)
 
 
 def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None, extra_fp32_ops: tuple = ()):
@@ -79,7 +79,7 @@ def ops_kept_in_fp32(model) -> dict[str, int]:
     """Op type -> how many nodes compute in FP32 (a float32 output), Casts and shape plumbing aside."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type
              for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
     plumbing = {"Cast", "Shape", "Constant", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Gather", "Concat",
@@ -97,15 +97,23 @@ def describe_fp32_ops(counts: dict[str, int]) -> str:
     return "kept in FP32: " + ", ".join(f"{op} x{n}" for op, n in counts.items())
 
 
-def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir: Path) -> list[str]:
-    """Writes the FP16 graph to `out_path`; returns notes (which converter, which ops stayed FP32)."""
+def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir: Path,
+               check: tuple | None = None) -> tuple[list[str], list[dict] | None]:
+    """Writes the FP16 graph to `out_path`; returns notes (which converter, which ops stayed FP32) and, with
+    `check` (input sets, their reference outputs, the budget), the kept graph's outputs on those input sets:
+    candidates are then judged by the caller's verification data and need not be run again to verify them."""
+    import shutil
+
     import onnx
 
     from trt_converters.onnx_runner import run_onnx_model
     from trt_converters.precision.diagnose import check_candidate
 
     folded = fold_constants(onnx.load(str(fp32_onnx)))
-    reference = run_onnx_model(Path(fp32_onnx), [check_inputs])
+    if check is not None:
+        input_sets, reference, budget = check
+    else:
+        input_sets, reference, budget = [check_inputs], run_onnx_model(Path(fp32_onnx), [check_inputs]), "fp16"
     notes: list[str] = []
     attempts = []
     converters = [("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs)),
@@ -121,19 +129,21 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
             continue
         candidate_path = work_dir / f"candidate-{len(attempts)}.onnx"
         save_model(candidate, candidate_path)
-        verdict = check_candidate(candidate_path, [check_inputs], reference, "fp16")
-        attempts.append((name, candidate, verdict))
+        verdict = check_candidate(candidate_path, input_sets, reference, budget)
+        attempts.append((name, candidate, verdict, candidate_path))
         if verdict.passed:
             break
         notes.append(f"{name} graph rejected: {verdict.reason}")
     usable = [a for a in attempts if a[2].ran]
     if not usable:
         raise StageError("FP16 lowering failed with every converter: " + "; ".join(notes))
-    name, model, verdict = max(usable, key=lambda a: (a[2].passed, a[2].cosine))
-    save_model(model, out_path)
+    name, model, verdict, path = max(usable, key=lambda a: (a[2].passed, a[2].cosine))
+    for produced in (path, path.with_name(path.name + ".data")):  # saved for the check already
+        if produced.exists():
+            shutil.move(str(produced), str(out_path.with_name(out_path.name + produced.name[len(path.name):])))
     notes.insert(0, f"FP16 by {name} (constants folded first)")
     notes.append(describe_fp32_ops(ops_kept_in_fp32(model)))
-    return notes
+    return notes, (verdict.outputs if check is not None else None)
 
 
 def save_model(model, path: Path) -> None:

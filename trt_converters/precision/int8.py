@@ -10,6 +10,7 @@ calibration data is not read.
 from __future__ import annotations
 
 import hashlib
+import time
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,9 +224,12 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         described = {m: f"percentile {percentile:g}" if m == "percentile" else m for m in methods}
         notes.append(f"INT8 calibration: {', '.join(described.values())} over {samples} samples on ONNX Runtime CPU")
         max_path = None
-        for name in methods:
+        started = time.perf_counter()
+        for index, name in enumerate(methods):
             candidates[name] = work_dir / f"model.{name}.onnx"
-            log(f"INT8 calibration ({described[name]}) with ModelOpt")
+            left = "" if index == 0 else \
+                f", about {(time.perf_counter() - started) / index * (len(methods) - index):.0f} s left for calibration"
+            log(f"INT8 calibration {index + 1}/{len(methods)} ({described[name]}) with ModelOpt{left}")
             if name == "percentile":
                 # A max pass places the Q/DQ nodes; its scales become percentile ones through a cache.
                 if max_path is None or high_precision != "fp32":

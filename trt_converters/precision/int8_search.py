@@ -12,6 +12,7 @@ graph is no INT8 graph: FP16 serves better).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,17 +123,28 @@ def compute_flops(model, input_shapes: dict[str, tuple]) -> dict[str, float]:
     import numpy as np
     import onnx
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    from trt_converters.precision.graph_shapes import infer_shapes
+
+    probe = onnx.ModelProto()  # the structure only: inputs get fixed shapes, weights need not be copied
+    probe.ir_version = model.ir_version
+    probe.opset_import.extend(model.opset_import)
+    probe.graph.node.extend(model.graph.node)
+    probe.graph.input.extend(model.graph.input)
+    probe.graph.output.extend(model.graph.output)
+    for initializer in model.graph.initializer:
+        if len(initializer.dims) == 0 or int(np.prod(initializer.dims)) <= 1024:
+            probe.graph.initializer.append(initializer)
+        else:
+            probe.graph.input.append(onnx.helper.make_tensor_value_info(initializer.name, initializer.data_type,
+                                                                        list(initializer.dims)))
     for graph_input in probe.graph.input:
         if graph_input.name in input_shapes:
             dims = graph_input.type.tensor_type.shape.dim
             for dim, value in zip(dims, input_shapes[graph_input.name]):
                 dim.Clear()
                 dim.dim_value = int(value)
-    del probe.graph.value_info[:]
     try:
-        inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
+        inferred = infer_shapes(probe, data_prop=True)
     except Exception:  # inference fails on some exotic graphs; fall back to weight sizes below
         inferred = probe
     shapes = {}
@@ -140,7 +152,7 @@ def compute_flops(model, input_shapes: dict[str, tuple]) -> dict[str, float]:
         dims = value.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
             shapes[value.name] = tuple(d.dim_value for d in dims)
-    for init in inferred.graph.initializer:
+    for init in model.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     flops = {}
     for node in inferred.graph.node:
@@ -218,7 +230,16 @@ def search_exclusions(quantized_model, ratio_before: float, evaluator: Candidate
     log(f"INT8 search: measuring {len(groups)} {'nodes' if len(nodes) <= MAX_NODE_CANDIDATES else 'layer groups'} "
         f"one at a time out of INT8")
     keys = list(groups)
-    single = evaluator.ratios([bypass_quantization(quantized_model, set(groups[k])) for k in keys])
+    single: list[float] = []
+    chunk = max(4, -(-len(keys) // 4))  # a few children, so progress can be told with a time estimate
+    started = time.perf_counter()
+    for first in range(0, len(keys), chunk):
+        part = keys[first:first + chunk]
+        single += evaluator.ratios([bypass_quantization(quantized_model, set(groups[k])) for k in part])
+        if len(single) < len(keys):
+            spent = time.perf_counter() - started
+            log(f"INT8 search: {len(single)}/{len(keys)} measured, about "
+                f"{spent / len(single) * (len(keys) - len(single)):.0f} s left")
     ranked = sorted(zip(keys, single), key=lambda item: item[1])
     sensitivity = [(k, r) for k, r in ranked]
     harmful = [k for k, r in ranked if r < ratio_before]  # only what helps when taken out
