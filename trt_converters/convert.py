@@ -40,6 +40,7 @@ class RunState:
     engine: Path | None = None
     graph_inputs: list[str] | None = None
     calibration_check: tuple | None = None
+    calibration_data: dict | None = None
 
 
 def log(message: str) -> None:
@@ -257,6 +258,7 @@ def _verification_data(state: RunState, precision: str) -> tuple[list, list, str
 
         data = load_calibration_data(state.io, state.profiles, source=options.calib_data, samples=None,
                                      tokenizer_path=options.tokenizer_path, image_options=options.image_options)
+        state.calibration_data = data  # the INT8 lowering calibrates on it: loaded once
         sample = {name: array[:CALIBRATION_SAMPLES_VERIFIED] for name, array in data.items()}
         state.calibration_check = ([sample], [_run_torch(state.model, state.io, sample, options.device)])
     count = len(next(iter(state.calibration_check[0][0].values())))
@@ -327,7 +329,7 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
     final = options.lowered_onnx_path(precision)
     log(f"[lower] {precision} for TensorRT")
     check = None
-    if precision == "fp16" and state.references and not options.skip_verify:
+    if state.references and not options.skip_verify:
         # The lowering judges its candidates on the verification data: the kept one is verified by that run.
         input_sets, references, _ = _verification_data(state, precision)
         check = (input_sets, references, _tolerance(options, precision))
@@ -340,7 +342,7 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
                              calib_percentile=precision_options.calib_percentile,
                              int8_search=precision_options.int8_search if int8_search is None else int8_search,
                              tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"),
-                             check=check)
+                             check=check, calibration=state.calibration_data)
     for note in result.notes:
         if note not in warned:
             log(f"[lower] {note}")

@@ -36,8 +36,8 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
                 calib_data: Path | None = None, calib_samples: int | None = None, calib_method: str = "max",
                 tokenizer_path: Path | None = None, image_options: dict | None = None,
                 calibration_cache: Path | None = None, calib_percentile: float | None = None,
-                int8_search: bool | None = None, tolerance=None, log=None, check: tuple | None = None
-                ) -> LoweringResult:
+                int8_search: bool | None = None, tolerance=None, log=None, check: tuple | None = None,
+                calibration: dict | None = None) -> LoweringResult:
     """Writes the lowered graph to `out_path` (moved into place only when complete)."""
     from trt_converters.errors import StageError
 
@@ -61,7 +61,9 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
         if precision == "fp16":
             notes, check_outputs = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir, check)
         else:
-            notes, details = _lower_int8(fp32_onnx, staged, precision, io, profiles, work_dir, calib_data=calib_data,
+            notes, details, check_outputs = _lower_int8(
+                fp32_onnx, staged, precision, io, profiles, work_dir, check=check, calibration=calibration,
+                calib_data=calib_data,
                                          calib_samples=calib_samples, calib_method=calib_method,
                                          tokenizer_path=tokenizer_path, image_options=image_options,
                                          calibration_cache=Path(calibration_cache) if calibration_cache else None,
@@ -106,7 +108,8 @@ def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, S
 
 def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
                 work_dir: Path, *, calib_data, calib_samples, calib_method, tokenizer_path, image_options,
-                calibration_cache, percentile, search, tolerance, log) -> tuple[list[str], dict]:
+                calibration_cache, percentile, search, tolerance, log, check,
+                calibration) -> tuple[list[str], dict, list | None]:
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
     from trt_converters.precision.int8 import quantize_int8
     from trt_converters.precision.methods import DEFAULT_PERCENTILE
@@ -119,6 +122,8 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
             source_notes.append(SYNTHETIC_WARNING)
         else:
             source_notes.append(f"calibration data from {calib_data}")
+        if calibration is not None:  # loaded by the caller already (from `calib_data`)
+            return {name: value[:calib_samples] if calib_samples else value for name, value in calibration.items()}
         return load_calibration_data(io, profiles, source=Path(calib_data) if calib_data else None,
                                      samples=calib_samples, tokenizer_path=tokenizer_path, image_options=image_options)
 
@@ -133,12 +138,12 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
                             method=calib_method, load_calibration=load_calibration,
                             synthetic_for_shapes=synthetic_for_shapes, opt_batch=opt_batch,
                             cache=calibration_cache, work_dir=work_dir, percentile=percentile or DEFAULT_PERCENTILE,
-                            search=search, tolerance=tolerance, log=log)
+                            search=search, tolerance=tolerance, log=log, check=check)
     notes = outcome.notes
     if precision == "int8_fp16":
         from trt_converters.precision.fp16 import describe_fp32_ops, ops_kept_in_fp32
         import onnx
 
         notes.append(describe_fp32_ops(ops_kept_in_fp32(onnx.load(str(staged)))))
-    return source_notes + notes, outcome.details
+    return source_notes + notes, outcome.details, outcome.check_outputs
 

@@ -164,18 +164,21 @@ def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
 class Int8Outcome:
     notes: list[str]
     details: dict
+    check_outputs: list | None = None
 
 
 def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, method: str,
                   load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
                   opt_batch: int, cache: Path | None, work_dir: Path, percentile: float = DEFAULT_PERCENTILE,
-                  search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None
-                  ) -> Int8Outcome:
+                  search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None,
+                  check: tuple | None = None) -> Int8Outcome:
     """Writes the Q/DQ graph to `out_path`. `load_calibration` is called only without a usable cache.
 
     The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under `tolerance`
     (the INT8 budget): `method` 'auto' keeps the calibration method with the smallest error; `search` None
-    searches exclusions when the budget is missed, True always, False never.
+    searches exclusions when the budget is missed, True always, False never. With `check` (input sets, their
+    reference outputs, the budget: the caller's verification data) graphs are measured on those instead, and the
+    kept graph's outputs on them are returned, so the caller need not run it again to verify it.
     """
     import onnx
 
@@ -247,16 +250,18 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 if name == "max" and high_precision == "fp32":
                     max_path = candidates[name]
 
-    check = [{name: value[:CHECK_SAMPLES] for name, value in data.items()}]
-    evaluator = CandidateEvaluator(work_dir, check, [], tolerance)
     from trt_converters.onnx_runner import run_onnx_models
-
-    loaded = {name: onnx.load(str(path)) for name, path in candidates.items()}
-    outputs = run_onnx_models([folded_path, *candidates.values()], check, qdq_fusion=False)
-    evaluator.references = outputs[0]
     from trt_converters.precision.int8_search import budget_ratio
 
-    ratios = {name: budget_ratio(outputs[0], result, tolerance) for name, result in zip(candidates, outputs[1:])}
+    loaded = {name: onnx.load(str(path)) for name, path in candidates.items()}
+    if check is not None:
+        check_sets, references, tolerance = check
+        outputs = run_onnx_models(list(candidates.values()), check_sets, qdq_fusion=False)
+    else:  # no reference given: the FP32 graph on the first calibration samples is the reference
+        check_sets = [{name: value[:CHECK_SAMPLES] for name, value in data.items()}]
+        references, *outputs = run_onnx_models([folded_path, *candidates.values()], check_sets, qdq_fusion=False)
+    evaluator = CandidateEvaluator(work_dir, check_sets, references, tolerance)
+    ratios = {name: budget_ratio(references, result, tolerance) for name, result in zip(candidates, outputs)}
     chosen = min(ratios, key=lambda name: ratios[name])
     if len(ratios) > 1:
         notes.append("calibration auto: error/budget " + ", ".join(f"{k} {v:.3g}" for k, v in ratios.items())
@@ -265,8 +270,9 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     details["calib_method_errors"] = {k: round(v, 4) for k, v in ratios.items()}
     quantized = loaded[chosen]
     ratio = ratios[chosen]
+    kept_outputs = outputs[list(candidates).index(chosen)]
     details["error_over_budget"] = round(ratio, 4)
-    check_shapes = {name: value.shape for name, value in check[0].items()}
+    check_shapes = {name: value.shape for name, value in check_sets[-1].items()}
     flops = compute_flops(folded, check_shapes)
     in_int8 = set(quantized_nodes(quantized))
     details["int8_flop_fraction"] = round(int8_flop_fraction(flops, in_int8), 4)
@@ -277,6 +283,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         target = 1.0 if ratio > 1.0 else ratio / 2
         outcome = search_exclusions(quantized, ratio, evaluator, flops, log=log, target=target)
         quantized = outcome.model
+        if outcome.outputs is not None:
+            kept_outputs = outcome.outputs
         details.update({"search": why, "search_target_error_over_budget": round(target, 4), "excluded_nodes": outcome.excluded, "search_met_budget": outcome.met,
                         "error_over_budget_after_search": round(outcome.ratio_after, 4),
                         "int8_flop_fraction": round(outcome.int8_flop_fraction, 4),
@@ -303,7 +311,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
             write_cache(cache, CacheHeader(chosen, model_hash, shapes), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
     save_model(quantized, out_path)
-    return Int8Outcome(notes, details)
+    return Int8Outcome(notes, details, kept_outputs if check is not None else None)
 
 
 def _modelopt_method(method: str) -> str:

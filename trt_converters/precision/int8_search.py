@@ -183,6 +183,7 @@ class SearchOutcome:
     sensitivity: list[tuple[str, float]] = field(default_factory=list)  # (candidate, ratio with it out of INT8)
     met: bool = False
     notes: list[str] = field(default_factory=list)
+    outputs: list | None = None  # the kept graph's outputs on the check inputs, when it differs from the input graph
 
 
 class CandidateEvaluator:
@@ -191,6 +192,7 @@ class CandidateEvaluator:
     def __init__(self, work_dir: Path, check_inputs: list[dict], references: list[dict], tolerance):
         self.work_dir, self.check_inputs, self.references, self.tolerance = work_dir, check_inputs, references, tolerance
         self.count = 0
+        self.last_outputs: list = []
 
     def ratios(self, models: list) -> list[float]:
         from trt_converters.onnx_runner import run_onnx_models
@@ -205,6 +207,7 @@ class CandidateEvaluator:
         results = run_onnx_models(paths, self.check_inputs, qdq_fusion=False)
         for path in paths:
             path.unlink(missing_ok=True)
+        self.last_outputs = results
         return [budget_ratio(self.references, outputs, self.tolerance) for outputs in results]
 
 
@@ -259,7 +262,7 @@ def search_exclusions(quantized_model, ratio_before: float, evaluator: Candidate
     def measure(count: int) -> float:
         if count not in tried:
             out, model = candidate(count)
-            tried[count] = (evaluator.ratios([model])[0], model, out)
+            tried[count] = (evaluator.ratios([model])[0], model, out, evaluator.last_outputs[0])
         return tried[count][0]
 
     if allowed == 0:
@@ -268,7 +271,7 @@ def search_exclusions(quantized_model, ratio_before: float, evaluator: Candidate
         return SearchOutcome(quantized_model, ratio_before, ratio_before, [], fraction, sensitivity, met=False,
                              notes=[f"INT8 search: {why}"])
     if measure(allowed) > target:
-        ratio, model, out = tried[allowed]
+        ratio, model, out, outputs = tried[allowed]
         met = False
         chosen = allowed
     else:
@@ -280,8 +283,8 @@ def search_exclusions(quantized_model, ratio_before: float, evaluator: Candidate
             else:
                 low = middle
         chosen = high
-        ratio, model, out = tried[chosen]
+        ratio, model, out, outputs = tried[chosen]
         met = True
     ordered = [n for n in nodes if n in out]
     return SearchOutcome(model, ratio_before, ratio, ordered, int8_flop_fraction(flops, in_int8 - out),
-                         sensitivity, met=met)
+                         sensitivity, met=met, outputs=outputs)
