@@ -316,8 +316,9 @@ def _stage_lower(state: RunState) -> None:
         state.serving_onnx = path
 
 
-# --precision auto: the order tried; "int8+search" forces the search for nodes to keep out of INT8.
-AUTO_ORDER = ("int8", "int8+search", "fp16", "fp32")
+# --precision auto: the order tried. The INT8 step searches for nodes to keep out of INT8 when the plain INT8
+# graph misses the budget (measured on the verification data itself), so it covers "INT8 with exclusions".
+AUTO_ORDER = ("int8", "fp16", "fp32")
 
 
 def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) -> dict:
@@ -365,21 +366,15 @@ def _choose_precision(state: RunState) -> None:
     options = state.options
     steps = []
     verified = bool(state.references) and not options.skip_verify
-    for step in AUTO_ORDER:
-        precision = step.split("+")[0]
-        if step == "int8+search":
-            # Plain INT8 missed the budget: searched already when it missed on the calibration samples.
-            last = steps[-1] if steps else {}
-            if last.get("searched") or last.get("lowering_failed") or options.int8_search is False:
-                continue
+    for precision in AUTO_ORDER:
         if precision == "fp32":
             steps.append({"precision": "fp32", "why": "no lowered graph met its budget" if steps else "asked for",
                           "met_budget": True})
             break
         try:
-            entry = _lower(state, precision, int8_search=True if step == "int8+search" else None)
+            entry = _lower(state, precision)
         except StageError as exc:
-            steps.append({"precision": step, "met_budget": False, "why": f"lowering failed: {exc}",
+            steps.append({"precision": precision, "met_budget": False, "why": f"lowering failed: {exc}",
                           "lowering_failed": True})
             log(f"[precision auto] {precision}: lowering failed ({exc}); next")
             continue
@@ -390,15 +385,17 @@ def _choose_precision(state: RunState) -> None:
                                           entry.pop("_outputs"))
             except StageError as exc:
                 why = str(exc)
-                if int8.get("excluded_nodes"):
-                    why = f"even with {len(int8['excluded_nodes'])} node(s) kept out of INT8: {why}"
-                steps.append({"precision": step, "met_budget": False, "why": why,
+                if "search" in int8:
+                    why = (f"plain INT8 at {int8['error_over_budget']:.3g}x its budget; keeping "
+                           f"{len(int8.get('excluded_nodes', []))} node(s) out of INT8 left "
+                           f"{int8['error_over_budget_after_search']:.3g}x: {why}")
+                steps.append({"precision": precision, "met_budget": False, "why": why,
                               "searched": "search" in int8})
-                log(f"[precision auto] {step} misses its budget; next")
+                log(f"[precision auto] {precision} misses its budget; next")
                 Path(entry["staged"]).unlink(missing_ok=True)
                 continue
         elif precision == "int8" and not int8.get("met_budget_on_calibration_samples", True):
-            steps.append({"precision": step, "met_budget": False, "searched": "search" in int8,
+            steps.append({"precision": precision, "met_budget": False, "searched": "search" in int8,
                           "why": "misses its budget on the calibration samples"})
             Path(entry["staged"]).unlink(missing_ok=True)
             continue
@@ -406,10 +403,10 @@ def _choose_precision(state: RunState) -> None:
         if int8.get("excluded_nodes"):
             why += f" with {len(int8['excluded_nodes'])} node(s) kept out of INT8 (the plain INT8 graph missed it)" \
                 if int8.get("error_over_budget", 0) > 1 else f" ({len(int8['excluded_nodes'])} node(s) kept out of INT8)"
-        steps.append({"precision": step, "met_budget": True, "why": why})
+        steps.append({"precision": precision, "met_budget": True, "why": why})
         _keep_lowered(state, precision, entry)
         break
-    chosen = steps[-1]["precision"].split("+")[0]
+    chosen = steps[-1]["precision"]
     chosen_label = chosen
     if chosen == "int8" and state.report["stages"]["lower_int8"].get("int8", {}).get("excluded_nodes"):
         chosen_label = "int8 with exclusions"
