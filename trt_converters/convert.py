@@ -308,7 +308,8 @@ def _stage_lower(state: RunState) -> None:
                                                     tokenizer_path=options.tokenizer_path,
                                                     image_options=options.image_options)
         path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
-                                        io=state.io, calibration=calibration, calib_method=options.calib_method)
+                                        io=state.io, calibration=calibration, calib_method=options.calib_method,
+                                        calib_percentile=options.calib_percentile)
         entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
