@@ -20,6 +20,8 @@ COMPUTE_OP_TYPES = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 MAX_NODE_CANDIDATES = 64  # more quantized nodes than this: one candidate per layer instead of per node
 MIN_INT8_FLOP_FRACTION = 0.5  # of the INT8 FLOPs of the plain INT8 graph
 CHECK_SAMPLES = 8
+# Readers of a dequantized tensor whose result does not depend on its values.
+NOT_COMPUTED = ("QuantizeLinear", "DequantizeLinear", "Shape", "Size")
 
 
 def budget_ratio(references: list[dict], outputs: list[dict], tolerance) -> float:
@@ -45,7 +47,7 @@ def quantized_nodes(model) -> list[str]:
     """Names of the nodes that read a DequantizeLinear output (the nodes computed in INT8), in graph order."""
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     return [n.name for n in model.graph.node
-            if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dequantized for i in n.input)]
+            if n.op_type not in NOT_COMPUTED and any(i in dequantized for i in n.input)]
 
 
 def bypass_quantization(model, node_names: set[str]):
