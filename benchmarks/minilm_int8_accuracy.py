@@ -45,8 +45,13 @@ EVALUATION = [
     "error: connection refused at 127.0.0.1:8000 (errno 111)", "SELECT name, price FROM products WHERE price > 10;",
     "1, 2, 3, 4, 5, 6, 7, 8, 9, 10", "Why?! Why would anyone do THAT???",
 ]
+# The first 8 lines are what the conversion verifies (and the INT8 search measures) on: a mix of lengths and scripts.
 CALIBRATION = [
-    "The quick brown fox jumps over the lazy dog.", "Embeddings map sentences to vectors.",
+    "Yes", "The quick brown fox jumps over the lazy dog.", "Das Wetter ist heute kalt und windig.",
+    ("Over the past decade, the city has invested heavily in public transport, adding new tram lines, extending "
+     "the metro to the suburbs, and replacing old diesel buses with electric ones."),
+    "Good morning everyone!", "这个城市的夜景非常漂亮。", "Embeddings map sentences to vectors.",
+    "warning: disk usage above 90% on /var",
     "A cat sits on the mat.", "Inference servers batch requests dynamically.",
     "Quantization trades precision for speed.", "She sells sea shells by the sea shore.",
     "The stock market rose sharply on Monday.", "Please restart the server after the update.",
@@ -54,11 +59,10 @@ CALIBRATION = [
     "The telescope captured images of a distant galaxy.", "Our team shipped the release two days early.",
     "Fresh bread smells wonderful in the morning.", "The patient recovered quickly after surgery.",
     "Traffic on the bridge was slow during rush hour.", "Learning a new language takes patience and practice.",
-    "Yes", "No way.", "Good morning everyone!", "See you tomorrow.",
-    "Das Wetter ist heute kalt und windig.", "Nous avons visité le musée hier après-midi.",
+    "No way.", "See you tomorrow.", "Nous avons visité le musée hier après-midi.",
     "El perro corre por el parque todas las mañanas.", "Mi piace molto la cucina italiana.",
-    "Я люблю читать книги вечером.", "彼は毎朝コーヒーを飲みます。", "这个城市的夜景非常漂亮。",
-    "مرحبا بكم في المؤتمر السنوي.", "warning: disk usage above 90% on /var", "def add(a, b): return a + b",
+    "Я люблю читать книги вечером.", "彼は毎朝コーヒーを飲みます。",
+    "مرحبا بكم في المؤتمر السنوي.", "def add(a, b): return a + b",
     ("Over the past decade, the city has invested heavily in public transport, adding new tram lines, "
      "extending the metro to the suburbs, and replacing old diesel buses with electric ones, which has reduced "
      "air pollution and shortened commutes for hundreds of thousands of residents every day."),

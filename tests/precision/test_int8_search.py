@@ -58,3 +58,17 @@ def test_method_table_serves_both_int8_paths():
         resolve_method("distribution")
     with pytest.raises(UserError, match="'kl' is unknown"):
         resolve_method("kl")
+
+
+def test_forced_search_halves_the_error_and_keeps_most_flops_in_int8(exported, calibration_npz, tmp_path):
+    model = exported("bert")
+    result = lower_graph(model.onnx_path, tmp_path / "bert.int8.onnx", precision="int8", io=model.io,
+                         profiles=model.profiles, calib_data=calibration_npz(model), int8_search=True)
+    details = result.details
+    assert details["search"] == "asked for (--int8-search)"
+    assert details["search_target_error_over_budget"] == pytest.approx(details["error_over_budget"] / 2, abs=1e-3)
+    if details["search_met_budget"]:
+        assert details["excluded_nodes"]
+        assert details["error_over_budget_after_search"] <= details["search_target_error_over_budget"]
+    assert details["int8_flop_fraction"] >= 0.5  # the search never keeps more than half of the INT8 FLOPs out
+    assert len(details["sensitivity"]) >= 2
