@@ -302,11 +302,17 @@ def _stage_lower(state: RunState) -> None:
         if options.onnx_int8 == "static":
             from trt_converters.calibration import load_calibration_data
 
-            with _warnings_logged():
-                calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
-                                                    samples=options.calib_samples,
-                                                    tokenizer_path=options.tokenizer_path,
-                                                    image_options=options.image_options)
+            if state.references and not options.skip_verify:
+                _verification_data(state, "ort_int8")  # loads the calibration data once for both
+            if state.calibration_data is not None:
+                calibration = {name: value[:options.calib_samples] if options.calib_samples else value
+                               for name, value in state.calibration_data.items()}
+            else:
+                with _warnings_logged():
+                    calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
+                                                        samples=options.calib_samples,
+                                                        tokenizer_path=options.tokenizer_path,
+                                                        image_options=options.image_options)
         path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
                                         io=state.io, calibration=calibration, calib_method=options.calib_method,
                                         calib_percentile=options.calib_percentile)
