@@ -608,7 +608,7 @@ def _torch_runners(artifacts: ModelArtifacts, *, device: str, fp16: bool, compil
         if not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but torch.cuda.is_available() is False here; use --device cpu")
     model, _ = load_model(artifacts.model_script, artifacts.class_name, artifacts.checkpoint,
-                          cli_kwargs=artifacts.model_kwargs or None)
+                          model_kwargs=artifacts.model_kwargs)
     runners = [TorchRunner(model, artifacts.io, device=device)]
     if fp16:
         if device == "cpu":
