@@ -89,6 +89,14 @@ def test_flag_beats_checkpoint(gector_checkpoint):
     assert options.option_sources()["model_io_config"] == "flag" and not options.derived_values()
 
 
+def test_typed_model_kwargs_set_derived_widths():
+    """YOLOX has no config.json: --model-kwargs num_classes sets the detections width the YAML spelled out."""
+    options = build({"model_kwargs": '{"num_classes": 3}'}, yaml=ROOT / "configs" / "yolox_nano.yaml")
+    assert options.model_kwargs == {"variant": "nano", "num_classes": 3}
+    assert options.model_io_config.outputs[0].shape == [3549, 8]
+    assert options.option_sources()["model_io_config.outputs.detections.shape"] == "flag"
+
+
 def test_yaml_beats_default():
     options = build({})
     sources = options.option_sources()
