@@ -629,7 +629,8 @@ def _ort_runner(path: Path, label: str, device: str, threads: int | None, probe:
     if not Path(path).is_file():
         raise UserError(f"ONNX graph {path} does not exist")
     if probe:
-        # ONNX Runtime CPU has crashed the process on some FP16 graphs (DESIGN.md): load it in a child first.
+        # ONNX Runtime CPU has crashed the process on some FP16 graphs (docs/design.md, Verification):
+        # load it in a child first.
         reason = probe_onnx_in_child(Path(path))
         if reason:
             return Skipped(name, reason)

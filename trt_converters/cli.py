@@ -1,6 +1,7 @@
 """`trt-convert`: the original tool's flags (same meaning and defaults) plus the ones this toolkit adds.
 
-Flags > the checkpoint's config.json > `--config FILE` > defaults (options.build_options); the click layer only parses and hands a ConvertOptions to convert.py.
+Flags > the checkpoint's config.json > `--config FILE` > defaults (options.build_options); the click layer
+only parses and hands a ConvertOptions to convert.py.
 Exit status: 0 done, 1 a stage failed, 2 a usage error; one line on stderr, a traceback only with --verbose.
 """
 
@@ -47,7 +48,7 @@ ORIGINAL_FLAGS = [
 ]
 
 ADDED_FLAGS = [
-    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any of these options (flags and the checkpoint's config.json override it)."),
+    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any option (flags and config.json win over it)."),
     _option("--model-kwargs", help="JSON object of constructor kwargs (overrides config.json and the YAML's, key by key)."),
     _option("--strict/--no-strict", default=None, help="Require checkpoint keys to match exactly.  [default: strict]"),
     _option("--output-dir", type=click.Path(file_okay=False), help="Folder for ONNX, engine and report.  [default: trt_out]"),

@@ -325,10 +325,12 @@ def _reconcile(values: dict, sources: dict, derived: dict) -> None:
         if _as_int(batch) is not None and isinstance(max_batch, int) and _as_int(batch) > max_batch \
                 and stronger("max_batch_size", "input_size"):
             batch = max_batch
-            derived["input_size"] = {"value": [batch, sequence], "from": f"max_batch_size ({sources['max_batch_size']})"}
+            derived["input_size"] = {"value": [batch, sequence],
+                                     "from": f"max_batch_size ({sources['max_batch_size']})"}
         io = values.get("model_io_config")
         limit = _sequence_limit(io)
-        io_source = _strongest(v for k, v in sources.items() if k.startswith("model_io_config"))
+        io_source = _strongest([sources.get("model_io_config", "default")]
+                               + [v for k, v in sources.items() if k.endswith(".max_shape")])
         if _as_int(sequence) is not None and limit is not None and _as_int(sequence) > limit \
                 and _rank(io_source) < _rank(sources.get("input_size", "default")):
             sequence = limit

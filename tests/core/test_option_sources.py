@@ -132,6 +132,18 @@ def test_typed_max_batch_size_caps_yaml_input_size():
         profiles_for(both.model_io_config, max_batch_size=4, input_size=both.input_size)
 
 
+def test_checkpoint_sequence_limit_caps_yaml_shapes(tmp_path):
+    """34 positions (32 tokens after RoBERTa's padding offset) cap the YAML's max/opt shapes and input_size."""
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / "config.json").write_text(json.dumps({**ENCODER, "max_position_embeddings": 34}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_id": str(tmp_path / "encoder")}))  # absolute path
+    options = build({"ckpt_path": str(tmp_path / "model.pt")})
+    ids = options.model_io_config.inputs[0]
+    assert (ids.min_shape, ids.opt_shape, ids.max_shape) == ([1], [32], [32])
+    assert options.input_size == (8, 32)
+    assert options.derived_values()["input_size"]["from"] == "model_io_config max_shape (checkpoint)"
+
+
 def test_report_records_sources(gector_checkpoint, run_cli, tmp_path):
     """The small-vocabulary checkpoint converts with the YAML (its value_range would index past the
     embeddings) and report.json says where each value came from."""

@@ -233,7 +233,8 @@ def _local_encoder_config(model_id: str, config_dir: Optional[Path]) -> Optional
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise UserError(f"{path} (the GECToR encoder named by model_id) is not valid JSON ({exc.msg})") from None
+                raise UserError(f"{path} (the GECToR encoder named by model_id) is not valid JSON "
+                                f"({exc.msg})") from None
             return {k: v for k, v in data.items() if k not in _ENCODER_FILE_FIELDS}
     return None
 
