@@ -45,9 +45,8 @@ def model_kwargs_from_config(model_class, hf_config: dict, config_dir: Path) -> 
     hook = getattr(model_class, "hf_config_to_kwargs", None)
     if hook is None:
         return {}
-    if "config_dir" in inspect.signature(hook).parameters:
-        return dict(hook(hf_config, config_dir=config_dir))
-    return dict(hook(hf_config))
+    extra = {"config_dir": config_dir} if "config_dir" in inspect.signature(hook).parameters else {}
+    return dict(_call_hook(model_class, "hf_config_to_kwargs", hf_config, **extra))
 
 
 def pipeline_options_from_config(pipeline: Optional[str], hf_config: dict) -> dict:
@@ -62,36 +61,52 @@ def pipeline_options_from_config(pipeline: Optional[str], hf_config: dict) -> di
 
 
 def io_values(model_class, kwargs: dict) -> Optional[dict]:
-    hook = getattr(model_class, "io_from_kwargs", None)
-    return None if hook is None else hook(dict(kwargs))
+    if getattr(model_class, "io_from_kwargs", None) is None:
+        return None
+    return _call_hook(model_class, "io_from_kwargs", dict(kwargs))
 
 
-def apply_io_values(io: IOSpec, values: dict) -> tuple[IOSpec, dict]:
-    """The IO spec with the values applied, and what changed as {"inputs.NAME.FIELD": value}.
+def _call_hook(model_class, name: str, *args, **kwargs):
+    try:
+        return getattr(model_class, name)(*args, **kwargs)
+    except UserError:
+        raise
+    except Exception as exc:  # the model script's code: report it as bad input, in one line
+        raise UserError(f"{model_class.__name__}.{name} failed: {type(exc).__name__}: {exc}; check the "
+                        "checkpoint's config.json and model_kwargs") from exc
+
+
+def io_changes(io: IOSpec, values: dict) -> dict:
+    """What `values` (an io_from_kwargs answer) change in the IO spec, as {"inputs.NAME.FIELD": value}.
 
     The token-id range and output widths are set; the sequence length is a limit: max (and opt, min)
     shapes of 1-D dynamic inputs above it come down to it.
     """
-    data = io.model_dump()
     changed: dict = {}
-    for tensor, value_range in zip(data["inputs"], values.get("value_ranges") or []):
-        if value_range is not None and list(tensor.get("value_range") or []) != list(value_range):
-            tensor["value_range"] = [value_range[0], value_range[1]]
-            changed[f"inputs.{tensor['name']}.value_range"] = tensor["value_range"]
+    for tensor, value_range in zip(io.inputs, values.get("value_ranges") or []):
+        if value_range is not None and list(tensor.value_range or []) != list(value_range):
+            changed[f"inputs.{tensor.name}.value_range"] = [value_range[0], value_range[1]]
     limit = values.get("max_sequence_length")
-    if limit:
-        for tensor in data["inputs"]:
-            if tensor["shape"] != [DYNAMIC]:
-                continue
-            for key in ("max_shape", "opt_shape", "min_shape"):
-                if tensor.get(key) and tensor[key][0] > limit:
-                    tensor[key] = [limit]
-                    changed[f"inputs.{tensor['name']}.{key}"] = [limit]
-    for tensor, width in zip(data["outputs"], values.get("output_widths") or []):
-        if width is not None and tensor["shape"] and tensor["shape"][-1] != width:
-            tensor["shape"] = [*tensor["shape"][:-1], int(width)]
-            changed[f"outputs.{tensor['name']}.shape"] = tensor["shape"]
-    return (IOSpec.model_validate(data) if changed else io), changed
+    for tensor in io.inputs if limit else []:
+        for key in ("max_shape", "opt_shape", "min_shape"):
+            dims = getattr(tensor, key)
+            if tensor.shape == [DYNAMIC] and dims and dims[0] > limit:
+                changed[f"inputs.{tensor.name}.{key}"] = [limit]
+    for tensor, width in zip(io.outputs, values.get("output_widths") or []):
+        if width is not None and tensor.shape and tensor.shape[-1] != width:
+            changed[f"outputs.{tensor.name}.shape"] = [*tensor.shape[:-1], int(width)]
+    return changed
+
+
+def with_io_fields(io: IOSpec, fields: dict) -> IOSpec:
+    """The IO spec with {"inputs.NAME.FIELD": value} entries set."""
+    if not fields:
+        return io
+    data = io.model_dump()
+    for key, value in fields.items():
+        side, name, field = key.split(".", 2)
+        next(t for t in data[side] if t["name"] == name)[field] = value
+    return IOSpec.model_validate(data)
 
 
 def sequence_limit(io: IOSpec) -> Optional[int]:

@@ -227,7 +227,7 @@ def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: boo
         model_class, layers["checkpoint"] = _checkpoint_layer(values, sources)
         values, sources = _merge(layers)
     derived: dict = {}
-    _derive_io(values, sources, derived, model_class)
+    _derive_io(layers, values, sources, derived, model_class)
     _reconcile(values, sources, derived)
     try:
         options = ConvertOptions.model_validate(values)
@@ -293,23 +293,30 @@ def _checkpoint_layer(values: dict, sources: dict):
     return model_class, {k: v for k, v in layer.items() if v}
 
 
-def _derive_io(values: dict, sources: dict, derived: dict, model_class) -> None:
-    """IO values the effective model kwargs fix (token-id range, sequence limit, output widths) replace
-    those of an IO spec from a weaker source."""
+def _derive_io(layers: dict, values: dict, sources: dict, derived: dict, model_class) -> None:
+    """IO values the model kwargs fix (token-id range, sequence limit, output widths) replace those of an IO
+    spec from a weaker source. A value's source is the strongest layer whose kwargs changed it."""
     from trt_converters import checkpoint_config
 
-    kwargs_source = sources.get("model_kwargs", "default")
     io = values.get("model_io_config")
-    if model_class is None or io is None or _rank(kwargs_source) >= _rank(sources.get("model_io_config", "default")):
+    if model_class is None or io is None:
         return
     spec = parse_io_config(io)
-    io_values = checkpoint_config.io_values(model_class, values.get("model_kwargs") or {})
-    if not io_values:
-        return
-    values["model_io_config"], changed = checkpoint_config.apply_io_values(spec, io_values)
-    for field, value in changed.items():
-        sources[f"model_io_config.{field}"] = kwargs_source
-        derived[f"model_io_config.{field}"] = {"value": value, "from": f"model_kwargs ({kwargs_source})"}
+    order = ("yaml", "checkpoint", "flag")
+    by_layer = {}
+    for depth, name in enumerate(order, start=1):
+        kwargs = _merge({layer: layers[layer] for layer in order[:depth] if layer in layers})[0].get("model_kwargs")
+        io_values = checkpoint_config.io_values(model_class, kwargs or {}) or {}
+        by_layer[name] = checkpoint_config.io_changes(spec, io_values)
+    applied = {}
+    for field, value in by_layer["flag"].items():
+        source = next((name for name, below in (("flag", "checkpoint"), ("checkpoint", "yaml"))
+                       if by_layer[name].get(field) != by_layer[below].get(field)), "yaml")
+        if _rank(source) < _rank(sources.get("model_io_config", "default")):
+            applied[field] = value
+            sources[f"model_io_config.{field}"] = source
+            derived[f"model_io_config.{field}"] = {"value": value, "from": f"model_kwargs ({source})"}
+    values["model_io_config"] = checkpoint_config.with_io_fields(spec, applied)
 
 
 def _reconcile(values: dict, sources: dict, derived: dict) -> None:

@@ -155,6 +155,8 @@ def test_report_records_sources(gector_checkpoint, run_cli, tmp_path):
     assert sources["max_batch_size"] == "flag" and sources["model_name"] == "yaml" and sources["opset"] == "default"
     assert sources["model_kwargs.num_detect_labels"] == "flag"
     assert sources["model_kwargs.num_labels"] == sources["pipeline_options.max_length"] == "checkpoint"
+    # derived from the checkpoint's vocab_size, though a flag also set (other) model kwargs
+    assert sources["model_io_config.inputs.input_ids.value_range"] == "checkpoint"
     assert report["derived_values"]["input_size"]["value"] == [4, 64]
     assert report["derived_values"]["model_io_config.inputs.input_ids.value_range"]["value"] == [0, 301]
     assert report["model"]["kwargs_sources"]["hidden_size"] == "checkpoint"
