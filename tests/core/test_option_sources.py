@@ -119,6 +119,23 @@ def test_checkpoint_labels_beat_yaml_labels(tmp_path):
     assert options.model_io_config.inputs[0].max_shape == [512]  # 514 positions, the YAML's 512 fits
 
 
+def test_trocr_decoder_follows_checkpoint_vocabulary(tmp_path):
+    """A VisionEncoderDecoder config.json with a 100-token decoder: ids, logits width, special tokens."""
+    import yaml
+
+    kwargs = yaml.safe_load((ROOT / "configs" / "trocr_decoder.yaml").read_text())["model_kwargs"]
+    decoder = {**kwargs["decoder_config"], "vocab_size": 100, "decoder_start_token_id": 0}
+    (tmp_path / "config.json").write_text(json.dumps({"encoder": kwargs["encoder_config"], "decoder": decoder,
+                                                      "eos_token_id": 2}))
+    options = build({"ckpt_path": str(tmp_path / "model.bin")}, yaml=ROOT / "configs" / "trocr_decoder.yaml")
+    sources = options.option_sources()
+    assert options.model_io_config.inputs[0].value_range == (0, 100)
+    assert options.model_io_config.outputs[0].shape == [1, 100]
+    assert options.pipeline_options["start_token_id"] == 0
+    assert sources["pipeline_options.start_token_id"] == "checkpoint"
+    assert options.pipeline_options["max_length"] == 128 and sources["pipeline_options.max_length"] == "yaml"
+
+
 def test_typed_max_batch_size_caps_yaml_input_size():
     from trt_converters.errors import UserError
 
