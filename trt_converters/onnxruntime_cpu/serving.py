@@ -35,7 +35,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
 
     `files` maps a name inside `1/` to a source path (copied) or to text (written).
     """
-    from trt_converters.triton.config import to_text
+    from trt_converters.triton.config import write_config
 
     repo = Path(repo)
     target = repo / model_name
@@ -46,7 +46,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
         staged = Path(tmp) / model_name
         version = staged / "1"
         version.mkdir(parents=True)
-        (staged / "config.pbtxt").write_text(to_text(config))
+        write_config(staged, config)
         for name, source in files.items():
             if isinstance(source, Path):
                 shutil.copy2(source, version / name)

@@ -348,19 +348,21 @@ def to_text(config) -> str:
 
 
 def write_config(model_dir: Path, config, warmup_files: Mapping[str, bytes] | None = None) -> list[Path]:
-    """Writes `<model_dir>/config.pbtxt` (and `warmup/` data files); returns the paths written."""
-    from trt_converters.atomic import atomic_write_bytes, atomic_write_text
+    """Writes `<model_dir>/config.pbtxt` (and `warmup/` data files); returns the paths written.
 
+    Callers write into a staging folder that is moved into place whole, and plain writes keep the umask's
+    permissions, so a server running as another user can read the files.
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for filename, data in (warmup_files or {}).items():
         path = model_dir / WARMUP_FOLDER / filename
         path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, data)
+        path.write_bytes(data)
         written.append(path)
     path = model_dir / "config.pbtxt"
-    atomic_write_text(path, to_text(config))
+    path.write_text(to_text(config), encoding="utf-8")
     return [path, *written]
 
 
