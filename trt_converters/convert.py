@@ -62,6 +62,9 @@ def run_conversion(options: ConvertOptions) -> dict:
         log(f"[serve] Triton backend {serving.backend}, KIND_{serving.instance_kind.upper()} ({serving.why})")
         for warning in serving.warnings:
             log(f"warning: {warning}")
+        if options.response_cache:
+            log("[serve] response cache on: the server uses it only when started with --cache-config "
+                "local,size=BYTES")
     with Staging() as staging:
         state = RunState(options=options, staging=staging, io=io, profiles=profiles,
                          report=_report_header(options, profiles))

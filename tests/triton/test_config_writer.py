@@ -167,3 +167,31 @@ def test_backends_the_local_server_cannot_load_are_named_with_the_build_that_can
         assert len(warnings) == 1 and f"Triton's {needed} backend" in warnings[0]
         assert "NVIDIA's Triton container" in warnings[0]
     assert choose_serving(options(generate_triton_config=True, triton_backend="python_onnxruntime")).warnings == []
+
+
+def test_entry_tensor_names_are_renamed_but_never_onto_core_tensors(tmp_path):
+    from trt_converters.pipelines import write_pipeline
+    from trt_converters.pipelines.base import PipelineRequest
+    from trt_converters.spec import IOSpec
+    from trt_converters.text.minilm import minilm_checkpoint_dir
+    from trt_converters.triton.config import read_config
+
+    io = IOSpec.model_validate({"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1]},
+                                           {"name": "attention_mask", "dtype": "int64", "shape": [-1]}],
+                                "outputs": [{"name": "embeddings", "dtype": "float32", "shape": [32]}]})
+
+    def request(folder, **options):
+        (tmp_path / folder).mkdir()
+        return PipelineRequest(repo=tmp_path / folder, core_model_name="core", pipeline_name="p", io=io,
+                               max_batch_size=4, options={"tokenizer_path": str(minilm_checkpoint_dir()), **options})
+
+    write_pipeline("e5", request("ok", text_input="query", output_names={"embeddings": "vector"}))
+    ensemble = read_config(tmp_path / "ok" / "p" / "config.pbtxt")
+    assert [i.name for i in ensemble.input] == ["query"] and [o.name for o in ensemble.output] == ["vector"]
+    assert dict(ensemble.ensemble_scheduling.step[0].input_map) == {"text": "query"}
+    for folder, options, message in (
+            ("clash", {"text_input": "input_ids"}, "text_input names 'input_ids', which is a core model tensor"),
+            ("unknown", {"output_names": {"label": "x"}}, "renames 'label', which is not an output")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            write_pipeline("e5", request(folder, **options))
+        assert list((tmp_path / folder).iterdir()) == []

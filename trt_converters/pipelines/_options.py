@@ -106,8 +106,21 @@ def renamed_outputs(request, defaults: list[str]) -> dict[str, str]:
     names = {name: str(given.get(name, name)) for name in defaults}
     if len(set(names.values())) != len(names):
         raise UserError(f"pipeline option output_names gives two outputs one name: {names}")
+    for default, name in names.items():
+        if name != default:
+            _not_a_core_tensor(request, "output_names", name)
     return names
 
 
 def text_input_name(request) -> str:
-    return str(request.options.get("text_input") or "text")
+    name = str(request.options.get("text_input") or "text")
+    _not_a_core_tensor(request, "text_input", name)
+    return name
+
+
+def _not_a_core_tensor(request, option: str, name: str) -> None:
+    """Entry tensors share the ensemble's namespace with the core model's tensors."""
+    core = [t.name for t in request.io.inputs + request.io.outputs]
+    if name in core:
+        raise UserError(f"pipeline option {option} names {name!r}, which is a core model tensor "
+                        f"({', '.join(core)}); choose another name")

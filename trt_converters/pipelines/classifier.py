@@ -45,6 +45,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     top_k = common.int_option(request, "top_k", 1, minimum=1)
     if top_k > len(labels):
         raise UserError(f"pipeline option top_k={top_k} exceeds the {len(labels)} labels")
+    text, names = text_input_name(request), renamed_outputs(request, ENTRY_OUTPUTS)
 
     tokenizer_name = f"{request.pipeline_name}_tokenizer"
     postprocess_name = f"{request.pipeline_name}_postprocess"
@@ -60,7 +61,6 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.add_tensor(post.output, "probabilities", "TYPE_FP32", [len(labels)])
     common.write_config(post_version.parent, post)
 
-    text, names = text_input_name(request), renamed_outputs(request, ENTRY_OUTPUTS)
     ensemble = common.ensemble_config(request, [
         (tokenizer_name, {"text": text}, {s.name: s.name for s in request.io.inputs}),
         (request.core_model_name, {s.name: s.name for s in request.io.inputs}, {logits.name: logits.name}),

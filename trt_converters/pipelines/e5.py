@@ -33,11 +33,11 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     if embeddings is None:
         raise UserError(f"pipeline option embeddings_output={name!r} is not a core output "
                         f"({', '.join(s.name for s in request.io.outputs)})")
+    text, output = text_input_name(request), renamed_outputs(request, [embeddings.name])[embeddings.name]
 
     tokenizer_name = f"{request.pipeline_name}_tokenizer"
     tokenizer_dir = common.write_tokenizer_model(request, tokenizer_name, prefix=prefix)
     inputs = {s.name: s.name for s in request.io.inputs}
-    text, output = text_input_name(request), renamed_outputs(request, [embeddings.name])[embeddings.name]
     ensemble = common.ensemble_config(request, [
         (tokenizer_name, {"text": text}, inputs),
         (request.core_model_name, inputs, {embeddings.name: output}),
