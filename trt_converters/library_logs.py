@@ -31,14 +31,20 @@ class _Collector(logging.Filter):
 
 @contextlib.contextmanager
 def captured(names=MODELOPT_LOGGERS, *, echo: bool = False):
-    """Collects the named loggers' records below ERROR into the yielded list (echoed to stderr if asked)."""
+    """Collects the named loggers' (and their children's) INFO and WARNING records into the yielded list,
+    echoed to stderr if asked; errors stay on the terminal. Levels are INFO meanwhile, so the report holds the
+    same lines whether or not the library was already imported in this process."""
     lines: list[str] = []
     collector = _Collector(lines, echo)
-    loggers = [logging.getLogger(name) for name in names]
+    known = [name for name in logging.root.manager.loggerDict if name.startswith(tuple(f"{n}." for n in names))]
+    loggers = [logging.getLogger(name) for name in {*names, *known}]
+    levels = {logger: logger.level for logger in loggers}
     for logger in loggers:
         logger.addFilter(collector)
+        logger.setLevel(logging.INFO)
     try:
         yield lines
     finally:
         for logger in loggers:
             logger.removeFilter(collector)
+            logger.setLevel(levels[logger])
