@@ -144,12 +144,13 @@ def test_readme_lists_every_pipeline_option():
 def test_auto_backend_and_instance_kind_on_this_machine():
     from trt_converters.triton.backends import choose_serving, cuda_gpu_count, tensorrt_installed
 
-    choice = choose_serving(options(generate_triton_config=True))
+    choice = choose_serving(options(generate_triton_config=True, generate_trt=True))
     if cuda_gpu_count() and tensorrt_installed():
         assert (choice.backend, choice.instance_kind) == ("tensorrt_plan", "gpu")
     else:
         assert (choice.backend, choice.instance_kind) == ("python_onnxruntime", "cpu")
         assert choice.why.startswith("auto: ")
+    assert choose_serving(options()).why.startswith("auto: this run builds no engine (--generate-trt) and none exists")
     int8 = choose_serving(options(onnx_int8="dynamic"))
     assert (int8.backend, int8.instance_kind) == ("python_onnxruntime", "cpu")  # never KIND_GPU unless asked
     asked = choose_serving(options(onnx_int8="dynamic", triton_backend="onnxruntime_onnx", instance_kind="gpu"))

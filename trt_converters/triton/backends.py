@@ -71,6 +71,8 @@ def _auto_backend(options) -> tuple[str, str]:
     if options.trt_backend == "tensorrt-rtx":
         return "python_onnxruntime", ("auto: --trt-backend tensorrt-rtx plans load only in a TensorRT-RTX runtime, "
                                       "not in Triton's tensorrt backend")
+    if not options.generate_trt and not (options.model_name and options.resolved_engine_path().is_file()):
+        return "python_onnxruntime", "auto: this run builds no engine (--generate-trt) and none exists"
     gpus = cuda_gpu_count()
     if gpus and tensorrt_installed():
         return "tensorrt_plan", f"auto: {gpus} CUDA GPU(s) and NVIDIA TensorRT on this machine"
