@@ -379,7 +379,8 @@ def _stage_build(state: RunState) -> None:
     state.engine = result.path
     loads_in = where_plan_loads(result.backend, result.backend_version)
     log(f"[build] built by {result.backend} {result.backend_version}: {loads_in}")
-    if options.generate_triton_config and options.triton_backend == "tensorrt_plan" and result.backend == "tensorrt-rtx":
+    packaged = options.generate_triton_config and options.triton_backend == "tensorrt_plan"
+    if packaged and result.backend == "tensorrt-rtx":
         log("warning: --triton-backend tensorrt_plan packages this TensorRT-RTX plan, which Triton's tensorrt "
             "backend cannot load; build with NVIDIA TensorRT (--trt-backend tensorrt) to serve it from Triton")
     state.report["stages"]["build"] = {

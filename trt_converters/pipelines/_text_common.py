@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, entry_names
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
-from trt_converters.spec import TensorSpec
 
 VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"

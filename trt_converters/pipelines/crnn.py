@@ -15,7 +15,6 @@ pipeline_options (YAML):
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
