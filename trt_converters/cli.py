@@ -86,7 +86,8 @@ ADDED_FLAGS = [
     _option("--queue-timeout-action", type=click.Choice(["reject", "delay"]),
             help="What a timed-out request gets.  [default: reject]"),
     _option("--priority-levels", type=int, help="Dynamic batching priority levels (1 is the highest)."),
-    _option("--default-priority-level", type=int, help="Priority of requests that name none [--priority-levels]."),
+    _option("--default-priority-level", type=int,
+            help="Priority of requests that name none.  [default: the lowest, --priority-levels]"),
     _option("--version-policy", help="Triton version_policy: all, latest:N or specific:V[,V...]."),
     _option("--pipeline-instance-count", help="CPU instances of each pre/post-processing model: N, or ROLE=N pairs "
                                               "(tokenizer, preprocess, postprocess, entry).  [default: 1]"),

@@ -103,6 +103,7 @@ def test_configs_that_disagree_with_the_profile_are_refused(change, message):
 
 
 @pytest.mark.parametrize("values, message", [
+    ({"triton_backend": "tensorrt_plan", "instance_kind": "cpu"}, "--instance-kind cpu cannot serve a TensorRT plan"),
     ({"max_queue_size": 8}, "--max-queue-size configures the dynamic batcher's queue: add --dynamic-batching"),
     ({"dynamic_batching": True, "priority_levels": 2, "default_priority_level": 3}, "must be within 1..2"),
     ({"dynamic_batching": True, "default_priority_level": 1}, "--default-priority-level needs --priority-levels"),

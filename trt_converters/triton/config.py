@@ -73,6 +73,9 @@ class PipelineServing:
 
 def check_options(options) -> None:
     """Checks of the config-related options that need nothing but the options (run before any work)."""
+    if options.triton_backend == "tensorrt_plan" and options.instance_kind == "cpu":
+        raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend auto or "
+                        "python_onnxruntime for CPU serving")
     if options.preferred_batch_sizes:
         check_preferred_batch_sizes(options.preferred_batch_sizes, options.max_batch_size)
     queue = {"--max-queue-size": options.max_queue_size, "--queue-timeout": options.queue_timeout,
