@@ -59,6 +59,9 @@ def run_conversion(options: ConvertOptions) -> dict:
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
     _check_targets(options)
     if options.generate_triton_config:
+        from trt_converters.triton.repository import core_model_config
+
+        core_model_config(options, io.with_inputs(options.triton_inputs or [t.name for t in io.inputs]), profiles)
         log(f"[serve] Triton backend {serving.backend}, KIND_{serving.instance_kind.upper()} ({serving.why})")
         for warning in serving.warnings:
             log(f"warning: {warning}")

@@ -43,6 +43,17 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
     if backend == "python_onnxruntime":
         shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
+    config, warmup = core_model_config(options, io, profiles or {})
+    write_config(model_dir, config, warmup)
+    return model_dir
+
+
+def core_model_config(options, io: IOSpec, profiles: dict):
+    """The core model's ModelConfig and warmup files, checked against the profile (UserError if they disagree).
+
+    Cheap: the conversion calls it once before any work, and again when it packages the model.
+    """
+    backend = options.triton_backend
     parameters = {}
     if backend != "tensorrt_plan":
         if options.intra_op_threads is not None:
@@ -54,6 +65,5 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
                           scheduling=scheduling, instance_kind=options.instance_kind,
                           instance_count=options.instance_count, parameters=parameters)
     warmup = add_warmup(config, io, profiles) if scheduling.warmup and profiles else None
-    check_against_profiles(config, profiles or {})
-    write_config(model_dir, config, warmup)
-    return model_dir
+    check_against_profiles(config, profiles)
+    return config, warmup
