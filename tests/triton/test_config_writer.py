@@ -197,3 +197,20 @@ def test_entry_tensor_names_are_renamed_but_never_onto_core_tensors(tmp_path):
         with pytest.raises(UserError, match=re.escape(message)):
             write_pipeline("e5", request(folder, **options))
         assert list((tmp_path / folder).iterdir()) == []
+
+
+def test_every_config_field_comes_from_the_yaml_too(tmp_path):
+    from trt_converters.options import build_options, read_config_file
+
+    yaml_file = tmp_path / "family.yaml"
+    yaml_file.write_text("\n".join([
+        "model_name: text", f"model_io_config: '{json.dumps(TEXT_IO)}'", "dynamic_batching: true",
+        "model_warmup: true", "response_cache: true", "max_queue_size: 4", "queue_timeout: 500",
+        "queue_timeout_action: delay", "priority_levels: 2", "default_priority_level: 1", "version_policy: all",
+        "pipeline_instance_count: {tokenizer: 3, postprocess: 2}", "triton_parameters: {owner: search, shards: 2}"]))
+    opts = build_options(read_config_file(yaml_file), {"max_queue_size": 6})  # the flag wins
+    config, _, files = core_config(opts)
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 6 and files
+    assert config.version_policy.HasField("all") and config.response_cache.enable
+    assert dict(config.parameters)["shards"].string_value == "2"
+    assert opts.pipeline_instance_count == {"tokenizer": 3, "postprocess": 2}
