@@ -137,7 +137,8 @@ def test_failed_stage_leaves_files_as_they_were(tmp_path, run_cli, tiny_checkpoi
     args = _text_args(tmp_path, tiny_checkpoints)
     assert run_cli(args).exit_code == 0
     before = snapshot(tmp_path)
-    result = run_cli(args + ["--overwrite", "--min-cosine", "1.5", "--exporter", "legacy"])
+    # A budget nothing meets (exact equality); a budget outside its range (--min-cosine 1.5) is a usage error now.
+    result = run_cli(args + ["--overwrite", "--atol", "0", "--rtol", "0", "--min-cosine", "1", "--exporter", "legacy"])
     assert result.exit_code == 1
     assert "does not match the reference: worst output 'output'" in result.stderr
     assert snapshot(tmp_path) == before
