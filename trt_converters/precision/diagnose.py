@@ -95,7 +95,8 @@ def diagnose_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, to
     on `inputs` (in one child process). Walking the FP32 graph in order, each tensor's cosine distance and relative
     error are compared with the worst of its node's inputs: the first tensor where both jump (JUMP_COSINE,
     JUMP_REL) by a significant amount is where the error is made, not merely where it crosses the budget.
-    Without such a jump, the first tensor outside the budget (`tolerance`, else the precision's default).
+    Without such a jump, where some tensor is outside the budget (`tolerance`, else the precision's default), the
+    tensor that adds the most cosine distance to that of its inputs.
     """
     import numpy as np
     import onnx
@@ -154,8 +155,9 @@ def diagnose_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, to
         if jumps or (non_finite and not np.isfinite(in_rel)):
             chosen = name
             break
-    if chosen is None:
-        chosen = next((name for name in compared if not errors[name][3].passed), None)
+    if chosen is None and any(not errors[name][3].passed for name in compared):
+        # The error grows gradually, no single jump: the tensor that adds the most cosine distance to its inputs'.
+        chosen = max(compared, key=lambda name: (1.0 - errors[name][0]) - (1.0 - inherited(name)[0]))
     if chosen is None:
         return None
     cosine, rel, non_finite, _ = errors[chosen]
