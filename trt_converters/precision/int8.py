@@ -253,7 +253,12 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     from trt_converters.onnx_runner import run_onnx_models
     from trt_converters.precision.int8_search import budget_ratio
 
-    loaded = {name: onnx.load(str(path)) for name, path in candidates.items()}
+    loaded = {}
+    for name, path in candidates.items():
+        original = onnx.load(str(path))
+        loaded[name] = _unquantized_kept_out_ops(original)
+        if loaded[name] is not original:
+            save_model(loaded[name], path)  # the file is what the check runs
     if check is not None:
         check_sets, references, tolerance = check
         outputs = run_onnx_models(list(candidates.values()), check_sets, qdq_fusion=False)
@@ -312,6 +317,17 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         notes.append(f"calibration cache written to {cache}")
     save_model(quantized, out_path)
     return Int8Outcome(notes, details, kept_outputs if check is not None else None)
+
+
+def _unquantized_kept_out_ops(model):
+    """ModelOpt shares one Q/DQ pair among a tensor's readers, so an Add it was told to leave out of INT8 still
+    reads the quantized residual when a MatMul reads the same tensor; here such Adds read the tensor itself
+    (all-MiniLM-L6-v2: minimum cosine to sentence-transformers 0.873 -> 0.904 over 32 sentences)."""
+    from trt_converters.precision.int8_search import bypass_quantization, quantized_nodes
+
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    readers = {name for name in quantized_nodes(model) if kinds[name] in OP_TYPES_KEPT_OUT_OF_INT8}
+    return bypass_quantization(model, readers) if readers else model
 
 
 def _modelopt_method(method: str) -> str:
