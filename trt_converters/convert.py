@@ -115,6 +115,7 @@ def _check_targets(options: ConvertOptions) -> None:
         targets.append(options.triton_repo / options.model_name)
         if options.pipeline:
             targets.append(options.triton_repo / options.resolved_pipeline_name())
+        targets += [input_data_path(options, name) for name in _entry_models(options)]
     existing = [t for t in targets if t.exists()]
     if existing:
         raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
@@ -368,7 +369,8 @@ def _stage_package(state: RunState) -> None:
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
                                    onnx_graph=state.serving_onnx)
-    shutil.move(str(model_dir), str(state.staging.path_for(options.triton_repo / options.model_name)))
+    staged = {options.model_name: state.staging.path_for(options.triton_repo / options.model_name)}
+    shutil.move(str(model_dir), str(staged[options.model_name]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "inputs": served_inputs}
     if options.pipeline:
@@ -386,10 +388,33 @@ def _stage_package(state: RunState) -> None:
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
                 raise UserError(f"{final} already exists; pass --overwrite to replace it")
-            shutil.move(str(repo_stage / folder), str(state.staging.path_for(final)))
+            staged[folder] = state.staging.path_for(final)
+            shutil.move(str(repo_stage / folder), str(staged[folder]))
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
+    entry["input_data"] = _write_input_data(state, io, staged)
     state.report["stages"]["triton"] = entry
+
+
+def _write_input_data(state: RunState, io: IOSpec, staged: dict[str, Path]) -> dict[str, str]:
+    """perf_analyzer-style request samples for each model users call (the core model and the pipeline entry)."""
+    from trt_converters.triton.examples import input_data_for, input_data_text
+
+    written = {}
+    for name in _entry_models(state.options):
+        final = input_data_path(state.options, name)
+        data = input_data_for(staged[name], io=io, profiles=state.profiles)
+        atomic_write_text(state.staging.path_for(final), input_data_text(data))
+        written[name] = str(final)
+    return written
+
+
+def _entry_models(options: ConvertOptions) -> list[str]:
+    return [options.model_name] + ([options.resolved_pipeline_name()] if options.pipeline else [])
+
+
+def input_data_path(options: ConvertOptions, model: str) -> Path:
+    return options.resolved_report_path().parent / f"{model}.input_data.json"
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:
