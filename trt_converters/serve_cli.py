@@ -76,13 +76,13 @@ def render_models(states: dict[str, str]) -> str:
 
 
 def render_examples(repo: Path, states: dict[str, str], http_url: str) -> str:
-    from trt_converters.triton.examples import curl_command, entry_points, repository_configs
+    from trt_converters.triton.examples import curl_command, entry_points, model_inputs, repository_configs
 
     configs = {n: c for n, c in repository_configs(repo).items() if states.get(n) == "READY"}
     lines = []
     for name in entry_points(configs):
         config = configs[name]
-        inputs = ", ".join(f"{i.name} ({'BYTES' if i.data_type == 13 else 'tensor'})" for i in config.input)
+        inputs = ", ".join(f"{i.name} ({i.datatype} {list(i.dims)})" for i in model_inputs(config))
         outputs = ", ".join(o.name for o in config.output)
         lines.append(f"# {name}: {inputs} -> {outputs}")
         lines.append(curl_command(http_url, name, config))
@@ -152,19 +152,13 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
             sys.stdout.flush()
             while server.is_running():
                 time.sleep(0.5)
-            raise ServeError(f"tritonserver exited unexpectedly: {_last_error(server)}")
+            raise ServeError(f"tritonserver exited unexpectedly: {server.log_errors(3)}")
         except KeyboardInterrupt:
             click.echo("stopping tritonserver ...", err=True)
             server.stop()
             click.echo("stopped", err=True)
         finally:
             server.stop()
-
-
-def _last_error(server) -> str:
-    from trt_converters.triton.server import _tail
-
-    return _tail(server._current_log(), 3).replace("\n", " | ")
 
 
 def _stop_on_sigterm() -> None:

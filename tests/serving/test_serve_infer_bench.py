@@ -280,3 +280,11 @@ def test_serve_refuses_a_broken_repository(tmp_path):
                                   "--metrics-port", ports[2], "--startup-timeout", "120"])
     assert code == 1
     assert err.startswith("error: no model of ") and "broken: CONFIG_ERROR:" in err and err.count("\n") == 1
+
+
+def test_serve_refuses_a_model_not_in_the_repository(converted):
+    from trt_converters.serve_cli import main
+
+    code, _, err = _invoke(main, [converted / "repo", "--model", "e5_e5", "--model", "nope"])
+    assert code == 2
+    assert err == f"error: --model 'nope' is not in {converted / 'repo'} (models: e5, e5_e5, e5_e5_tokenizer, needs_ort)\n"

@@ -258,6 +258,10 @@ class LocalTritonServer:
         path = self._current_log()
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_errors(self, lines: int = 3) -> str:
+        """The server's last error lines (else the log's tail), on one line."""
+        return _tail(self._current_log(), lines).replace("\n", " | ")
+
     # -- internals -------------------------------------------------------------------------
     def _current_log(self) -> Path:
         if self.log_path is not None:
