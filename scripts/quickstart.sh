@@ -47,7 +47,7 @@ B="A man is eating a piece of bread."
 echo "[quickstart] trt-infer --url http://127.0.0.1:$HTTP --model minilm_l6_e5 \"$A\" \"$B\""
 .venv/bin/trt-infer --url "http://127.0.0.1:$HTTP" --model minilm_l6_e5 "$A" "$B"
 .venv/bin/trt-infer --url "http://127.0.0.1:$HTTP" --model minilm_l6_e5 --json "$A" "$B" > quickstart/answer.json
-HF_HUB_OFFLINE=1 .venv/bin/python - "$A" "$B" <<'EOF'
+HF_HUB_OFFLINE=1 TQDM_DISABLE=1 .venv/bin/python - "$A" "$B" <<'EOF'
 import json, sys
 import numpy as np
 from sentence_transformers import SentenceTransformer
