@@ -48,6 +48,8 @@ def check_ports_free(host: str, ports: dict[str, int]) -> None:
     for label, port in ports.items():
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # as servers do: a port whose last connections are in TIME_WAIT is free, one with a listener is not
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError as exc:
@@ -129,7 +131,7 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
             except TritonServerError as exc:
                 lines = str(exc).splitlines()
                 raise ServeError(f"{lines[0]} {' | '.join(lines[1:4])}".strip()) from None
-            states = model_states(server)
+            states = model_states(server, explicit=bool(models))
             if not any(state == "READY" for state in states.values()):
                 first = next(iter(sorted(states.items())), ("", "the server found no model"))
                 raise ServeError(f"no model of {repo} loaded; {first[0]}: {first[1]}"

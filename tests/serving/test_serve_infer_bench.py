@@ -280,6 +280,14 @@ def test_serve_refuses_a_broken_repository(tmp_path):
                                   "--metrics-port", ports[2], "--startup-timeout", "120"])
     assert code == 1
     assert err.startswith("error: no model of ") and "broken: CONFIG_ERROR:" in err and err.count("\n") == 1
+    # explicit model control: only the model asked for is loaded (and reported)
+    (tmp_path / "repo" / "needs_ort" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "needs_ort" / "config.pbtxt").write_text(UNLOADABLE)
+    code, _, err = _invoke(main, [tmp_path / "repo", "--model", "needs_ort", "--http-port", ports[0],
+                                  "--grpc-port", ports[1], "--metrics-port", ports[2], "--startup-timeout", "120"])
+    assert code == 1
+    assert err.startswith("error: no model of ") and "; needs_ort: UNAVAILABLE: " in err and "broken:" not in err
+    assert "more failed" not in err
 
 
 def test_serve_refuses_a_model_not_in_the_repository(converted):

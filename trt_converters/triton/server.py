@@ -432,8 +432,11 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
         return model_states(server)
 
 
-def model_states(server: LocalTritonServer) -> dict[str, str]:
-    """Each model of a running server's repository: "READY", "<STATE>: <reason>" or "CONFIG_ERROR: <reason>"."""
+def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[str, str]:
+    """Each model of a running server's repository: "READY", "<STATE>: <reason>" or "CONFIG_ERROR: <reason>".
+
+    With `explicit` (explicit model control), models the server was not asked to load are left out.
+    """
     index = server.repository_index()
     logged = _log_failures(server.log_text())
     result: dict[str, str] = {}
@@ -445,6 +448,8 @@ def model_states(server: LocalTritonServer) -> dict[str, str]:
             outcome = "READY"
         elif state:
             outcome = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
+        elif explicit and name not in logged:
+            continue
         else:
             outcome = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
         if result.get(name, "READY") == "READY":
