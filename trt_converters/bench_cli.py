@@ -1,4 +1,5 @@
-"""`trt-bench`: time PyTorch eager, ONNX Runtime and a TensorRT engine side by side on the same inputs.
+"""`trt-bench`: time PyTorch eager, ONNX Runtime and a TensorRT engine side by side on the same inputs, or
+(--triton) load-test a model served by Triton at several concurrency levels.
 
 Exit status: 0 done, 1 an unexpected failure, 2 a usage error (one line on stderr).
 """

@@ -296,3 +296,12 @@ def test_serve_refuses_a_model_not_in_the_repository(converted):
     code, _, err = _invoke(main, [converted / "repo", "--model", "e5_e5", "--model", "nope"])
     assert code == 2
     assert err == f"error: --model 'nope' is not in {converted / 'repo'} (models: e5, e5_e5, e5_e5_tokenizer, needs_ort)\n"
+
+
+def test_bench_triton_gives_up_on_an_unreachable_server():
+    from trt_converters.bench_cli import main
+
+    (port,) = _free_ports(1)
+    code, _, err = _invoke(main, ["--triton", f"http://127.0.0.1:{port}", "--model", "m", "--timeout", "1"])
+    assert code == 1
+    assert err.startswith(f"error: cannot reach Triton at http://127.0.0.1:{port} within 1 s")

@@ -212,9 +212,10 @@ def run_load(url: str, model: str, settings: LoadSettings, *, input_data: Path |
     from trt_converters.infer_cli import connect, host_port, ready_model
     from trt_converters.triton.examples import perf_input_data
 
-    client = connect(url, wait=10.0, timeout=settings.timeout)
+    wait = min(10.0, settings.timeout)
+    client = connect(url, wait=wait, timeout=settings.timeout)
     try:
-        ready_model(client, model, wait=10.0)
+        ready_model(client, model, wait=wait)
         config = model_config_message(client.get_model_config(model))
     finally:
         client.close()

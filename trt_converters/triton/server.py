@@ -143,7 +143,8 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 class LocalTritonServer:
-    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports.
+    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports (or `host` and the given
+    `ports`: http, grpc, metrics; a taken one raises PortInUseError).
 
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
