@@ -400,10 +400,13 @@ def _write_input_data(state: RunState, io: IOSpec, staged: dict[str, Path]) -> d
     """perf_analyzer-style request samples for each model users call (the core model and the pipeline entry)."""
     from trt_converters.triton.examples import input_data_for, input_data_text
 
+    options = state.options
+    # text models: token inputs from real sentences, tokenized as the pipeline does
+    tokenizer = options.tokenizer_path or (options.ckpt_path.parent if options.ckpt_path else None)
     written = {}
-    for name in _entry_models(state.options):
+    for name in _entry_models(options):
         final = input_data_path(state.options, name)
-        data = input_data_for(staged[name], io=io, profiles=state.profiles)
+        data = input_data_for(staged[name], io=io, profiles=state.profiles, tokenizer_dir=tokenizer)
         atomic_write_text(state.staging.path_for(final), input_data_text(data))
         written[name] = str(final)
     return written

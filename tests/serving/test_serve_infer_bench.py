@@ -212,9 +212,17 @@ def test_convert_writes_input_data_for_each_entry_model(converted):
     pipeline = json.loads(Path(paths["e5_e5"]).read_text())["data"]
     assert all(list(entry) == ["text"] and len(entry["text"]) == 1 for entry in pipeline)
     assert len({len(entry["text"][0].split()) for entry in pipeline}) > 3  # sentences of several lengths
+    # the core model's token inputs: the same sentences tokenized as the pipeline does ("query: " aside)
+    from transformers import AutoTokenizer
+
+    from trt_converters.text.minilm import minilm_checkpoint_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_checkpoint_dir()))
     core = json.loads(Path(paths["e5"]).read_text())["data"]
-    ids = np.array(core[0]["input_ids"]["content"])
-    assert core[0]["input_ids"]["shape"] == [16] and ids.min() >= 0 and ids.max() < 30522  # opt shape, value range
+    for entry, text in zip(core, (e["text"][0] for e in pipeline)):
+        expected = tokenizer(text)["input_ids"]
+        assert entry["input_ids"] == {"content": expected, "shape": [len(expected)]}
+        assert entry["attention_mask"] == {"content": [1] * len(expected), "shape": [len(expected)]}
 
 
 def test_bench_triton_table_json_and_plot(served, tmp_path):
@@ -234,6 +242,13 @@ def test_bench_triton_table_json_and_plot(served, tmp_path):
         assert row["requests"] > 0 and row["errors"] == 0
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the core model with its own input data (token ids of real sentences)
+    code, out, err = _invoke(main, ["--triton", served["url"], "--model", "e5", "--concurrency", "1",
+                                    "--measurement-seconds", "0.5", "--json", tmp_path / "core.json",
+                                    "--input-data", served["work"] / "out" / "e5" / "e5.input_data.json"])
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "core.json").read_text())["rows"]
+    assert row["requests"] > 0 and row["errors"] == 0
 
 
 @pytest.mark.parametrize("args, status, message", [

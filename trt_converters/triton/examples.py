@@ -28,6 +28,8 @@ SAMPLE_SENTENCES = (
 )
 TEXT_NAMES = ("text", "texts", "sentence", "sentences", "query", "prompt", "input_text", "text_input")
 DEFAULT_DYNAMIC = 8  # a -1 dim in an example request without a profile to follow
+DEFAULT_MAX_TOKENS = 512
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 
 
 @dataclass(frozen=True)
@@ -193,23 +195,28 @@ def curl_command(http_url: str, model: str, config) -> str:
 
 # -- perf_analyzer input data ----------------------------------------------------------------------------------------
 
-def perf_input_data(config, io=None, profiles=None, *, samples: int = len(SAMPLE_SENTENCES)) -> dict:
+def perf_input_data(config, io=None, profiles=None, *, samples: int = len(SAMPLE_SENTENCES),
+                    tokenizer_dir: Path | None = None) -> dict:
     """perf_analyzer / Model Analyzer `--input-data` JSON for `config`'s model: one entry per request.
 
-    Text inputs take the sample sentences (real lengths); image inputs a small PNG (base64); tensors follow the
-    IO spec (`io`: value ranges; `profiles`: the optimal length of dynamic dims) where given.
+    Text inputs take the sample sentences (real lengths); image inputs a small PNG (base64); token inputs the
+    sample sentences tokenized with `tokenizer_dir`'s tokenizer where it loads; other tensors follow the IO spec
+    (`io`: value ranges; `profiles`: the optimal length of dynamic dims) where given.
     """
     from trt_converters.shapes import synthetic_inputs
 
     specs = request_inputs(config)
     known = {t.name for t in io.inputs} if io is not None else set()
+    tokenized = tokenized_samples(tokenizer_dir, io, profiles) if tokenizer_dir and io is not None else None
     entries = []
     image = None
     for index in range(samples):
         entry = {}
         tensors = [s for s in specs if s.kind == "tensor"]
         generated = {}
-        if io is not None and tensors and all(s.name in known for s in tensors):
+        if tokenized is not None and all(s.name in tokenized[index % len(tokenized)] for s in tensors):
+            generated = tokenized[index % len(tokenized)]
+        elif io is not None and tensors and all(s.name in known for s in tensors):
             shapes = {t.name: _sample_shape(t, profiles) for t in io.inputs}
             generated = synthetic_inputs(io, shapes, seed=index)
         for spec in specs:
@@ -229,6 +236,46 @@ def perf_input_data(config, io=None, profiles=None, *, samples: int = len(SAMPLE
     return {"data": entries}
 
 
+def tokenized_samples(tokenizer_dir: Path, io, profiles) -> list[dict] | None:
+    """The sample sentences as a text model's token inputs ([1, length] each; None where that does not apply).
+
+    Inputs are matched by name (`*mask*` -> attention mask, `*type*`/`*segment*` -> token types, other integer
+    inputs -> token ids); fixed-length inputs are padded to their length, others keep each sentence's length.
+    """
+    import numpy as np
+
+    inputs = list(io.inputs)
+    if not inputs or any(len(t.shape) != 1 for t in inputs):
+        return None
+    roles = {}
+    for tensor in inputs:
+        lowered = tensor.name.lower()
+        roles[tensor.name] = ("attention_mask" if "mask" in lowered else "token_type_ids"
+                              if "type" in lowered or "segment" in lowered else "input_ids")
+    if list(roles.values()).count("input_ids") != 1 or not inputs[0].dtype.startswith("int"):
+        return None
+    if not any((Path(tokenizer_dir) / f).is_file() for f in TOKENIZER_FILES):
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except Exception:  # no usable tokenizer there: the caller falls back to synthetic values
+        return None
+    fixed = {t.shape[0] for t in inputs if t.shape[0] > 0}
+    limits = [p.max[-1] for p in (profiles or {}).values()]
+    max_length = min(fixed) if fixed else min(limits or [DEFAULT_MAX_TOKENS])
+    samples = []
+    for sentence in SAMPLE_SENTENCES:
+        encoded = tokenizer([sentence], truncation=True, max_length=max_length, return_token_type_ids=True,
+                            padding="max_length" if fixed else False, return_tensors="np")
+        if any(role not in encoded for role in roles.values()):
+            return None
+        samples.append({name: np.asarray(encoded[role]).astype(tensor.numpy_dtype)
+                        for tensor in inputs for name, role in [(tensor.name, roles[tensor.name])]})
+    return samples
+
+
 def _sample_shape(tensor, profiles) -> tuple[int, ...]:
     """One sample's shape (no batch): the profile's optimum where there is one."""
     profile = (profiles or {}).get(tensor.name)
@@ -242,8 +289,9 @@ def input_data_text(data: dict) -> str:
     return "{\"data\": [\n" + ",\n".join(json.dumps(entry) for entry in data["data"]) + "\n]}\n"
 
 
-def input_data_for(model_dir: Path, *, io=None, profiles=None) -> dict:
-    """perf_input_data for the model in `model_dir`; `io` and `profiles` apply where it takes the IO spec's inputs."""
+def input_data_for(model_dir: Path, *, io=None, profiles=None, tokenizer_dir: Path | None = None) -> dict:
+    """perf_input_data for the model in `model_dir`; `io`, `profiles` and `tokenizer_dir` apply where it takes the
+    IO spec's inputs."""
     config = read_model_config(model_dir)
     takes_io = io is not None and {i.name for i in config.input} <= {t.name for t in io.inputs}
-    return perf_input_data(config, io if takes_io else None, profiles)
+    return perf_input_data(config, io if takes_io else None, profiles, tokenizer_dir=tokenizer_dir if takes_io else None)
