@@ -56,11 +56,11 @@ def _kind(name: str, datatype: str) -> str:
 
 def model_inputs(config) -> list[InputSpec]:
     """Every input of a ModelConfig, in config order."""
-    from tritonclient.grpc import model_config_pb2 as mc
+    from trt_converters.triton.config import data_type_name
 
     specs = []
     for entry in config.input:
-        datatype = _v2_datatype(mc.DataType.Name(entry.data_type))
+        datatype = _v2_datatype(data_type_name(entry.data_type))
         specs.append(InputSpec(entry.name, datatype, tuple(entry.dims), entry.optional, _kind(entry.name, datatype)))
     return specs
 

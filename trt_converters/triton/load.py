@@ -34,14 +34,6 @@ class LoadSettings:
 
 # -- requests ----------------------------------------------------------------------------------------------------
 
-def model_config_message(config_json: dict):
-    """The server's JSON model config as Triton's ModelConfig protobuf."""
-    from google.protobuf import json_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    return json_format.ParseDict(config_json, mc.ModelConfig(), ignore_unknown_fields=True)
-
-
 def read_input_data(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -210,13 +202,14 @@ def run_load(url: str, model: str, settings: LoadSettings, *, input_data: Path |
              progress=None) -> dict:
     """Every concurrency level in turn; returns {'model', 'url', 'settings', 'input_data', 'rows'}."""
     from trt_converters.infer_cli import connect, host_port, ready_model
+    from trt_converters.triton.config import parse_config_json
     from trt_converters.triton.examples import perf_input_data
 
     wait = min(10.0, settings.timeout)
     client = connect(url, wait=wait, timeout=settings.timeout)
     try:
         ready_model(client, model, wait=wait)
-        config = model_config_message(client.get_model_config(model))
+        config = parse_config_json(client.get_model_config(model))
     finally:
         client.close()
     data = read_input_data(input_data) if input_data else perf_input_data(config)
