@@ -22,6 +22,9 @@ from trt_converters.pipelines import _text_common as common
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.spec import TensorSpec
 
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_tokenizer", "_postprocess")
+
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.require_batching(request)

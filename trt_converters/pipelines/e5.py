@@ -15,6 +15,8 @@ from trt_converters.pipelines import _text_common as common
 from trt_converters.pipelines.base import PipelineRequest
 
 DEFAULT_PREFIX = "query: "
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_tokenizer")
 
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:

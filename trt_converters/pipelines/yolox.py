@@ -40,6 +40,8 @@ HELPERS = {"preprocess": {"images.py": "yolox_images.py", "letterbox.py": "yolox
            "postprocess": {"nms.py": "yolox_nms.py"}}
 KNOWN_OPTIONS = {"score_threshold", "iou_threshold", "max_detections", "class_agnostic", "class_names",
                  "channel_order", "pad_value", "input_size", "python_instance_count"}
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_preprocess", "_postprocess")
 LETTERBOX_INFO = "letterbox_info"  # float32 [3] per image: ratio, original height, original width
 
 
