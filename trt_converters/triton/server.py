@@ -121,7 +121,8 @@ class LocalTritonServer:
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
     only with metrics=True. `env` adds or overrides environment variables for the server and
-    its Python backend stubs (e.g. PYTHONPATH for python-backend models).
+    its Python backend stubs (e.g. PYTHONPATH for python-backend models). `user` runs the server as
+    that user (this process must be root), as a container does with a mounted repository.
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class LocalTritonServer:
         env: Mapping[str, str] | None = None,
         exit_timeout: int = 5,
         wait_for: str = "ready",
+        user: str | None = None,
     ) -> None:
         if wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
@@ -146,6 +148,7 @@ class LocalTritonServer:
         self.env = dict(env or {})
         self.exit_timeout = exit_timeout
         self.wait_for = wait_for
+        self.user = user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
         self.metrics_url: str | None = None
@@ -174,6 +177,8 @@ class LocalTritonServer:
             )
         dist = find_triton_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
+        if self.user is not None:
+            self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
             for _ in range(_PORT_ATTEMPTS):
@@ -297,6 +302,7 @@ class LocalTritonServer:
             stderr=subprocess.STDOUT,
             env=self._environment(dist),
             cwd=self._workdir,
+            **({"user": self.user, "group": _primary_group(self.user), "extra_groups": []} if self.user else {}),
         )
         atexit.register(self.stop)
         self.pid = self._process.pid
@@ -397,6 +403,12 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
     for name, reason in logged.items():
         result.setdefault(name, f"CONFIG_ERROR: {reason}")
     return result
+
+
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _interpreter_libdir() -> str:
