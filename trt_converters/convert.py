@@ -91,7 +91,9 @@ def _check_required(options: ConvertOptions) -> None:
     if options.onnx_int8 and options.generate_trt:
         raise UserError("--onnx-int8 makes an ONNX Runtime graph that TensorRT cannot build; drop --generate-trt "
                         "or use --use-int8 for a TensorRT INT8 engine")
-    if options.calib_data is not None:
+    cache_reused = options.calibration_cache is not None and Path(options.calibration_cache).is_file()
+    if options.calib_data is not None and not (cache_reused and not Path(options.calib_data).exists()):
+        # a rebuild from --calibration-cache needs the data no more
         from trt_converters.calibration import check_calibration_source
 
         check_calibration_source(options.calib_data, options.model_io_config)
