@@ -113,7 +113,7 @@ def _check_targets(options: ConvertOptions) -> None:
     if not options.generate_onnx:
         inputs.append(("--onnx-path", options.resolved_onnx_path()))
     folders = [(label, path) for label, path, kind in outputs if kind == "folder"]
-    for position, (label, path, kind) in enumerate(outputs):
+    for position, (label, path, _) in enumerate(outputs):
         resolved = path.resolve()
         for other, other_path, _ in outputs[:position]:
             if resolved == other_path.resolve():
@@ -124,7 +124,7 @@ def _check_targets(options: ConvertOptions) -> None:
                 raise UserError(f"{label} {path} lies inside {other} {folder}, which this run writes as a whole; "
                                 "put it elsewhere (e.g. --output-dir outside --triton-repo)")
         for flag, source in inputs:
-            if resolved == source.resolve() or (kind == "folder" and source.resolve().is_relative_to(resolved)):
+            if resolved == source.resolve():
                 raise UserError(f"{label} {path} would replace {flag} {source}, an input of this run "
                                 "(not even --overwrite allows that); write it elsewhere")
     if options.overwrite:

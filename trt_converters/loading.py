@@ -89,6 +89,11 @@ def check_forward_inputs(model_class, input_names: list[str]) -> None:
         raise UserError(f"--model-io-config declares {declared} but {takes} also needs "
                         f"{', '.join(map(repr, missing))}: add {'them' if len(missing) > 1 else 'it'} to the "
                         "IO config's inputs, in forward()'s order")
+    keyword_only = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise UserError(f"{model_class.__name__}.forward() requires keyword-only argument(s) "
+                        f"{', '.join(map(repr, keyword_only))}, but the IO config's inputs are passed by position; "
+                        "give them defaults or make them positional")
     if len(input_names) > len(positional):
         raise UserError(f"--model-io-config declares {declared} but {takes} takes {len(positional)}: "
                         "remove the extra inputs from the IO config or check --model-class-name")
