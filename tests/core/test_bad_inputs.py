@@ -246,6 +246,26 @@ def test_model_returning_nan_fails(tmp_path, run_cli, tiny_checkpoints):
     assert_refused(run_cli, args, tmp_path, "itself is non-finite: output 'scores'", before_load=False)
 
 
+def test_export_that_computes_nan_is_a_conversion_defect(tmp_path, run_cli):
+    """PyTorch is finite; the exported graph computes NaN (an export defect, simulated during export only)."""
+    import torch
+
+    script = _script(tmp_path, "export_defect.py", "import torch\nfrom torch import nn\n\n"
+                     "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.linear = nn.Linear(16, 4)\n\n"
+                     "    def forward(self, features):\n        scores = self.linear(features)\n"
+                     "        if torch.onnx.is_in_onnx_export():\n            scores = scores * float('nan')\n"
+                     "        return scores\n")
+    checkpoint = tmp_path / "net.pt"
+    torch.save({"linear.weight": torch.ones(4, 16), "linear.bias": torch.zeros(4)}, checkpoint)
+    args = ["--ckpt-path", checkpoint, "--model-script-path", script, "--model-class-name", "Net",
+            "--model-io-config", json.dumps(MLP_IO), "--model-name", "net", "--output-dir", tmp_path / "out",
+            "--generate-onnx", "--exporter", "legacy"]
+    result = assert_refused(run_cli, args, tmp_path, "NaN/inf value(s) in output 'scores' where the reference is "
+                            "finite: a defect of the export or lowering", status=1, before_load=False)
+    assert "legacy: legacy ONNX export computes " in result.stderr
+
+
 def test_candidate_only_non_finite_is_a_conversion_defect():
     import numpy as np
 
