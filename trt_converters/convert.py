@@ -198,7 +198,7 @@ def _stage_export(state: RunState) -> None:
     state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1)
                         for i, shapes in enumerate(verification_shapes(state.profiles, export_shapes))]
     state.references = [_run_torch(model, state.io, inputs, options.device) for inputs in state.input_sets]
-    _check_finite_references(state.references, options, load_info["non_finite_weights"])
+    _check_finite_references(state.references, load_info["non_finite_weights"])
     target = state.staging.path_for(options.resolved_onnx_path())
     exporters = ["legacy", "dynamo"] if options.exporter == "auto" else [options.exporter]
     attempts = []
@@ -243,6 +243,8 @@ def _run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:
         tensors = _to_device(inputs, device)
         try:
             outputs = model(*[tensors[t.name] for t in io.inputs])
+        except torch.cuda.OutOfMemoryError:
+            raise
         except Exception as exc:
             given = ", ".join(f"{t.name} {t.dtype}{list(inputs[t.name].shape)}" for t in io.inputs)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -272,7 +274,7 @@ def _run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:
     return {t.name: o.detach().float().cpu().numpy() for t, o in zip(io.outputs, outputs)}
 
 
-def _check_finite_references(references: list[dict], options: ConvertOptions, non_finite_weights: list[str],
+def _check_finite_references(references: list[dict], non_finite_weights: list[str],
                              inputs: str = "the synthetic inputs") -> None:
     """A NaN/inf PyTorch output leaves nothing to verify against: the model or checkpoint is broken."""
     import numpy as np
@@ -339,7 +341,7 @@ def _verification_data(state: RunState, precision: str) -> tuple[list, list, str
                                      tokenizer_path=options.tokenizer_path, image_options=options.image_options)
         sample = {name: array[:CALIBRATION_SAMPLES_VERIFIED] for name, array in data.items()}
         references = [_run_torch(state.model, state.io, sample, options.device)]
-        _check_finite_references(references, options, [], f"calibration samples of {options.calib_data}")
+        _check_finite_references(references, [], f"calibration samples of {options.calib_data}")
         state.calibration_check = ([sample], references)
     count = len(next(iter(state.calibration_check[0][0].values())))
     return (*state.calibration_check, f"the first {count} calibration samples of {options.calib_data}")
