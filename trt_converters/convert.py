@@ -285,12 +285,11 @@ def _check_finite_references(references: list[dict], non_finite_weights: list[st
         for name, array in reference.items():
             bad = int((~np.isfinite(array)).sum())
             if bad:
-                weights = ""
-                if non_finite_weights:
-                    more = f" (+{len(non_finite_weights) - 3} more)" if len(non_finite_weights) > 3 else ""
-                    weights = f"; --ckpt-path holds NaN/inf in {', '.join(non_finite_weights[:3])}{more}"
-                raise UserError(non_finite_reference_message(name, bad, f"the PyTorch reference on {inputs}")
-                                + weights)
+                more = f" (+{len(non_finite_weights) - 3} more)" if len(non_finite_weights) > 3 else ""
+                cause = (f"--ckpt-path holds NaN/inf in {', '.join(non_finite_weights[:3])}{more}"
+                         if non_finite_weights else "")
+                raise UserError(non_finite_reference_message(name, bad, "the PyTorch reference", where=f" on {inputs}",
+                                                             cause=cause))
 
 
 def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dict:

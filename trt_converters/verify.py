@@ -115,10 +115,12 @@ def _worse_cosine(a: float, b: float) -> float:
     return a if math.isnan(a) or (not math.isnan(b) and a <= b) else b
 
 
-def non_finite_reference_message(name: str, count: int, reference: str = "the reference") -> str:
-    return (f"{reference} itself is non-finite: output {name!r} holds {count} NaN/inf value(s), so there is "
-            "nothing to verify against; the checkpoint or the model is broken (e.g. a NaN weight from a diverged "
-            "training run, or a forward() that computes NaN on these inputs), not the conversion")
+def non_finite_reference_message(name: str, count: int, reference: str = "the reference", *, where: str = "",
+                                 cause: str = "") -> str:
+    return (f"{reference} itself is non-finite: output {name!r} holds {count} NaN/inf value(s){where}, so there is "
+            f"nothing to verify against; the checkpoint or the model is broken ("
+            f"{cause or 'e.g. a NaN weight from a diverged training run, or a forward() that computes NaN'}), "
+            "not the conversion")
 
 
 def failure_message(label: str, comparisons: list[OutputComparison], tolerance: Tolerance) -> str:

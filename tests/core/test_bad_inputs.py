@@ -222,10 +222,9 @@ def test_nan_checkpoint_fails_naming_the_output_and_the_weight(tmp_path, run_cli
     bad = tmp_path / "diverged.bin"
     torch.save(state, bad)
     result = assert_refused(run_cli, _text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(bad)}), tmp_path,
-                            "the PyTorch reference on the synthetic inputs itself is non-finite: output 'output'",
-                            before_load=False)
-    assert "the checkpoint or the model is broken" in result.stderr
-    assert "--ckpt-path holds NaN/inf in encoder.0.weight" in result.stderr
+                            "the PyTorch reference itself is non-finite: output 'output' holds 3 NaN/inf value(s) "
+                            "on the synthetic inputs", before_load=False)
+    assert "the checkpoint or the model is broken (--ckpt-path holds NaN/inf in encoder.0.weight)" in result.stderr
     assert "[export]" not in result.stderr, "the reference is checked before exporting"
 
 

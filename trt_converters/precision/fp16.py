@@ -146,8 +146,8 @@ def _require_finite(outputs: dict) -> None:
     for name, array in outputs.items():
         bad = int((~np.isfinite(np.asarray(array, dtype=np.float64))).sum())
         if bad:
-            raise StageError("FP16 lowering: " + non_finite_reference_message(name, bad, "the FP32 graph's output "
-                                                                              "on the check inputs"))
+            raise StageError("FP16 lowering: " + non_finite_reference_message(name, bad, "the FP32 graph",
+                                                                              where=" on the check inputs"))
 
 
 def save_model(model, path: Path) -> None:
