@@ -127,6 +127,11 @@ def construct_model(model_class, kwargs: dict):
     except TypeError as exc:
         raise UserError(f"{model_class.__name__}(**model_kwargs) failed: {exc}; "
                         "fix model_kwargs in the config or --model-kwargs") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{model_class.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
+                        f"{type(exc).__name__}: {first}; check model_kwargs (config or --model-kwargs) and the "
+                        "class") from exc
 
 
 def read_checkpoint(path: Path) -> dict:

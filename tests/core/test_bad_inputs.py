@@ -410,6 +410,16 @@ def test_class_that_is_not_a_module_is_refused(tmp_path, run_cli, tiny_checkpoin
                    "the model class (nn.Module classes in custom.py: Real)", before_load=False)
 
 
+def test_constructor_that_raises_names_the_class_and_kwargs(tmp_path, run_cli, tiny_checkpoints):
+    script = _custom_model(tmp_path, "class Net(nn.Module):\n    def __init__(self, hidden=16):\n"
+                                     "        super().__init__()\n        if hidden % 8:\n"
+                                     "            raise ValueError('hidden must be a multiple of 8')\n")
+    args = _text_args(tmp_path, tiny_checkpoints, **{"--model-script-path": str(script), "--model-class-name": "Net"})
+    assert_refused(run_cli, args + ["--model-kwargs", '{"hidden": 12}'], tmp_path,
+                   "Net(hidden=12) raised ValueError: hidden must be a multiple of 8; check model_kwargs",
+                   before_load=False)
+
+
 def test_corrupt_checkpoint_is_not_a_checkpoint(tmp_path, run_cli, tiny_checkpoints):
     import numpy as np
 
