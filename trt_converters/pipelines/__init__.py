@@ -12,11 +12,14 @@ import re
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.pipelines._options import check_options
 from trt_converters.pipelines.base import PipelineRequest
 
 
 def write_pipeline(name: str, request: PipelineRequest) -> list[Path]:
-    written = _module(name).write_pipeline(request)
+    module = pipeline_module(name)
+    check_options(name, module.OPTIONS, request.options)
+    written = module.write_pipeline(request)
     declared = set(pipeline_model_names(name, request.pipeline_name))
     undeclared = sorted({p.relative_to(request.repo).parts[0] for p in written
                          if p.is_relative_to(request.repo)} - declared)
@@ -27,10 +30,10 @@ def write_pipeline(name: str, request: PipelineRequest) -> list[Path]:
 
 def pipeline_model_names(name: str, pipeline_name: str) -> list[str]:
     """The models pipeline `name` writes when its entry model is `pipeline_name`."""
-    return [pipeline_name + suffix for suffix in getattr(_module(name), "MODEL_SUFFIXES", ("",))]
+    return [pipeline_name + suffix for suffix in getattr(pipeline_module(name), "MODEL_SUFFIXES", ("",))]
 
 
-def _module(name: str):
+def pipeline_module(name: str):
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name == "base":
         raise UserError(f"pipeline {name!r} is not a pipeline name; use one of: {', '.join(available_pipelines())}")
     try:
@@ -39,6 +42,15 @@ def _module(name: str):
         if exc.name != f"trt_converters.pipelines.{name}":
             raise
         raise UserError(f"unknown pipeline {name!r}; available: {', '.join(available_pipelines())}") from None
+
+
+def validate_pipeline_options(name: str, options: dict) -> None:
+    """Unknown keys and bad values of a pipeline's options, as one-line UserErrors (no model needed)."""
+    check_options(name, pipeline_module(name).OPTIONS, options)
+
+
+def pipeline_options_help(name: str) -> dict[str, str]:
+    return {key: option.help for key, option in sorted(pipeline_module(name).OPTIONS.items())}
 
 
 def available_pipelines() -> list[str]:
