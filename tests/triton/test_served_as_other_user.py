@@ -33,10 +33,15 @@ def _server_python(folder: Path) -> Path:
                            capture_output=True, text=True) if SYSTEM_PYTHON.exists() else None
     if found is None or found.stdout.strip() != version:
         pytest.skip(f"no system Python {version} that {SERVER_USER} can run")
+    packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    hidden = [str(parent) for package in packages for parent in Path(package).parents
+              if parent.stat().st_mode & 0o001 == 0]
+    if hidden:  # e.g. a checkout under /root (0700): the server binary and numpy are out of nobody's reach
+        pytest.skip(f"this environment's packages are not reachable by {SERVER_USER} ({hidden[0]} is not "
+                    "searchable by other users)")
     venv = folder / "server-python"
     subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
     site = venv / "lib" / f"python{version}" / "site-packages"
-    packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "served-packages.pth").write_text("\n".join(sorted(packages)) + "\n")
     return venv / "bin"
 
