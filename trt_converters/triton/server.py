@@ -149,7 +149,8 @@ class LocalTritonServer:
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
     only with metrics=True. `env` adds or overrides environment variables for the server and
-    its Python backend stubs (e.g. PYTHONPATH for python-backend models).
+    its Python backend stubs (e.g. PYTHONPATH for python-backend models). `user` runs the server as
+    that user (this process must be root), as a container does with a mounted repository.
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class LocalTritonServer:
         host: str = "127.0.0.1",
         ports: tuple[int, int, int] | None = None,
         distribution: TritonDistribution | None = None,
+        user: str | None = None,
     ) -> None:
         if wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
@@ -180,6 +182,7 @@ class LocalTritonServer:
         self.host = host
         self.ports = tuple(ports) if ports is not None else None  # http, grpc, metrics; None: free ports
         self.distribution = distribution
+        self.user = user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
         self.metrics_url: str | None = None
@@ -208,6 +211,8 @@ class LocalTritonServer:
             )
         dist = self.distribution or find_triton_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
+        if self.user is not None:
+            self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
             for _ in range(1 if self.ports else _PORT_ATTEMPTS):
@@ -346,6 +351,7 @@ class LocalTritonServer:
             stderr=subprocess.STDOUT,
             env=self._environment(dist),
             cwd=self._workdir,
+            **({"user": self.user, "group": _primary_group(self.user), "extra_groups": []} if self.user else {}),
         )
         atexit.register(self.stop)
         self.pid = self._process.pid
@@ -458,6 +464,12 @@ def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[s
     for name, reason in logged.items():
         result.setdefault(name, f"CONFIG_ERROR: {reason}")
     return result
+
+
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _interpreter_libdir() -> str:
