@@ -108,6 +108,8 @@ def _check_targets(options: ConvertOptions) -> None:
         targets.append(options.lowered_onnx_path())
     if options.onnx_int8:
         targets.append(options.ort_int8_onnx_path())
+        if options.ort_fusion:
+            targets.append(options.ort_fused_onnx_path())
     if options.generate_trt:
         targets.append(options.resolved_engine_path())
     targets.append(options.resolved_report_path())
@@ -301,6 +303,7 @@ def _stage_lower(state: RunState) -> None:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
         final = options.ort_int8_onnx_path()
+        source = _fuse_for_cpu(state) if options.ort_fusion else state.onnx_fp32
         log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
         started = time.perf_counter()
         calibration = None
@@ -312,13 +315,61 @@ def _stage_lower(state: RunState) -> None:
                                                     samples=options.calib_samples,
                                                     tokenizer_path=options.tokenizer_path,
                                                     image_options=options.image_options)
-        path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
-                                        io=state.io, calibration=calibration, calib_method=options.calib_method)
-        entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
+        path = quantize_for_onnxruntime(source, state.staging.path_for(final), mode=options.onnx_int8,
+                                        io=state.io, calibration=calibration, calib_method=options.calib_method,
+                                        cpu_target=options.cpu_target)
+        from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+        written = read_metadata(path)
+        entry = {"seconds": round(time.perf_counter() - started, 3), "cpu_target": written[CPU_TARGET_KEY],
+                 "weight_bits": int(written[WEIGHT_BITS_KEY]), "fused": source != state.onnx_fp32,
+                 **_file_facts(path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
         state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
         state.serving_onnx = path
+
+
+def _fuse_for_cpu(state: RunState) -> Path:
+    """The FP32 graph in the form ONNX Runtime's transformer optimizer fuses, fused and verified; the plain
+    FP32 graph when there is no PyTorch model to re-export or the fused graph fails verification."""
+    from trt_converters.onnxruntime_cpu.fusion import export_fusable, fuse_for_onnxruntime, transformer_dims
+
+    options = state.options
+    entry: dict = {}
+    state.report["stages"]["ort_fusion"] = entry
+    final = options.ort_fused_onnx_path()
+    started = time.perf_counter()
+    heads, hidden = (0, 0)
+    if state.model is not None:
+        heads, hidden = transformer_dims(state.model)
+        sample = synthetic_inputs(state.io, export_sample_shapes(state.profiles, options.input_size), seed=0)
+        fusable = state.staging.path_for(options.artifact_dir() / ".ort-fusable.onnx")
+        log("[fuse] eager-attention legacy export for ONNX Runtime's transformer optimizer")
+        try:
+            export_fusable(state.model, state.io, _to_device(sample, options.device), state.profiles, fusable)
+        except StageError as exc:
+            log(f"warning: no fusable export ({exc}); INT8 from the plain FP32 graph")
+            entry.update(fused=False, why=str(exc))
+            return state.onnx_fp32
+    else:
+        fusable = state.onnx_fp32
+    result = fuse_for_onnxruntime(fusable, state.staging.path_for(final), num_heads=heads, hidden_size=hidden)
+    if fusable != state.onnx_fp32:
+        fusable.unlink(missing_ok=True)
+    entry.update(statistics=result.statistics, num_heads=heads, hidden_size=hidden,
+                 seconds=round(time.perf_counter() - started, 3))
+    log("[fuse] " + (", ".join(f"{k} {v}" for k, v in sorted(result.statistics.items())) or "nothing fused"))
+    if state.references and not options.skip_verify:
+        try:
+            entry["verify"] = _verify(state, result.path, "fp32", "fused FP32 graph")
+        except StageError as exc:
+            log(f"warning: {exc}; INT8 from the plain FP32 graph")
+            result.path.unlink(missing_ok=True)
+            entry.update(fused=False, why=str(exc))
+            return state.onnx_fp32
+    entry.update(fused=True, **_file_facts(result.path, final=final))
+    return result.path
 
 
 @contextlib.contextmanager

@@ -20,6 +20,8 @@ from trt_converters.onnxruntime_cpu.accuracy import INT8_TOLERANCE, accuracy_rep
 from trt_converters.onnxruntime_cpu.quantize import model_size_bytes
 from trt_converters.verify import DEFAULT_TOLERANCES
 
+TINY_LAYERS = 2  # conftest.TINY_KWARGS num_hidden_layers
+
 
 def op_counts(path: Path) -> Counter:
     import onnx
@@ -193,3 +195,60 @@ def test_accuracy_report_counts_top_class_agreement_and_can_fail():
     assert report.top_class_agreement == {"logits": (2, 3)}
     assert not report.passed and report.tolerance == INT8_TOLERANCE
     assert accuracy_report(reference, reference).passed
+
+
+def test_fused_graph_has_fused_attention_and_matches_pytorch(tiny_roberta, fused_roberta):
+    from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
+    from trt_converters.onnxruntime_cpu.targets import read_metadata
+
+    assert fused_roberta.statistics.get("Attention") == TINY_LAYERS
+    assert fused_roberta.statistics.get("SkipLayerNormalization") == 2 * TINY_LAYERS
+    ops = op_counts(fused_roberta.path)
+    assert ops["Attention"] == TINY_LAYERS and ops["SkipLayerNormalization"] == 2 * TINY_LAYERS
+    assert ops["Softmax"] == 0  # attention left no unfused pieces behind
+    assert is_onnxruntime_targeted(fused_roberta.path)
+    assert '"Attention": 2' in read_metadata(fused_roberta.path)[FUSION_KEY]
+    report = accuracy_report(tiny_roberta.references, run_onnx_model(fused_roberta.path, tiny_roberta.check_inputs),
+                             DEFAULT_TOLERANCES["fp32"])
+    assert report.passed, report.worst()
+
+
+def test_eager_attention_is_restored_after_the_fusable_export(tiny_roberta):
+    from trt_converters.onnxruntime_cpu.fusion import eager_attention
+
+    before = tiny_roberta.model.config._attn_implementation
+    with eager_attention(tiny_roberta.model) as switched:
+        assert switched and tiny_roberta.model.config._attn_implementation == "eager"
+    assert tiny_roberta.model.config._attn_implementation == before
+
+
+@pytest.mark.parametrize("target, bits", [("avx512_vnni", "8"), ("avx2", "7"), ("avx512", "7"), ("avx_vnni", "8")])
+def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(tiny_roberta, fused_roberta,
+                                                                               tmp_path, target, bits):
+    from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
+    from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx", mode="dynamic", io=tiny_roberta.io,
+                                   cpu_target=target)
+    metadata = read_metadata(out)
+    assert (metadata[CPU_TARGET_KEY], metadata[WEIGHT_BITS_KEY]) == (target, bits)
+    assert FUSION_KEY in metadata  # the fusion record survives quantization
+    ops = op_counts(out)
+    assert ops["QAttention"] == TINY_LAYERS and ops["MatMulInteger"] > 0 and ops["SkipLayerNormalization"] > 0
+    report = accuracy_report(tiny_roberta.references, run_onnx_model(out, tiny_roberta.check_inputs))
+    assert report.passed, report.worst()
+    with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
+        quantize_for_onnxruntime(out, tmp_path / "again.onnx", mode="dynamic", io=tiny_roberta.io)
+
+
+def test_cpu_target_detection_and_names():
+    from trt_converters.onnxruntime_cpu.targets import detect_cpu_target, full_range_weights, resolve_cpu_target
+
+    assert detect_cpu_target({"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"
+    assert detect_cpu_target({"avx2", "avx512f", "avx512bw"}) == "avx512"
+    assert detect_cpu_target({"avx2", "avx_vnni"}) == "avx_vnni"
+    assert detect_cpu_target({"avx2"}) == "avx2"
+    assert resolve_cpu_target("auto") == detect_cpu_target()
+    assert full_range_weights("avx512_vnni") and not full_range_weights("avx2")
+    with pytest.raises(UserError, match="--cpu-target 'sse4' is not one of auto"):
+        resolve_cpu_target("sse4")
