@@ -252,3 +252,34 @@ def test_cpu_target_detection_and_names():
     assert full_range_weights("avx512_vnni") and not full_range_weights("avx2")
     with pytest.raises(UserError, match="--cpu-target 'sse4' is not one of auto"):
         resolve_cpu_target("sse4")
+
+
+def test_cli_fuses_before_int8_and_records_the_cpu_target(tiny_roberta, run_cli, tmp_path):
+    import json
+
+    from tests.ort_cpu.conftest import IO_CONFIG, ROBERTA_SCRIPT, TINY_KWARGS
+    from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+    flags = ["--ckpt-path", tiny_roberta.checkpoint, "--model-script-path", ROBERTA_SCRIPT, "--model-class-name",
+             "RobertaClassifier", "--model-kwargs", json.dumps(TINY_KWARGS), "--model-io-config",
+             json.dumps(IO_CONFIG), "--model-name", "roberta", "--generate-onnx", "--onnx-int8", "dynamic"]
+    result = run_cli(flags + ["--output-dir", tmp_path, "--cpu-target", "avx2"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "roberta" / "report.json").read_text())
+    fusion, int8 = report["stages"]["ort_fusion"], report["stages"]["ort_int8_dynamic"]
+    assert fusion["fused"] and fusion["statistics"]["Attention"] == TINY_LAYERS
+    assert all(o["passed"] for o in fusion["verify"]["outputs"])
+    assert (int8["cpu_target"], int8["weight_bits"], int8["fused"]) == ("avx2", 7, True)
+    assert all(o["passed"] for o in int8["verify"]["outputs"])
+    graph = tmp_path / "roberta" / "model.ort-int8-dynamic.onnx"
+    assert read_metadata(graph)[WEIGHT_BITS_KEY] == "7" and op_counts(graph)["QAttention"] == TINY_LAYERS
+    assert (tmp_path / "roberta" / "model.ort-fused.onnx").is_file()
+    assert not list((tmp_path / "roberta").glob(".ort-fusable*"))
+
+    plain = run_cli(flags + ["--output-dir", tmp_path / "plain", "--no-ort-fusion"])
+    assert plain.exit_code == 0, plain.stderr
+    report = json.loads((tmp_path / "plain" / "roberta" / "report.json").read_text())
+    assert "ort_fusion" not in report["stages"] and not report["stages"]["ort_int8_dynamic"]["fused"]
+    graph = tmp_path / "plain" / "roberta" / "model.ort-int8-dynamic.onnx"
+    assert read_metadata(graph)[CPU_TARGET_KEY] == report["stages"]["ort_int8_dynamic"]["cpu_target"]
+    assert op_counts(graph)["QAttention"] == 0
