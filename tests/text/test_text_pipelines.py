@@ -62,6 +62,7 @@ def test_classifier_writes_tokenizer_core_postprocess_ensemble(tmp_path, roberta
     tokenizer = read_config(repo / "p_tokenizer" / "config.pbtxt")
     params = {k: v.string_value for k, v in tokenizer.parameters.items()}
     assert params["padding"] == "longest" and params["max_length"] == "64"
+    assert json.loads(params["length_buckets"]) == [16, 32, 64]  # the defaults below max_length, then max_length
     assert json.loads(params["roles"]) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     post = read_config(repo / "p_postprocess" / "config.pbtxt")
     post_params = {k: v.string_value for k, v in post.parameters.items()}
@@ -79,10 +80,22 @@ def test_classifier_fixed_length_float_masks_and_one_logit_head(tmp_path, robert
     tokenizer = read_config(request.repo / "p_tokenizer" / "config.pbtxt")
     params = {k: v.string_value for k, v in tokenizer.parameters.items()}
     assert params["padding"] == "max_length" and params["max_length"] == "128"
+    assert json.loads(params["length_buckets"]) == []  # fixed length: nothing to bucket
     mask = next(o for o in tokenizer.output if o.name == "input_mask")
     assert list(mask.dims) == [128] and mask.data_type == 11  # TYPE_FP32
     post = read_config(request.repo / "p_postprocess" / "config.pbtxt")
     assert post.parameters["activation"].string_value == "sigmoid"
+
+
+@pytest.mark.parametrize("given, expected", [("none", []), ("8,24,200", [8, 24, 64]), ("[32]", [32])])
+def test_classifier_length_buckets_option(tmp_path, roberta_tokenizer_dir, given, expected):
+    from trt_converters.pipelines.classifier import write_pipeline
+
+    request = request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), max_length="64",
+                          length_buckets=given)
+    write_pipeline(request)
+    params = read_config(request.repo / "p_tokenizer" / "config.pbtxt").parameters
+    assert json.loads(params["length_buckets"].string_value) == expected
 
 
 def test_classifier_user_errors_write_nothing(tmp_path, roberta_tokenizer_dir):
@@ -90,6 +103,8 @@ def test_classifier_user_errors_write_nothing(tmp_path, roberta_tokenizer_dir):
 
     with pytest.raises(UserError, match="2 labels given but core output 'logits' has 3"):
         write_pipeline(request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), labels="a,b"))
+    with pytest.raises(UserError, match="length_buckets='16,x' must list token lengths"):
+        write_pipeline(request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), length_buckets="16,x"))
     with pytest.raises(UserError, match="needs tokenizer files"):
         write_pipeline(request_for(tmp_path, text_io()))
     with pytest.raises(UserError, match="no tokenizer role"):

@@ -6,6 +6,9 @@ Files: `<version>/tokenizer/` (saved with save_pretrained). Config parameters (s
   max_length   truncate to this many tokens
   padding      "max_length" (pad every row to max_length: fixed-length core models) or
                "longest" (pad to the longest text of this execute() call)
+  length_buckets  JSON list of lengths, with padding "longest": pad to the smallest bucket that holds
+               the longest text instead (capped at max_length), so that requests tokenized in different
+               calls share a shape and the server can batch them in the core model
   prefix       prepended to every text (E5's "query: " / "passage: ")
 Each output is cast to the data type its config entry declares (e.g. float masks for DeBERTa).
 All texts of one execute() call are tokenized together, so requests batched by the server share
@@ -42,6 +45,10 @@ class TritonPythonModel:
         if self.padding not in ("longest", "max_length"):
             raise pb_utils.TritonModelException(f"{self.model_name}: padding must be 'longest' or 'max_length'")
         self.prefix = _parameter(config, "prefix", "")
+        buckets = json.loads(_parameter(config, "length_buckets", "[]"))
+        if not isinstance(buckets, list) or not all(isinstance(b, int) and b > 0 for b in buckets):
+            raise pb_utils.TritonModelException(f"{self.model_name}: length_buckets must be a JSON list of positive ints")
+        self.buckets = sorted(set(min(b, self.max_length) for b in buckets))
         roles = json.loads(_parameter(config, "roles", "{}"))
         self.outputs = []
         for entry in config.get("output", []):
@@ -65,7 +72,20 @@ class TritonPythonModel:
             "attention_mask": encoding["attention_mask"],
             "token_type_ids": encoding.get("token_type_ids", np.zeros_like(ids)),
         }
+        if self.padding == "longest" and self.buckets:
+            fields = self._pad_to_bucket(fields)
         return fields
+
+    def _pad_to_bucket(self, fields):
+        width = fields["input_ids"].shape[1]
+        bucket = next((b for b in self.buckets if b >= width), width)
+        if bucket == width:
+            return fields
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        extra = [(0, 0), (bucket - width, 0)] if self.tokenizer.padding_side == "left" else [(0, 0), (0, bucket - width)]
+        return {"input_ids": np.pad(fields["input_ids"], extra, constant_values=pad_id),
+                "attention_mask": np.pad(fields["attention_mask"], extra, constant_values=0),
+                "token_type_ids": np.pad(fields["token_type_ids"], extra, constant_values=0)}
 
     def execute(self, requests):
         responses = [None] * len(requests)

@@ -19,6 +19,9 @@ from trt_converters.spec import TensorSpec
 VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"
 DEFAULT_MAX_LENGTH = 512
+# Pad dynamic-length text to the next of these (then max_length): requests tokenized in different calls then
+# share shapes and batch in the core model (benchmarks/cpu_e2e.py measured this against padding to the longest).
+DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256)
 ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -226,11 +229,31 @@ def sequence_length(request: PipelineRequest, tokenizer=None, default_max: Optio
     return min(limits), False
 
 
+def length_buckets(request: PipelineRequest, max_length: int) -> list[int]:
+    """Option `length_buckets`: "none", or comma-separated/JSON lengths; default DEFAULT_LENGTH_BUCKETS (+ max_length)."""
+    given = option(request, "length_buckets")
+    if given is None:
+        values = [b for b in DEFAULT_LENGTH_BUCKETS if b < max_length] + [max_length]
+    elif str(given).strip().lower() in ("none", "off", "[]", ""):
+        return []
+    else:
+        try:
+            values = json.loads(given) if str(given).strip().startswith("[") else \
+                [int(part) for part in str(given).split(",") if part.strip()]
+            values = [int(v) for v in values]
+        except (ValueError, TypeError):
+            raise UserError(f"pipeline option length_buckets={given!r} must list token lengths, e.g. 16,32,64,128") from None
+        if any(v < 1 for v in values):
+            raise UserError(f"pipeline option length_buckets={given!r}: lengths must be >= 1")
+    return sorted(set(min(v, max_length) for v in values))
+
+
 def write_tokenizer_model(request: PipelineRequest, name: str, *, prefix: str) -> Path:
     """The `text` -> core-inputs python model (shared with the e5 pipeline); returns its folder."""
     tokenizer = load_tokenizer(tokenizer_source(request))
     max_length, fixed = sequence_length(request, tokenizer)
     roles = input_roles(request)
+    buckets = [] if fixed else length_buckets(request, max_length)
     version = new_python_model(request, name, "text_tokenizer")
     tokenizer.save_pretrained(str(version / TOKENIZER_FOLDER))
     config = python_model_config(request, name, parameters={
@@ -238,6 +261,7 @@ def write_tokenizer_model(request: PipelineRequest, name: str, *, prefix: str) -
         "roles": json.dumps(roles),
         "max_length": str(max_length),
         "padding": "max_length" if fixed else "longest",
+        "length_buckets": json.dumps(buckets),
         "prefix": prefix,
     })
     add_tensor(config.input, "text", "TYPE_STRING", [1])
