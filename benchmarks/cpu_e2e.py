@@ -489,7 +489,12 @@ def main(argv=None) -> int:
     labels, texts = read_corpus()
     hf_model, tokenizer, names = fitted_classifier(args.workdir, labels, texts)
     built = build_graphs(args, hf_model, names, log)
-    accuracy = graph_accuracy(built["wrapper"], tokenizer, texts, {k: v for k, v in built["paths"].items()})
+    cached = args.workdir / "accuracy.json"
+    if args.reuse and not built["timings"] and cached.exists():  # nothing rebuilt: the graphs measured before
+        accuracy = json.loads(cached.read_text())
+    else:
+        accuracy = graph_accuracy(built["wrapper"], tokenizer, texts, dict(built["paths"]))
+        cached.write_text(json.dumps(accuracy))
     for name, acc in accuracy.items():
         log(f"accuracy {name}: rel {acc['max_rel_error']:.4f} cos {acc['cosine']:.5f} top-1 {acc['top1']}/{acc['rows']}")
     with torch.no_grad():

@@ -80,6 +80,8 @@ ADDED_FLAGS = [
     _option("--instance-kind", type=click.Choice(["gpu", "cpu"]), help="Triton instance_group kind.  [default: gpu]"),
     _option("--instance-count", type=int, help="Triton instances per device.  [default: 1]"),
     _option("--intra-op-threads", type=int, help="ONNX Runtime intra-op threads (CPU serving)."),
+    _option("--tune", is_flag=True,
+            help="CPU serving: choose intra-op threads and instance count by a short measurement (recorded in the config and report)."),
     _option("--inter-op-threads", type=int, help="ONNX Runtime inter-op threads (CPU serving)."),
     _option("--pipeline", help="Pre/post-processing pipeline to write around the model (classifier, gector, e5, yolox, ...)."),
     _option("--pipeline-name", help="Name of the pipeline's entry model [MODEL_NAME_PIPELINE]."),

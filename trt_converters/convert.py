@@ -85,6 +85,13 @@ def _check_required(options: ConvertOptions) -> None:
     if missing:
         flags = ", ".join(f"--{m.replace('_', '-')}" for m in missing)
         raise UserError(f"missing {flags} (pass the flag or set it in --config)")
+    if options.tune and (not options.generate_triton_config or options.triton_backend == "tensorrt_plan"
+                         or options.instance_kind != "cpu"):
+        raise UserError("--tune measures CPU serving: it needs --generate-triton-config with --instance-kind cpu and "
+                        "--triton-backend python_onnxruntime or onnxruntime_onnx")
+    if options.tune and (options.intra_op_threads is not None or options.instance_count != 1):
+        raise UserError("--tune chooses --intra-op-threads and --instance-count by measurement; give either --tune "
+                        "or those flags")
     if options.use_int8 and options.onnx_int8:
         raise UserError("--use-int8 (TensorRT Q/DQ) and --onnx-int8 (ONNX Runtime integer kernels) target different "
                         "runtimes; pick one per run")
@@ -414,6 +421,8 @@ def _stage_package(state: RunState) -> None:
     from trt_converters.triton.repository import package_core_model
 
     options = state.options
+    if options.tune:
+        options = state.options = _tuned(state)
     served_inputs = _triton_inputs(state)
     io = state.io.with_inputs(served_inputs)
     repo_stage = state.staging.root / "repository"
@@ -441,6 +450,22 @@ def _stage_package(state: RunState) -> None:
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
     state.report["stages"]["triton"] = entry
+
+
+def _tuned(state: RunState) -> ConvertOptions:
+    """The options with the instance count and intra-op threads that --tune measured fastest."""
+    from trt_converters.onnxruntime_cpu.tune import tune_cpu_serving
+
+    graph = state.serving_onnx or state.options.resolved_onnx_path()
+    if graph is None or not Path(graph).is_file():
+        raise UserError("--tune needs the ONNX graph it serves (--generate-onnx or an existing --onnx-path)")
+    shapes = {name: (1, *profile.opt[1:]) for name, profile in state.profiles.items()}
+    log("[tune] measuring instances x intra-op threads (batch-1 requests, opt shape)")
+    result = tune_cpu_serving(graph, synthetic_inputs(state.io, shapes, seed=0))
+    state.report["stages"]["tune"] = result.as_dict()
+    log(f"[tune] {result.instances} instance(s) x {result.intra_op_threads} intra-op thread(s)")
+    return state.options.model_copy(update={"instance_count": result.instances,
+                                            "intra_op_threads": result.intra_op_threads})
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:

@@ -71,6 +71,7 @@ class ConvertOptions(BaseModel):
     onnx_int8: Optional[Literal["dynamic", "static"]] = None
     ort_fusion: bool = True
     cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
+    tune: bool = False
     ort_optimization_level: Optional[Literal["basic", "extended", "all"]] = None
     triton_backend: Literal["tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "tensorrt_plan"
     instance_kind: Literal["gpu", "cpu"] = "gpu"

@@ -283,3 +283,38 @@ def test_cli_fuses_before_int8_and_records_the_cpu_target(tiny_roberta, run_cli,
     graph = tmp_path / "plain" / "roberta" / "model.ort-int8-dynamic.onnx"
     assert read_metadata(graph)[CPU_TARGET_KEY] == report["stages"]["ort_int8_dynamic"]["cpu_target"]
     assert op_counts(graph)["QAttention"] == 0
+
+
+@pytest.mark.triton
+def test_cli_tune_records_threads_and_instances_in_config_and_serves(tiny_roberta, run_cli, tmp_path):
+    import json
+
+    import numpy as np
+
+    from tests.ort_cpu.conftest import IO_CONFIG, ROBERTA_SCRIPT, TINY_KWARGS, padded_inputs
+    from trt_converters.triton.server import LocalTritonServer
+    from tests.conftest import triton_infer
+
+    flags = ["--ckpt-path", tiny_roberta.checkpoint, "--model-script-path", ROBERTA_SCRIPT, "--model-class-name",
+             "RobertaClassifier", "--model-kwargs", json.dumps(TINY_KWARGS), "--model-io-config",
+             json.dumps(IO_CONFIG), "--model-name", "roberta", "--generate-onnx", "--onnx-int8", "dynamic",
+             "--output-dir", tmp_path / "out", "--triton-repo", tmp_path / "repo", "--generate-triton-config",
+             "--triton-backend", "python_onnxruntime", "--dynamic-batching"]
+    refused = run_cli(flags + ["--tune"])  # GPU instances are the default
+    assert refused.exit_code == 2 and "--instance-kind cpu" in refused.stderr
+    refused = run_cli(flags + ["--tune", "--instance-kind", "cpu", "--intra-op-threads", "2"])
+    assert refused.exit_code == 2 and "give either --tune or those flags" in refused.stderr
+    assert not (tmp_path / "out").exists()
+
+    result = run_cli(flags + ["--tune", "--instance-kind", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    tune = json.loads((tmp_path / "out" / "roberta" / "report.json").read_text())["stages"]["tune"]
+    assert len(tune["measurements"]) >= 4 and all(m["runs_per_s"] > 0 for m in tune["measurements"])
+    config = (tmp_path / "repo" / "roberta" / "config.pbtxt").read_text()
+    assert f"count: {tune['instances']}" in config
+    assert "intra_op_thread_count" in config and f'string_value: "{tune["intra_op_threads"]}"' in config
+    request = padded_inputs(2, 12, 5)
+    with LocalTritonServer(tmp_path / "repo", startup_timeout=180) as server:
+        served = triton_infer("grpc", server.grpc_url, "roberta", request, "logits")
+    expected = run_onnx_model(tmp_path / "out" / "roberta" / "model.ort-int8-dynamic.onnx", [request])[0]["logits"]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
