@@ -340,7 +340,7 @@ def _stage_lower(state: RunState) -> None:
 def _fuse_for_cpu(state: RunState) -> Path:
     """The FP32 graph in the form ONNX Runtime's transformer optimizer fuses, fused and verified; the plain
     FP32 graph when there is no PyTorch model to re-export or the fused graph fails verification."""
-    from trt_converters.onnxruntime_cpu.fusion import export_fusable, fuse_for_onnxruntime, transformer_dims
+    from trt_converters.onnxruntime_cpu.fusion import WANTED, export_fusable, fuse_for_onnxruntime, transformer_dims
 
     options = state.options
     entry: dict = {}
@@ -367,6 +367,11 @@ def _fuse_for_cpu(state: RunState) -> Path:
     entry.update(statistics=result.statistics, num_heads=heads, hidden_size=hidden,
                  seconds=round(time.perf_counter() - started, 3))
     log("[fuse] " + (", ".join(f"{k} {v}" for k, v in sorted(result.statistics.items())) or "nothing fused"))
+    if not any(result.statistics.get(op) for op in WANTED):
+        log("[fuse] no transformer layers fused; INT8 from the plain FP32 graph")
+        result.path.unlink(missing_ok=True)
+        entry.update(fused=False, why="no Attention or SkipLayerNormalization fused")
+        return state.onnx_fp32
     if state.references and not options.skip_verify:
         try:
             entry["verify"] = _verify(state, result.path, "fp32", "fused FP32 graph")

@@ -21,6 +21,12 @@ def test_onnxruntime_int8_graph_verified_and_marked(tmp_path, run_cli, tiny_chec
     stage = report["stages"][f"ort_int8_{mode}"]
     assert all(o["passed"] for o in stage["verify"]["outputs"])
     assert is_onnxruntime_targeted(tmp_path / "text" / f"model.ort-int8-{mode}.onnx")
+    from trt_converters.onnxruntime_cpu.targets import detect_cpu_target
+
+    assert stage["cpu_target"] == detect_cpu_target()  # --cpu-target auto
+    # A model without transformer layers: nothing worth fusing, so INT8 is made from the plain graph.
+    assert report["stages"]["ort_fusion"]["fused"] is False and stage["fused"] is False
+    assert not (tmp_path / "text" / "model.ort-fused.onnx").exists()
 
 
 def test_tensorrt_refuses_an_onnxruntime_int8_graph(tmp_path, run_cli, tiny_checkpoints):
