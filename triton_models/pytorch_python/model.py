@@ -64,7 +64,7 @@ class TritonPythonModel:
         kwargs = json.loads(open(kwargs_path).read()) if os.path.isfile(kwargs_path) else {}
         self.model, _ = load_model(os.path.join(folder, "model_script.py"), class_name,
                                    os.path.join(folder, checkpoints[0]) if checkpoints else None,
-                                   cli_kwargs=kwargs)
+                                   model_kwargs=kwargs)
         self.torch = torch
         self.inputs = [(i["name"], pb_utils.triton_string_to_numpy(i["data_type"])) for i in self.config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in self.config["output"]]

@@ -27,10 +27,27 @@ import numpy as np
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.triton.repository import triton_model_source
-from trt_converters.pipelines.crnn import image_to_text_config, number_list
+from trt_converters.pipelines._options import Option
+from trt_converters.pipelines.crnn import number_list
+from trt_converters.triton import config as config_writer
 
 TOKENIZER_FILENAME = "tokenizer.json"
 DEFAULT_MAX_LENGTH = 64
+OPTIONS = {
+    "encoder_model_name": Option("str", "the encoder's model name in the repository (required)"),
+    "encoder_input_name": Option("str", "encoder input (default pixel_values)"),
+    "encoder_output_name": Option("str", "encoder output (default encoder_hidden_states)"),
+    "image_size": Option("list", "[H, W] the encoder takes (required), e.g. 384,384"),
+    "mean": Option("list", "per-channel mean after scaling pixels to [0, 1] (default 0.5)"),
+    "std": Option("list", "per-channel std after scaling pixels to [0, 1] (default 0.5)"),
+    "start_token_id": Option("int", "decoder start token (default: config.json, else 2)", minimum=0),
+    "eos_token_id": Option("int", "end-of-sequence token (default: config.json, else 2)", minimum=0),
+    "pad_token_id": Option("int", "padding token (default: config.json, else 1)", minimum=0),
+    "max_length": Option("int", "longest generated sequence (default: the decoder's max_shape, else 64)",
+                         minimum=2),
+    "tokenizer_path": Option("str", "tokenizer.json or its folder (--tokenizer-path sets it)"),
+    "vocab": Option("list", "one string per token id, instead of a tokenizer"),
+}
 
 
 def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
@@ -104,8 +121,20 @@ HF_SPECIAL_TOKEN_KEYS = {"start_token_id": "decoder_start_token_id", "eos_token_
                          "pad_token_id": "pad_token_id"}
 
 
+def checkpoint_options(hf_config: dict) -> dict:
+    """Special token ids of the checkpoint's config.json (top level, then its decoder)."""
+    decoder = hf_config.get("decoder") if isinstance(hf_config.get("decoder"), dict) else {}
+    found = {}
+    for key, hf_key in HF_SPECIAL_TOKEN_KEYS.items():
+        value = next((source[hf_key] for source in (hf_config, decoder) if source.get(hf_key) is not None), None)
+        if value is not None:
+            found[key] = value
+    return found
+
+
 def _special_tokens(options: dict, checkpoint_dir: Path | None) -> dict:
-    """pipeline_options > config.json beside the checkpoint (top level, then its decoder) > TrOCR's ids."""
+    """pipeline_options (flags > config.json > YAML, see options.build_options) > config.json beside the
+    checkpoint (for writers called without the converter) > TrOCR's ids."""
     hf_config = {}
     path = Path(checkpoint_dir) / "config.json" if checkpoint_dir else None
     if path is not None and path.is_file():
@@ -113,14 +142,12 @@ def _special_tokens(options: dict, checkpoint_dir: Path | None) -> dict:
             hf_config = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{path} is not valid JSON ({exc.msg}); fix or remove it") from None
-    decoder = hf_config.get("decoder") if isinstance(hf_config.get("decoder"), dict) else {}
+    from_checkpoint = checkpoint_options(hf_config)
     tokens = {}
-    for key, hf_key in HF_SPECIAL_TOKEN_KEYS.items():
+    for key in HF_SPECIAL_TOKEN_KEYS:
         value = options.get(key)
-        for source in (hf_config, decoder):
-            if value is None:
-                value = source.get(hf_key)
-        value = DEFAULT_SPECIAL_TOKENS[key] if value is None else value
+        if value is None:
+            value = from_checkpoint.get(key, DEFAULT_SPECIAL_TOKENS[key])
         if isinstance(value, list):  # HF allows several eos ids; greedy decoding here stops at one
             value = value[0]
         try:
@@ -186,6 +213,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     if tokenizer is not None:
         written.append(version_dir / TOKENIZER_FILENAME)
         shutil.copyfile(tokenizer, written[-1])
-    config_path = version_dir.parent / "config.pbtxt"
-    config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
-    return [config_path, *written]
+    config = config_writer.image_to_text_config(
+        request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
+        instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
+    return [*config_writer.write_config(version_dir.parent, config), *written]
