@@ -73,7 +73,7 @@ ADDED_FLAGS = [
     _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
     _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),
     _option("--ort-fusion/--no-ort-fusion", default=None,
-            help="With --onnx-int8: fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer first.  [default: on]"),
+            help="With --onnx-int8 dynamic: fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer first.  [default: on]"),
     _option("--cpu-target", type=click.Choice(["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"]),
             help="CPU the ONNX Runtime INT8 graph is for: 8-bit weights with VNNI, 7-bit without (auto = this machine).  [default: auto]"),
     _option("--triton-backend", type=click.Choice(["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"]),

@@ -135,7 +135,7 @@ def _check_targets(options: ConvertOptions) -> None:
         targets.append(options.lowered_onnx_path())
     if options.onnx_int8:
         targets.append(options.ort_int8_onnx_path())
-        if options.ort_fusion:
+        if options.ort_fusion and options.onnx_int8 == "dynamic":
             targets.append(options.ort_fused_onnx_path())
     if options.generate_trt:
         targets.append(options.resolved_engine_path())
@@ -337,7 +337,10 @@ def _stage_lower(state: RunState) -> None:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
         final = options.ort_int8_onnx_path()
-        source = _fuse_for_cpu(state) if options.ort_fusion else state.onnx_fp32
+        # ONNX Runtime's static quantizer fails on fused graphs ("'NoneType' object has no attribute 'extend'",
+        # onnxruntime 1.31), so fusion serves the dynamic path.
+        fuse = options.ort_fusion and options.onnx_int8 == "dynamic"
+        source = _fuse_for_cpu(state) if fuse else state.onnx_fp32
         log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
         started = time.perf_counter()
         calibration = None

@@ -239,6 +239,9 @@ def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(t
     assert report.passed, report.worst()
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
         quantize_for_onnxruntime(out, tmp_path / "again.onnx", mode="dynamic", io=tiny_roberta.io)
+    with pytest.raises(UserError, match="static quantizer cannot take fused operators"):
+        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", mode="static", io=tiny_roberta.io)
+    assert not (tmp_path / "static.onnx").exists()
 
 
 def test_cpu_target_detection_and_names():

@@ -79,6 +79,9 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
     carried = {k: v for k, v in graph_metadata(model).items() if k.startswith("trt_converters.")}
     fused_float = (carried.get(LOWERING_KEY, "").startswith("fused")
                    and not {n.op_type for n in model.graph.node} & ONNXRUNTIME_INTEGER_OPS)
+    if fused_float and mode == "static":
+        raise UserError(f"{fp32_onnx.name} is a fused ONNX Runtime graph; ONNX Runtime's static quantizer cannot "
+                        "take fused operators: quantize the unfused FP32 graph, or use mode dynamic")
     if kind == "onnxruntime" and not fused_float:
         raise UserError(f"{fp32_onnx.name} is already an ONNX Runtime INT8 graph; quantize the FP32 graph instead")
     if kind == "tensorrt_qdq":
@@ -166,14 +169,13 @@ def _quantize_dynamic(source: Path, target: Path, per_channel: bool, reduce_rang
 
 def _quantize_static(source: Path, target: Path, reader, per_channel: bool, reduce_range: bool,
                      op_types: tuple[str, ...] | None, calib_method: str, large: bool) -> None:
-    from onnx import TensorProto
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                     reduce_range=reduce_range, op_types_to_quantize=list(op_types or STATIC_OP_TYPES),
                     calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[calib_method]),
-                    use_external_data_format=large, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+                    use_external_data_format=large)
 
 
 def _prepared_calibration(calibration: dict | None, io: IOSpec, graph_inputs: list[str]) -> dict:
