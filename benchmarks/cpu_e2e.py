@@ -12,7 +12,8 @@ Contenders, all in one tritonserver (nvidia-pytriton wheel; python backend only)
     seed002     seed 002's recipe: a plain legacy export at fixed length 128, quantize_dynamic with its
                 defaults, behind the generated tokenizer/postprocess ensemble padding to 128
     ours_longest   generated classifier pipeline, fused INT8 core (per-target weights), padding to the longest
-    ours        the same with length buckets (16, 32, 64, 128)
+                (the default, chosen by this benchmark)
+    ours        the same with pipeline option length_buckets 16,32,64,128
     ours_tuned  ours with the core's instance count and intra-op threads chosen by --tune's search
                 (trt_converters.onnxruntime_cpu.tune) instead of 1 instance x all cores
   equal inputs (every request already padded to 128 tokens, token tensors in, logits out):
@@ -262,9 +263,10 @@ def write_repository(args, built, names, tokenizer_dir: Path) -> Path:
     write_onnxruntime_python_model(repo, "ours_core_tuned", built["paths"]["ours_core"], built["dynamic"],
                                    max_batch_size=args.max_batch_size, instance_count=tuned["instances"],
                                    intra_op_threads=tuned["intra_op_threads"], inter_op_threads=1)
-    pipelines = {"seed002": ("seed002_core", built["fixed"], {}), "ours_tuned": ("ours_core_tuned", built["dynamic"], {}),
+    buckets = {"length_buckets": "16,32,64,128"}
+    pipelines = {"seed002": ("seed002_core", built["fixed"], {}), "ours_tuned": ("ours_core_tuned", built["dynamic"], buckets),
                  "ours_longest": ("ours_core", built["dynamic"], {"length_buckets": "none"}),
-                 "ours": ("ours_core", built["dynamic"], {})}
+                 "ours": ("ours_core", built["dynamic"], buckets)}
     for pipeline, (core, io, options) in pipelines.items():
         write_pipeline("classifier", PipelineRequest(
             repo=repo, core_model_name=core, pipeline_name=pipeline, io=io, max_batch_size=args.max_batch_size,

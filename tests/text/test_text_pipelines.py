@@ -62,7 +62,7 @@ def test_classifier_writes_tokenizer_core_postprocess_ensemble(tmp_path, roberta
     tokenizer = read_config(repo / "p_tokenizer" / "config.pbtxt")
     params = {k: v.string_value for k, v in tokenizer.parameters.items()}
     assert params["padding"] == "longest" and params["max_length"] == "64"
-    assert json.loads(params["length_buckets"]) == [16, 32, 64]  # the defaults below max_length, then max_length
+    assert json.loads(params["length_buckets"]) == []  # default: pad to the longest (measured faster)
     assert json.loads(params["roles"]) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     post = read_config(repo / "p_postprocess" / "config.pbtxt")
     post_params = {k: v.string_value for k, v in post.parameters.items()}
@@ -87,7 +87,8 @@ def test_classifier_fixed_length_float_masks_and_one_logit_head(tmp_path, robert
     assert post.parameters["activation"].string_value == "sigmoid"
 
 
-@pytest.mark.parametrize("given, expected", [("none", []), ("8,24,200", [8, 24, 64]), ("[32]", [32])])
+@pytest.mark.parametrize("given, expected", [("none", []), ("8,24,200", [8, 24, 64]), ("[32]", [32]),
+                                             ("16,32,64,128", [16, 32, 64])])
 def test_classifier_length_buckets_option(tmp_path, roberta_tokenizer_dir, given, expected):
     from trt_converters.pipelines.classifier import write_pipeline
 

@@ -20,9 +20,10 @@ from trt_converters.triton.repository import triton_model_source
 VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"
 DEFAULT_MAX_LENGTH = 512
-# Pad dynamic-length text to the next of these (then max_length): requests tokenized in different calls then
-# share shapes and batch in the core model (benchmarks/cpu_e2e.py measured this against padding to the longest).
-DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256)
+# Dynamic-length text is padded to the longest text of each tokenizer call unless pipeline option length_buckets
+# names lengths to pad to. Measured in benchmarks/cpu_e2e.py (MiniLM-L6 INT8, 2 vCPU, real-length sentences):
+# buckets 16/32/64/128 gave 0.46-0.76x the requests/s of padding to the longest at concurrency 1, 4 and 8, so
+# buckets are an option, not the default.
 ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -37,7 +38,7 @@ def text_options(*entry_outputs: str) -> dict[str, Option]:
         "input_roles": Option("mapping", "{core input: input_ids | attention_mask | token_type_ids} where the "
                                          "names do not tell"),
         "length_buckets": Option("any", "dynamic-length cores: pad each batch to the next of these lengths, e.g. "
-                                        "16,32,64,128 (default: 16,32,64,128,256 up to max_length; none: to the longest)"),
+                                        "16,32,64,128 (default none: to the longest text of the batch)"),
         **entry_names(entry_outputs),
     }
 
@@ -219,21 +220,18 @@ def sequence_length(request: PipelineRequest, tokenizer=None, default_max: Optio
 
 
 def length_buckets(request: PipelineRequest, max_length: int) -> list[int]:
-    """Option `length_buckets`: "none", or comma-separated/JSON lengths; default DEFAULT_LENGTH_BUCKETS (+ max_length)."""
+    """Option `length_buckets`: comma-separated or JSON lengths (capped at max_length); none/absent: no buckets."""
     given = option(request, "length_buckets")
-    if given is None:
-        values = [b for b in DEFAULT_LENGTH_BUCKETS if b < max_length] + [max_length]
-    elif str(given).strip().lower() in ("none", "off", "[]", ""):
+    if given is None or str(given).strip().lower() in ("none", "off", "[]", ""):
         return []
-    else:
-        try:
-            values = json.loads(given) if str(given).strip().startswith("[") else \
-                [int(part) for part in str(given).split(",") if part.strip()]
-            values = [int(v) for v in values]
-        except (ValueError, TypeError):
-            raise UserError(f"pipeline option length_buckets={given!r} must list token lengths, e.g. 16,32,64,128") from None
-        if any(v < 1 for v in values):
-            raise UserError(f"pipeline option length_buckets={given!r}: lengths must be >= 1")
+    try:
+        values = json.loads(given) if str(given).strip().startswith("[") else \
+            [int(part) for part in str(given).split(",") if part.strip()]
+        values = [int(v) for v in values]
+    except (ValueError, TypeError):
+        raise UserError(f"pipeline option length_buckets={given!r} must list token lengths, e.g. 16,32,64,128") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"pipeline option length_buckets={given!r}: lengths must be >= 1")
     return sorted(set(min(v, max_length) for v in values))
 
 
