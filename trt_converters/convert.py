@@ -381,7 +381,8 @@ def _stage_package(state: RunState) -> None:
                                   max_batch_size=options.max_batch_size, instance_kind=options.instance_kind,
                                   options=_pipeline_options(options),
                                   checkpoint_dir=options.ckpt_path.parent if options.ckpt_path else None)
-        written = write_pipeline(options.pipeline, request)
+        with _warnings_logged():
+            written = write_pipeline(options.pipeline, request)
         for folder in sorted({p.relative_to(repo_stage).parts[0] for p in written if p.is_relative_to(repo_stage)}):
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:

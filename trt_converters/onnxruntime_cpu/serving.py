@@ -32,8 +32,10 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
                        overwrite: bool = False) -> Path:
     """Writes <repo>/<model_name>/{config.pbtxt, 1/<files>} in a staging folder, then moves it into place.
 
-    `files` maps a name inside `1/` to a source path (copied) or to text (written).
+    `files` maps a name inside `1/` to a source path (copied) or to text (written); the serving
+    runtime its model.py imports is copied beside it.
     """
+    from trt_converters.serving_runtime import copy_runtime
     from trt_converters.triton.config import to_text
 
     repo = Path(repo)
@@ -51,6 +53,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
                 shutil.copy2(source, version / name)
             else:
                 (version / name).write_text(source)
+        copy_runtime(version)
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)

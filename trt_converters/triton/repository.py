@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trt_converters.atomic import atomic_write_text
 from trt_converters.errors import UserError
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.spec import IOSpec
 from trt_converters.triton.config import MODEL_FILES, model_config, to_text
 
@@ -42,6 +43,7 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
     if backend == "python_onnxruntime":
         shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
+        copy_runtime(version_dir)
     parameters = {}
     if backend != "tensorrt_plan":
         if options.intra_op_threads is not None:
