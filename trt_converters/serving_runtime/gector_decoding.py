@@ -101,23 +101,22 @@ def encode_words(
     max_length: int = 128,
     pad_to_length: Optional[int] = None,
 ) -> EncodedBatch:
-    """Tokenize pre-split words, truncated to `max_length`; pad to the longest row or to `pad_to_length`.
+    """Tokenize pre-split words, truncated to `max_length`; pad to the longest row, or to `pad_to_length`
+    (then also the truncation length: a fixed-length core model).
 
     The reference pads every row to max_length; padding is masked out, so the tags are the same.
     """
+    length = pad_to_length or max_length
     encoding = tokenizer(
         [list(words) for words in batch_words],
         is_split_into_words=True,
         add_special_tokens=add_special_tokens,
         truncation=True,
-        max_length=max_length,
+        max_length=length,
         padding="max_length" if pad_to_length else "longest",
         return_attention_mask=True,
     )
-    input_ids = np.asarray(encoding["input_ids"], dtype=np.int64)
-    if pad_to_length and input_ids.shape[1] < pad_to_length:
-        raise ValueError(f"pad_to_length {pad_to_length} exceeds max_length {max_length}")
-    return EncodedBatch(input_ids, np.asarray(encoding["attention_mask"], dtype=np.int64),
+    return EncodedBatch(np.asarray(encoding["input_ids"], dtype=np.int64), np.asarray(encoding["attention_mask"], dtype=np.int64),
                         [list(encoding.word_ids(row)) for row in range(len(batch_words))])
 
 
