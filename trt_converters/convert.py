@@ -368,7 +368,8 @@ def _stage_package(state: RunState) -> None:
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
                                    onnx_graph=state.serving_onnx)
-    shutil.move(str(model_dir), str(state.staging.path_for(options.triton_repo / options.model_name)))
+    staged_models = [state.staging.path_for(options.triton_repo / options.model_name)]
+    shutil.move(str(model_dir), str(staged_models[0]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "inputs": served_inputs}
     if options.pipeline:
@@ -387,10 +388,25 @@ def _stage_package(state: RunState) -> None:
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
                 raise UserError(f"{final} already exists; pass --overwrite to replace it")
-            shutil.move(str(repo_stage / folder), str(state.staging.path_for(final)))
+            staged_models.append(state.staging.path_for(final))
+            shutil.move(str(repo_stage / folder), str(staged_models[-1]))
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
+    requirements = _repository_requirements(options.triton_repo, staged_models)
+    if requirements is not None:
+        target = options.triton_repo / "requirements.txt"
+        atomic_write_text(state.staging.path_for(target), requirements)
+        entry["requirements"] = str(target)
     state.report["stages"]["triton"] = entry
+
+
+def _repository_requirements(repo: Path, staged_models: list[Path]) -> str | None:
+    """requirements.txt for the repository as it will be: its other models and this run's."""
+    from trt_converters.triton.requirements import repository_requirements
+
+    names = {p.name for p in staged_models}
+    others = [p for p in repo.iterdir() if p.is_dir() and p.name not in names] if repo.is_dir() else []
+    return repository_requirements([*others, *staged_models])
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:

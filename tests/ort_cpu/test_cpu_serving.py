@@ -65,6 +65,17 @@ def test_served_onnxruntime_models_equal_onnxruntime_run_directly(served):
             np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_repository_requirements_list_what_its_python_models_import(served):
+    from tests.triton.test_served_imports import constraint_pins
+
+    server, _ = served
+    lines = (server.repo / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if not line.startswith("#"))
+    # ONNX Runtime models: numpy, onnxruntime; the PyTorch baseline: torch and what its script imports
+    assert sorted(pins) == ["numpy", "onnxruntime", "safetensors", "torch", "transformers"]
+    assert pins == {name: constraint_pins()[name] for name in pins}
+
+
 def test_served_pytorch_baseline_equals_pytorch(served, tiny_roberta):
     server, _ = served
     requests = [padded_inputs(2, 12, 21)]

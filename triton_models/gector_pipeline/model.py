@@ -22,6 +22,9 @@ from serving_runtime.gector_decoding import GectorLabels, correct_sentences  # n
 from serving_runtime.triton_io import call_model, error_response, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "tokenizers", "transformers")
+
 
 class TritonPythonModel:
     def initialize(self, args):

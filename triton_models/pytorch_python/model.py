@@ -25,6 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import torch_loading  # noqa: E402
 from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
+# pip packages this model needs besides the python backend (the repository's requirements.txt),
+# plus those model_script.py imports
+REQUIRES = ("numpy", "safetensors", "torch")
+
 
 class RequestError(Exception):
     """A request this model cannot answer; reported to its client, never fatal."""

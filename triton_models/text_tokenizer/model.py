@@ -23,6 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "tokenizers", "transformers")
+
 
 class TritonPythonModel:
     def initialize(self, args):

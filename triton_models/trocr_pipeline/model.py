@@ -5,6 +5,7 @@ parameter `pipeline_options` (JSON) names both core models, their tensors, the s
 and the vocabulary (or a tokenizer.json beside this file). Uses the serving runtime copied
 beside this file (`serving_runtime/`).
 """
+
 import json
 import os
 import sys
@@ -13,6 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime.ocr_decoding import greedy_decode  # noqa: E402
 from serving_runtime.ocr_preprocess import images_from_inputs, preprocess_images, tokens_to_text  # noqa: E402
 from serving_runtime.triton_io import call_model, optional_input, text_responses  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "pillow", "tokenizers")
 
 
 class TritonPythonModel:

@@ -20,6 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import nms as yolox_nms  # noqa: E402
 from serving_runtime.triton_io import parameter  # noqa: E402
 
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy",)
+
 
 class TritonPythonModel:
     def initialize(self, args):

@@ -21,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import images as yolox_images, letterbox as yolox_letterbox  # noqa: E402
 from serving_runtime.triton_io import parameter  # noqa: E402
 
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "pillow")
+
 
 class RequestError(Exception):
     """This request cannot be answered; the message goes to its client."""
