@@ -105,9 +105,9 @@ def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(t
     torch_folder = write_pytorch_baseline_model(tmp_path, "pt", model_script=ROBERTA_SCRIPT,
                                                 class_name="RobertaClassifier", checkpoint=tiny_roberta.checkpoint,
                                                 model_kwargs=TINY_KWARGS, io=tiny_roberta.io, intra_op_threads=2)
-    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py", "serving_runtime"]
     assert sorted(p.name for p in (torch_folder / "1").iterdir()) == [
-        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py"]
+        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py", "serving_runtime"]
     ort_config, torch_config = read_config(ort_folder / "config.pbtxt"), read_config(torch_folder / "config.pbtxt")
     assert ort_config.backend == torch_config.backend == "python"
     assert ort_config.parameters["intra_op_thread_count"].string_value == "2"

@@ -43,12 +43,6 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
             load_verb_forms(verb_path)  # fail now, not when the server loads the model
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    else:
-        verb_tags = [name for name in labels.id2label if name.startswith("$TRANSFORM_VERB_")]
-        if verb_tags:
-            warnings.warn(f"the GECToR labels include {len(verb_tags)} $TRANSFORM_VERB_* tags but no verb-form "
-                          "dictionary was given: those tags will leave words unchanged; pass "
-                          "--pipeline-option verb_forms_path=verb-form-vocab.txt", UserWarning, stacklevel=2)
 
     labels_output = _output(request, "labels_output", "logits_labels", 0)
     detect_output = _output(request, "detect_output", "logits_d", 1)
@@ -71,6 +65,12 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     max_length, fixed = common.sequence_length(request, tokenizer, default_max=int(config_max) if config_max else None)
     official = common.bool_option(request, "official_grammarly", bool(label_config.get("is_official_model", False)))
     batch_size = common.int_option(request, "batch_size", request.max_batch_size, minimum=1)
+
+    verb_tags = [name for name in labels.id2label if name.startswith("$TRANSFORM_VERB_")]
+    if verb_path is None and verb_tags:
+        warnings.warn(f"the GECToR labels include {len(verb_tags)} $TRANSFORM_VERB_* tags but no verb-form "
+                      "dictionary was given: those tags will leave words unchanged; pass "
+                      "--pipeline-option verb_forms_path=verb-form-vocab.txt", UserWarning, stacklevel=2)
 
     version = common.new_python_model(request, request.pipeline_name, "gector_pipeline")
     tokenizer.save_pretrained(str(version / common.TOKENIZER_FOLDER))
