@@ -147,7 +147,8 @@ def test_start_token_takes_only_append():
 def test_tags_pair_with_words_in_order():
     # The empty word (two spaces) has no token, so no tag of its own: the tags of $START, a, b, c pair
     # with $START, a, "", b, so the $DELETE meant for b removes the empty word, and c is past the tags.
-    assert edit_words(["$START", "a", "", "b", "c"], ["$KEEP", "$KEEP", "$DELETE", "$KEEP"]) == ["$START", "a", "b", "c"]
+    tags = ["$KEEP", "$KEEP", "$DELETE", "$KEEP"]
+    assert edit_words(["$START", "a", "", "b", "c"], tags) == ["$START", "a", "b", "c"]
 
 
 def test_verb_form_file_first_entry_wins_and_bad_lines_raise(tmp_path):

@@ -3,10 +3,11 @@
 Tokenizes, calls the core tagger model by name for each correction round, and decodes its tags
 with `serving_runtime.gector_decoding` (copied beside this file; the same code runs on PyTorch and
 ONNX Runtime logits in the converter and tests). Files in the version folder: `serving_runtime/`,
-`tokenizer/`, `config.json` (label2id), and optionally `verb-form-vocab.txt`. Config parameters (string values): core_model, input_ids_input,
-attention_mask_input, ids_dtype, mask_dtype, labels_output, detect_output, iterations,
-min_error_prob, keep_confidence, add_special_tokens, max_length, pad_to_length (0: dynamic),
-batch_size (rows per core-model call, at most the core model's max_batch_size).
+`tokenizer/`, `config.json` (label2id), and optionally `verb-form-vocab.txt`. Config parameters
+(string values): core_model, input_ids_input, attention_mask_input, ids_dtype, mask_dtype,
+labels_output, detect_output, iterations, min_error_prob, keep_confidence, add_special_tokens,
+max_length, pad_to_length (0: dynamic), batch_size (rows per core-model call, at most the core
+model's max_batch_size).
 """
 
 import json

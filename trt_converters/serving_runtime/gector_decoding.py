@@ -116,7 +116,8 @@ def encode_words(
         padding="max_length" if pad_to_length else "longest",
         return_attention_mask=True,
     )
-    return EncodedBatch(np.asarray(encoding["input_ids"], dtype=np.int64), np.asarray(encoding["attention_mask"], dtype=np.int64),
+    return EncodedBatch(np.asarray(encoding["input_ids"], dtype=np.int64),
+                        np.asarray(encoding["attention_mask"], dtype=np.int64),
                         [list(encoding.word_ids(row)) for row in range(len(batch_words))])
 
 
