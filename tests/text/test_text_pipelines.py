@@ -496,6 +496,16 @@ def test_gector_runtime_decoding_matches_the_server(served):
     assert [row[0].decode() for row in got] == expected
 
 
+def test_repository_requirements_cover_the_text_pipelines(served):
+    from tests.triton.test_served_imports import constraint_pins
+
+    text = (served["work"] / "repo" / "requirements.txt").read_text()
+    pins = dict(line.split("==") for line in text.splitlines() if not line.startswith("#"))
+    # tokenizer/GECToR models: numpy, tokenizers, transformers; python_onnxruntime core models: onnxruntime
+    assert sorted(pins) == ["numpy", "onnxruntime", "tokenizers", "transformers"]
+    assert pins == {name: constraint_pins()[name] for name in pins}
+
+
 @pytest.mark.triton
 def test_fixed_length_float_mask_one_logit_classifier_matches_pytorch(served):
     import torch
