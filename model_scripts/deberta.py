@@ -78,6 +78,13 @@ def architecture_from_hf_config(hf_config: dict) -> dict:
     return {key: hf_config[key] for key in ARCHITECTURE_KEYS if key in hf_config}
 
 
+def io_values(config: DebertaV2Config, width: int, inputs: int) -> dict:
+    """Token ids < vocab_size; a length limit only with absolute position embeddings (v3 has none)."""
+    limit = config.max_position_embeddings if config.position_biased_input else None
+    return {"value_ranges": [[0, config.vocab_size]] + [None] * (inputs - 1), "max_sequence_length": limit,
+            "output_widths": [width]}
+
+
 def num_labels_from_hf_config(hf_config: dict) -> Optional[int]:
     if hf_config.get("id2label"):
         return len(hf_config["id2label"])
@@ -101,6 +108,13 @@ class DebertaLargeModel(nn.Module):
     @classmethod
     def hf_config_to_kwargs(cls, hf_config: dict) -> dict:
         return architecture_from_hf_config(hf_config)
+
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        kwargs = dict(kwargs)
+        width = kwargs.pop("num_outputs", 1)
+        kwargs.pop("pooling", None)
+        return io_values(deberta_config(**kwargs), width, inputs=3)
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
         return drop_unused_extras(state_dict, self.state_dict().keys())
@@ -143,6 +157,11 @@ class DebertaSequenceClassifier(nn.Module):
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         return kwargs
+
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        config = deberta_config(**kwargs)
+        return io_values(config, config.num_labels, inputs=2)
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
         return drop_unused_extras(state_dict, self.state_dict().keys(), drop_pooler=False)

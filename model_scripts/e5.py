@@ -56,6 +56,13 @@ class E5Embedder(nn.Module):
     def hf_config_to_kwargs(cls, hf_config: dict) -> dict:
         return {key: hf_config[key] for key in ARCHITECTURE_KEYS if key in hf_config}
 
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        """Token ids < vocab_size, at most max_position_embeddings tokens, hidden_size-wide embeddings."""
+        fields = {**E5_SMALL_V2, **{k: v for k, v in kwargs.items() if k != "normalize"}}
+        return {"value_ranges": [[0, fields["vocab_size"]], None, None],
+                "max_sequence_length": fields["max_position_embeddings"], "output_widths": [fields["hidden_size"]]}
+
     def adapt_state_dict(self, state_dict: dict) -> dict:
         rebased = rebase_prefix(state_dict, CHECKPOINT_PREFIXES, "bert.")
         return drop_unused_extras(rebased, self.state_dict().keys())

@@ -17,8 +17,9 @@ Inputs, in order: `input_ids` int64 [seq], `attention_mask` int64 [seq].
 Outputs: `logits_labels` float32 [seq, num_labels], `logits_d` float32 [seq, num_detect_labels].
 
 `hf_config_to_kwargs` reads gotutiyan's config.json (label2id, d_label2id, model_id; the encoder
-architecture from `encoder_config` or from a known `model_id`, see
-`trt_converters.text.gector_checkpoint.KNOWN_ENCODERS`).
+architecture from `encoder_config`, from the config.json of a local `model_id` folder, or from a known
+`model_id`, see `trt_converters.text.gector_checkpoint.KNOWN_ENCODERS`); `io_from_kwargs` gives the IO
+values a configuration fixes (token-id range, sequence limit, output widths).
 `adapt_state_dict` also takes Grammarly's original AllenNLP checkpoints (`*_gectorv2.th`); for
 those, label names come from their `output_vocabulary/labels.txt`: convert once with
 `trt_converters.text.gector_checkpoint.convert_allennlp_checkpoint` to get a config.json too.
@@ -57,6 +58,16 @@ def build_encoder(encoder_type: str, vocab_size: int, **config_kwargs: Any) -> n
     return model_class(config)
 
 
+def position_limit(config) -> int | None:
+    """Longest sequence the encoder's position embeddings cover (RoBERTa-style ones start after padding)."""
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative positions only
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
 class GectorModel(nn.Module):
     """Encoder + per-token edit-tag head + per-token error-detection head."""
 
@@ -76,11 +87,24 @@ class GectorModel(nn.Module):
         self.d_proj_layer = nn.Linear(hidden_size, num_detect_labels)
 
     @classmethod
-    def hf_config_to_kwargs(cls, hf_config: dict) -> dict:
+    def hf_config_to_kwargs(cls, hf_config: dict, config_dir=None) -> dict:
         # conversion time only: the served baseline gets the resolved kwargs
         from trt_converters.text.gector_checkpoint import encoder_kwargs_from_hf_config, head_sizes_from_hf_config
 
-        return {**encoder_kwargs_from_hf_config(hf_config), **head_sizes_from_hf_config(hf_config)}
+        return {**encoder_kwargs_from_hf_config(hf_config, config_dir), **head_sizes_from_hf_config(hf_config)}
+
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        """Token ids < vocab_size + 1 ($START), the encoder's position limit, the two heads' widths."""
+        kwargs = dict(kwargs)
+        encoder_type = kwargs.pop("encoder_type", "roberta")
+        num_labels = kwargs.pop("num_labels", 5001)
+        num_detect_labels = kwargs.pop("num_detect_labels", 2)
+        if encoder_type == "roberta":
+            kwargs = {**ROBERTA_BASE, **kwargs}
+        config = AutoConfig.for_model(encoder_type, **kwargs)
+        return {"value_ranges": [[0, config.vocab_size + 1], None], "max_sequence_length": position_limit(config),
+                "output_widths": [num_labels, num_detect_labels]}
 
     def adapt_state_dict(self, state_dict: dict) -> dict:
         model_shapes = {key: value.shape for key, value in self.state_dict().items()}

@@ -87,6 +87,17 @@ class TrOCRDecoder(_TrOCRHalf):
         dec_cfg.add_cross_attention = True
         self.decoder = AutoModelForCausalLM.from_config(dec_cfg, attn_implementation=attn_implementation)
 
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        """Token ids < the decoder's vocab_size, one logit per token, learned positions up to
+        max_position_embeddings."""
+        decoder = kwargs.get("decoder_config") or {}
+        vocab = decoder.get("vocab_size")
+        learned = decoder.get("use_learned_position_embeddings", True)
+        return {"value_ranges": [[0, vocab] if vocab else None, None],
+                "max_sequence_length": decoder.get("max_position_embeddings") if learned else None,
+                "output_widths": [vocab]}
+
     def adapt_state_dict(self, state_dict: dict) -> dict:
         if not any(k.startswith("decoder.") for k in state_dict):
             return state_dict

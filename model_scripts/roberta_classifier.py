@@ -67,6 +67,14 @@ class RobertaClassifier(nn.Module):
             kwargs["num_labels"] = int(hf_config["num_labels"])
         return kwargs
 
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        """Token ids < vocab_size; positions start after the padding id; one logit per label."""
+        config = roberta_config(**kwargs)
+        return {"value_ranges": [[0, config.vocab_size], None],
+                "max_sequence_length": config.max_position_embeddings - config.pad_token_id - 1,
+                "output_widths": [config.num_labels]}
+
     def adapt_state_dict(self, state_dict: dict) -> dict:
         return drop_unused_extras(state_dict, self.state_dict().keys())
 

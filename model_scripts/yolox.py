@@ -237,6 +237,11 @@ class YOLOX(nn.Module):
         self.backbone = YOLOPAFPN(depth, width, depthwise)
         self.head = YOLOXHead(self.num_classes, width, depthwise)
 
+    @classmethod
+    def io_from_kwargs(cls, kwargs: dict) -> dict:
+        """Each detection row: box (4), objectness, one score per class."""
+        return {"output_widths": [5 + int(kwargs.get("num_classes", 80))]}
+
     def forward(self, images):
         return self.head(self.backbone(images))
 

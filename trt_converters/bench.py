@@ -608,7 +608,7 @@ def _torch_runners(artifacts: ModelArtifacts, *, device: str, fp16: bool, compil
         if not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but torch.cuda.is_available() is False here; use --device cpu")
     model, _ = load_model(artifacts.model_script, artifacts.class_name, artifacts.checkpoint,
-                          cli_kwargs=artifacts.model_kwargs or None)
+                          model_kwargs=artifacts.model_kwargs)
     runners = [TorchRunner(model, artifacts.io, device=device)]
     if fp16:
         if device == "cpu":
@@ -629,7 +629,8 @@ def _ort_runner(path: Path, label: str, device: str, threads: int | None, probe:
     if not Path(path).is_file():
         raise UserError(f"ONNX graph {path} does not exist")
     if probe:
-        # ONNX Runtime CPU has crashed the process on some FP16 graphs (DESIGN.md): load it in a child first.
+        # ONNX Runtime CPU has crashed the process on some FP16 graphs (docs/design.md, Verification):
+        # load it in a child first.
         reason = probe_onnx_in_child(Path(path))
         if reason:
             return Skipped(name, reason)

@@ -1,8 +1,8 @@
 """ONNX -> serialized TensorRT engine with the real builder (TensorRT, or TensorRT-RTX which builds on a CPU).
 
 Networks are strongly typed: precision is decided in the ONNX graph (TensorRT 11 removed weak typing;
-DESIGN.md). Weak-typed FP16 is offered only where the installed TensorRT still has BuilderFlag.FP16,
-and only when asked for.
+docs/design.md, Precision). Weak-typed FP16 is offered only where the installed TensorRT still has
+BuilderFlag.FP16, and only when asked for.
 """
 
 from __future__ import annotations

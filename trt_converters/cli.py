@@ -1,6 +1,7 @@
 """`trt-convert`: the original tool's flags (same meaning and defaults) plus the ones this toolkit adds.
 
-Flags override `--config FILE`; the click layer only parses and hands a ConvertOptions to convert.py.
+Flags > the checkpoint's config.json > `--config FILE` > defaults (options.build_options); the click layer
+only parses and hands a ConvertOptions to convert.py.
 Exit status: 0 done, 1 a stage failed, 2 a usage error; one line on stderr, a traceback only with --verbose.
 """
 
@@ -47,8 +48,8 @@ ORIGINAL_FLAGS = [
 ]
 
 ADDED_FLAGS = [
-    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any of these options (flags override it)."),
-    _option("--model-kwargs", help="JSON object of constructor kwargs (overrides the config and config.json)."),
+    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any option (flags and config.json win over it)."),
+    _option("--model-kwargs", help="JSON object of constructor kwargs (overrides config.json and the YAML's, key by key)."),
     _option("--strict/--no-strict", default=None, help="Require checkpoint keys to match exactly.  [default: strict]"),
     _option("--output-dir", type=click.Path(file_okay=False), help="Folder for ONNX, engine and report.  [default: trt_out]"),
     _option("--report-path", type=click.Path(dir_okay=False), help="Report JSON path [OUTPUT_DIR/NAME/report.json]."),
@@ -108,7 +109,7 @@ def main(ctx: click.Context, config_path, pipeline_option, **flags):
         given = {name: value for name, value in flags.items()
                  if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
         if pipeline_option:
-            given["pipeline_options"] = {**config_values.get("pipeline_options", {}), **_key_values(pipeline_option)}
+            given["pipeline_options"] = _key_values(pipeline_option)
         options = build_options(config_values, given)
         report = run_conversion(options)
         click.echo(render_table(report))

@@ -52,6 +52,8 @@ def run_conversion(options: ConvertOptions) -> dict:
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
     _check_targets(options)
+    for key, derived in options.derived_values().items():
+        log(f"[options] {key} = {derived['value']} (from {derived['from']})")
     with Staging() as staging:
         state = RunState(options=options, staging=staging, io=io, profiles=profiles,
                          report=_report_header(options, profiles))
@@ -129,6 +131,8 @@ def _report_header(options: ConvertOptions, profiles: dict) -> dict:
         "versions": tool_versions(),
         "io": options.model_io_config.model_dump(exclude_none=True),
         "profiles": {name: {"min": p.min, "opt": p.opt, "max": p.max} for name, p in profiles.items()},
+        "option_sources": options.option_sources(),
+        "derived_values": options.derived_values(),
         "stages": {},
     }
 
@@ -149,10 +153,12 @@ def _stage_export(state: RunState) -> None:
     options = state.options
     log(f"[load] {options.model_class_name} from {options.model_script_path}, weights {options.ckpt_path}")
     model, load_info = load_model(options.model_script_path, options.model_class_name, options.ckpt_path,
-                                  config_kwargs=options.model_kwargs or None, strict=options.strict,
-                                  device=options.device)
+                                  model_kwargs=options.model_kwargs, strict=options.strict, device=options.device)
     state.model = model
-    state.report["model"] = {**load_info, "checkpoint": _file_facts(options.ckpt_path)}
+    sources = options.option_sources()
+    state.report["model"] = {**load_info, "kwargs_sources": {k: sources.get(f"model_kwargs.{k}", "default")
+                                                             for k in load_info["kwargs"]},
+                             "checkpoint": _file_facts(options.ckpt_path)}
     export_shapes = export_sample_shapes(state.profiles, options.input_size)
     sample = synthetic_inputs(state.io, export_shapes, seed=0)
     state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1)

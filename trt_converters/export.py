@@ -1,10 +1,10 @@
 """PyTorch module -> checked ONNX graph with a dynamic batch dim and every -1 dim dynamic.
 
-Two exporters, chosen on evidence (DESIGN.md): the dynamo exporter (`torch.export` with `Dim`s) keeps
+Two exporters (docs/design.md, Export): the dynamo exporter (`torch.export` with `Dim`s) keeps
 dynamic sizes symbolic where the legacy TorchScript exporter can freeze them into Reshape constants;
-the legacy exporter handles some models dynamo cannot trace. `auto` tries dynamo first and falls back
-to legacy when dynamo fails to export or its graph fails verification at other shapes (the caller
-verifies and asks for the fallback).
+the legacy exporter is faster and handles some models dynamo cannot trace. `auto` (convert.py) tries
+legacy first and falls back to dynamo when legacy fails to export or its graph fails verification at
+other shapes (the caller verifies and asks for the fallback).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ A model script is code the user chose to run: it is executed as given. Checkpoin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from trt_converters.errors import UserError
@@ -24,28 +23,6 @@ def import_model_class(script_path: Path, class_name: str):
     except torch_loading.LoadError as exc:
         flag = "--model-script-path" if exc.part == "script" else "--model-class-name"
         raise UserError(f"{flag} {exc}") from exc
-
-
-def resolve_model_kwargs(model_class, *, config_kwargs: dict | None, checkpoint_path: Path | None,
-                         cli_kwargs: dict | None) -> tuple[dict, list[str]]:
-    """YAML `model_kwargs` < a Hugging Face config.json beside the checkpoint < `--model-kwargs`.
-
-    Returns the kwargs and the sources that contributed, for the report.
-    """
-    kwargs, sources = dict(config_kwargs or {}), (["config model_kwargs"] if config_kwargs else [])
-    hf_config_path = checkpoint_path.parent / "config.json" if checkpoint_path else None
-    hook = getattr(model_class, "hf_config_to_kwargs", None)
-    if hf_config_path is not None and hf_config_path.is_file() and hook is not None:
-        try:
-            hf_config = json.loads(hf_config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{hf_config_path} is not valid JSON ({exc.msg}); fix or remove it") from None
-        kwargs.update(hook(hf_config))
-        sources.append(str(hf_config_path))
-    if cli_kwargs:
-        kwargs.update(cli_kwargs)
-        sources.append("--model-kwargs")
-    return kwargs, sources
 
 
 def construct_model(model_class, kwargs: dict):
@@ -79,13 +56,15 @@ def load_weights(model, state_dict: dict, *, strict: bool = True) -> list[str]:
                         + (", or pass --no-strict to load what matches" if exc.part == "weights_strict" else "")) from None
 
 
-def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None, *, config_kwargs: dict | None = None,
-               cli_kwargs: dict | None = None, strict: bool = True, device: str = "cpu"):
-    """The model in eval mode with its weights, plus a dict describing how it was built (for the report)."""
+def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None, *, model_kwargs: dict | None = None,
+               strict: bool = True, device: str = "cpu"):
+    """The model in eval mode with its weights, plus a dict describing how it was built (for the report).
+
+    `model_kwargs` are used as given: options.build_options has already layered them (flags > the
+    checkpoint's config.json > the YAML).
+    """
     model_class = import_model_class(script_path, class_name)
-    kwargs, sources = resolve_model_kwargs(model_class, config_kwargs=config_kwargs,
-                                           checkpoint_path=Path(checkpoint_path) if checkpoint_path else None,
-                                           cli_kwargs=cli_kwargs)
+    kwargs = dict(model_kwargs or {})
     model = construct_model(model_class, kwargs)
     warnings: list[str] = []
     if checkpoint_path is not None:
@@ -93,4 +72,4 @@ def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None,
     model.eval()
     if device != "cpu":
         model.to(device)
-    return model, {"class": class_name, "kwargs": kwargs, "kwargs_sources": sources, "load_warnings": warnings}
+    return model, {"class": class_name, "kwargs": kwargs, "load_warnings": warnings}

@@ -1,7 +1,7 @@
 """Runs an ONNX graph with ONNX Runtime (CPU) in a child process.
 
-A native crash in ONNX Runtime (DESIGN.md saw SIGSEGV on some FP16 graphs) then ends the child, not
-the CLI; the parent turns it into a StageError.
+A native crash in ONNX Runtime (seen on some FP16 graphs; docs/design.md, Verification) then ends the
+child, not the CLI; the parent turns it into a StageError.
 
 With `qdq_fusion=False`, Q/DQ graphs run as TensorRT computes them: ONNX Runtime's QDQ fusion would
 otherwise run them with its own integer kernels, which on AVX2 CPUs without VNNI saturate int8 x int8

@@ -1,4 +1,5 @@
-"""Every conversion option in one validated object: tool defaults < `--config FILE` < flags on the command line.
+"""Every conversion option in one validated object, from layered sources (docs/design.md, "Where options come
+from"): flags on the command line > the checkpoint's own config.json > the `--config` YAML > built-in defaults.
 
 Option names are the CLI's long names with underscores, in flags and config files alike.
 """
@@ -9,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_file, parse_byte_size, parse_io_config
@@ -80,6 +81,9 @@ class ConvertOptions(BaseModel):
     pipeline_name: Optional[str] = None
     verbose: bool = False
 
+    _sources: dict = PrivateAttr(default_factory=dict)
+    _derived: dict = PrivateAttr(default_factory=dict)
+
     @field_validator("model_io_config", mode="before")
     @classmethod
     def _io(cls, value):
@@ -134,6 +138,19 @@ class ConvertOptions(BaseModel):
             if self.pipeline not in available_pipelines():
                 raise UserError(f"unknown pipeline {self.pipeline!r}; available: {', '.join(available_pipelines())}")
         return self
+
+    def option_sources(self) -> dict[str, str]:
+        """Option (or option.key, model_io_config.inputs.NAME.FIELD) -> flag, checkpoint, yaml or default.
+
+        Options built directly (not by build_options) count what was passed as flags."""
+        sources = {name: "flag" if name in self.model_fields_set else "default" for name in type(self).model_fields}
+        if self._sources:
+            sources = {name: "default" for name in type(self).model_fields}
+        return {**sources, **self._sources}
+
+    def derived_values(self) -> dict:
+        """Values set from other options: {key: {"value": ..., "from": "OPTION (SOURCE)"}}."""
+        return dict(self._derived)
 
     @property
     def precision(self) -> str:
@@ -193,18 +210,162 @@ def _resolve_relative(base: Path, key: str, value):
     return value
 
 
-def build_options(config_values: dict, cli_values: dict) -> ConvertOptions:
-    """Config file values, then flags given on the command line; validated with one-line errors."""
-    merged = {**config_values, **cli_values}
-    for key in ("model_kwargs",):
-        if isinstance(merged.get(key), str):
-            merged[key] = _json_object(merged[key], f"--{key.replace('_', '-')}")
-    if "model_kwargs" in cli_values and "model_kwargs" in config_values:
-        merged["model_kwargs"] = {**config_values["model_kwargs"], **merged["model_kwargs"]}
+SOURCES = ("flag", "checkpoint", "yaml", "default")  # strongest first
+MERGED_BY_KEY = ("model_kwargs", "pipeline_options", "image_options")  # layers merge these key by key
+
+
+def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: bool = True) -> ConvertOptions:
+    """Flags > the checkpoint's config.json > the `--config` YAML > defaults, validated with one-line errors.
+
+    Where each effective value came from is kept on the options (`option_sources()`, `derived_values()`),
+    for the report.
+    """
+    layers = {"yaml": _parsed(config_values), "flag": _parsed(cli_values)}
+    values, sources = _merge(layers)
+    model_class = None
+    if read_checkpoint:
+        model_class, layers["checkpoint"] = _checkpoint_layer(values, sources)
+        values, sources = _merge(layers)
+    derived: dict = {}
+    _derive_io(layers, values, sources, derived, model_class)
+    _reconcile(values, sources, derived)
     try:
-        return ConvertOptions.model_validate(merged)
+        options = ConvertOptions.model_validate(values)
     except ValidationError as exc:
         raise UserError(_as_flag_message(describe_validation_error(exc))) from None
+    options._sources = sources
+    options._derived = derived
+    return options
+
+
+def _parsed(values: dict) -> dict:
+    parsed = dict(values)
+    if isinstance(parsed.get("model_kwargs"), str):
+        parsed["model_kwargs"] = _json_object(parsed["model_kwargs"], "--model-kwargs")
+    return parsed
+
+
+def _merge(layers: dict) -> tuple[dict, dict]:
+    """Values by precedence; dict options key by key. Sources: option (or option.key) -> layer name."""
+    values: dict = {}
+    sources: dict = {}
+    for name in reversed(SOURCES[:-1]):  # weakest first, each overriding the one before
+        for key, value in (layers.get(name) or {}).items():
+            if key in MERGED_BY_KEY and isinstance(value, dict):
+                merged = values.get(key) if isinstance(values.get(key), dict) else {}
+                values[key] = {**merged, **value}
+                sources.update({f"{key}.{item}": name for item in value})
+                sources[key] = _strongest(sources[f"{key}.{item}"] for item in values[key]) if values[key] else name
+            else:
+                values[key] = value
+                sources[key] = name
+    return values, sources
+
+
+def _strongest(names) -> str:
+    return min(names, key=_rank, default="default")
+
+
+def _rank(source: str) -> int:
+    return SOURCES.index(source) if source in SOURCES else len(SOURCES)
+
+
+def _checkpoint_layer(values: dict, sources: dict):
+    """The model class (when the checkpoint or a flag needs its hooks) and what the config.json sets."""
+    from trt_converters import checkpoint_config
+
+    found = checkpoint_config.read_config_json(values.get("ckpt_path"))
+    needs_class = found is not None or sources.get("model_kwargs") == "flag"
+    model_class = None
+    if needs_class and values.get("model_script_path") and values.get("model_class_name"):
+        from trt_converters.loading import import_model_class
+
+        model_class = import_model_class(Path(values["model_script_path"]), values["model_class_name"])
+    if found is None:
+        return model_class, {}
+    path, hf_config = found
+    layer: dict = {}
+    if model_class is not None:
+        layer["model_kwargs"] = checkpoint_config.model_kwargs_from_config(model_class, hf_config, path.parent)
+    pipeline_options = checkpoint_config.pipeline_options_from_config(values.get("pipeline"), hf_config)
+    if pipeline_options:
+        layer["pipeline_options"] = pipeline_options
+    return model_class, {k: v for k, v in layer.items() if v}
+
+
+def _derive_io(layers: dict, values: dict, sources: dict, derived: dict, model_class) -> None:
+    """IO values the model kwargs fix (token-id range, sequence limit, output widths) replace those of an IO
+    spec from a weaker source. A value's source is the strongest layer whose kwargs changed it."""
+    from trt_converters import checkpoint_config
+
+    io = values.get("model_io_config")
+    if model_class is None or io is None:
+        return
+    spec = parse_io_config(io)
+    order = ("yaml", "checkpoint", "flag")
+    by_layer = {}
+    for depth, name in enumerate(order, start=1):
+        kwargs = _merge({layer: layers[layer] for layer in order[:depth] if layer in layers})[0].get("model_kwargs")
+        io_values = checkpoint_config.io_values(model_class, kwargs or {}) or {}
+        by_layer[name] = checkpoint_config.io_changes(spec, io_values)
+    applied = {}
+    for field, value in by_layer["flag"].items():
+        source = next((name for name, below in (("flag", "checkpoint"), ("checkpoint", "yaml"))
+                       if by_layer[name].get(field) != by_layer[below].get(field)), "yaml")
+        if _rank(source) < _rank(sources.get("model_io_config", "default")):
+            applied[field] = value
+            sources[f"model_io_config.{field}"] = source
+            derived[f"model_io_config.{field}"] = {"value": value, "from": f"model_kwargs ({source})"}
+    values["model_io_config"] = checkpoint_config.with_io_fields(spec, applied)
+
+
+def _reconcile(values: dict, sources: dict, derived: dict) -> None:
+    """A value from a weaker source gives way to a stronger one that it contradicts (a typed
+    `--max-batch-size 4` caps a YAML's `input_size: [8, 128]`); contradictions within one source stay errors."""
+    def stronger(governing: str, dependent: str) -> bool:
+        return _rank(sources.get(governing, "default")) < _rank(sources.get(dependent, "default"))
+
+    max_batch = values.get("max_batch_size", ConvertOptions.model_fields["max_batch_size"].default)
+    size = values.get("input_size")
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        batch, sequence = size
+        if _as_int(batch) is not None and isinstance(max_batch, int) and _as_int(batch) > max_batch \
+                and stronger("max_batch_size", "input_size"):
+            batch = max_batch
+            derived["input_size"] = {"value": [batch, sequence],
+                                     "from": f"max_batch_size ({sources['max_batch_size']})"}
+        io = values.get("model_io_config")
+        limit = _sequence_limit(io)
+        io_source = _strongest([sources.get("model_io_config", "default")]
+                               + [v for k, v in sources.items() if k.endswith(".max_shape")])
+        if _as_int(sequence) is not None and limit is not None and _as_int(sequence) > limit \
+                and _rank(io_source) < _rank(sources.get("input_size", "default")):
+            sequence = limit
+            derived["input_size"] = {"value": [batch, sequence], "from": f"model_io_config max_shape ({io_source})"}
+        values["input_size"] = (batch, sequence)
+    preferred = values.get("preferred_batch_sizes")
+    if isinstance(preferred, (list, tuple)) and isinstance(max_batch, int) and stronger("max_batch_size",
+                                                                                       "preferred_batch_sizes"):
+        kept = [size for size in preferred if (_as_int(size) or 0) <= max_batch]
+        if len(kept) != len(preferred):
+            values["preferred_batch_sizes"] = kept or None
+            derived["preferred_batch_sizes"] = {"value": kept or None,
+                                                "from": f"max_batch_size ({sources['max_batch_size']})"}
+
+
+def _as_int(value) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sequence_limit(io) -> Optional[int]:
+    from trt_converters.checkpoint_config import sequence_limit
+
+    if io is None:
+        return None
+    return sequence_limit(parse_io_config(io))
 
 
 def _as_flag_message(message: str) -> str:

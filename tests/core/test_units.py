@@ -151,18 +151,21 @@ def test_checkpoint_formats(tmp_path):
 
 
 def test_model_kwargs_precedence(tmp_path):
-    from trt_converters.loading import resolve_model_kwargs
+    """--model-kwargs > the hook's reading of config.json > the YAML's model_kwargs, key by key."""
+    from trt_converters.options import build_options
 
-    class WithHook:
-        @classmethod
-        def hf_config_to_kwargs(cls, hf_config):
-            return {"hidden": hf_config["hidden_size"], "layers": hf_config["num_hidden_layers"]}
-
+    (tmp_path / "script.py").write_text(
+        "class WithHook:\n"
+        "    @classmethod\n"
+        "    def hf_config_to_kwargs(cls, hf_config):\n"
+        "        return {'hidden': hf_config['hidden_size'], 'layers': hf_config['num_hidden_layers']}\n")
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_hidden_layers": 6}))
-    kwargs, sources = resolve_model_kwargs(WithHook, config_kwargs={"hidden": 32, "layers": 12, "vocab": 9},
-                                           checkpoint_path=tmp_path / "model.bin", cli_kwargs={"layers": 2})
-    assert kwargs == {"hidden": 64, "layers": 2, "vocab": 9}
-    assert sources == ["config model_kwargs", str(tmp_path / "config.json"), "--model-kwargs"]
+    yaml = {"model_script_path": str(tmp_path / "script.py"), "model_class_name": "WithHook",
+            "model_kwargs": {"hidden": 32, "layers": 12, "vocab": 9}}
+    options = build_options(yaml, {"ckpt_path": str(tmp_path / "model.bin"), "model_kwargs": '{"layers": 2}'})
+    assert options.model_kwargs == {"hidden": 64, "layers": 2, "vocab": 9}
+    sources = options.option_sources()
+    assert [sources[f"model_kwargs.{k}"] for k in ("hidden", "layers", "vocab")] == ["checkpoint", "flag", "yaml"]
 
 
 def test_model_script_is_imported_without_touching_sys_path():

@@ -105,7 +105,7 @@ def _check_engine_against_pytorch(report_path: Path, script: Path | None = None)
     if script is None:  # scripts/gpu_ci.sh writes ci.json beside each run's output folder
         script = Path(json.loads((report_path.parent.parent / "ci.json").read_text())["model_script_path"])
     checkpoint = model_info.get("checkpoint", {}).get("path")
-    model, _ = load_model(script, model_info["class"], checkpoint, cli_kwargs=model_info.get("kwargs"),
+    model, _ = load_model(script, model_info["class"], checkpoint, model_kwargs=model_info.get("kwargs"),
                           device="cuda")
     trt, _ = tensorrt_runtime_status()
     runner = TensorRTRunner(Path(report["stages"]["build"]["path"]), trt, label=report["precision"])

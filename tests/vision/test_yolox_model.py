@@ -185,12 +185,12 @@ def test_core_loader_reads_official_checkpoint_and_reports_wrong_variant(random_
     ckpt = tmp_path / "best_ckpt.pth"
     source = random_yolox("nano", num_classes=3, seed=2)
     torch.save({"start_epoch": 10, "model": source.state_dict(), "optimizer": {}, "amp": None}, ckpt)
-    model, info = load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "nano", "num_classes": 3})
+    model, info = load_model(yolox_script_path, "YOLOX", ckpt, model_kwargs={"variant": "nano", "num_classes": 3})
     x = torch.rand(1, 3, 64, 64) * 255
     with torch.no_grad():
         assert torch.equal(model(x), source(x))
     with pytest.raises(UserError, match=r"checkpoint is YOLOX-nano \(stem conv \[16, 12, 3, 3\], depthwise=True\) "
                                         r"but variant='tiny' expects stem conv \[24, 12, 3, 3\]; set model_kwargs variant: nano"):
-        load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "tiny", "num_classes": 3})
+        load_model(yolox_script_path, "YOLOX", ckpt, model_kwargs={"variant": "tiny", "num_classes": 3})
     with pytest.raises(UserError, match="checkpoint has 3 classes but num_classes=80"):
-        load_model(yolox_script_path, "YOLOX", ckpt, config_kwargs={"variant": "nano", "num_classes": 80})
+        load_model(yolox_script_path, "YOLOX", ckpt, model_kwargs={"variant": "nano", "num_classes": 80})

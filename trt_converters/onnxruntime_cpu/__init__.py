@@ -1,9 +1,9 @@
 """The CPU serving path: ONNX graphs lowered for ONNX Runtime's own integer kernels.
 
-TensorRT wants explicit Q/DQ graphs; ONNX Runtime on CPU runs those no faster than FP32 (DESIGN.md).
-CPU speed comes from ONNX Runtime-native INT8 (MatMulInteger from dynamic quantization, QLinearMatMul
-from static QOperator quantization), which TensorRT cannot parse. So graphs made here carry a
-metadata marker, and each path refuses the other's graphs with a clear message.
+TensorRT wants explicit Q/DQ graphs; ONNX Runtime on CPU runs those no faster than FP32 (BENCHMARKS.md
+summary; docs/design.md, CPU serving). CPU speed comes from ONNX Runtime-native INT8 (MatMulInteger from
+dynamic quantization, QLinearMatMul from static QOperator quantization), which TensorRT cannot parse.
+So graphs made here carry a metadata marker, and each path refuses the other's graphs with a clear message.
 
 Public functions (heavy libraries are imported inside them):
     quantize_for_onnxruntime   FP32 ONNX -> ONNX Runtime INT8 ONNX (dynamic or static QOperator)

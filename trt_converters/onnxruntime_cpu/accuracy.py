@@ -3,7 +3,7 @@
 The default budget is DEFAULT_TOLERANCES["int8"], the same budget as TensorRT Q/DQ INT8. Measured
 with 7-bit weights on random-weight RoBERTa: tiny graphs rel error 0.0006-0.04, cosine >= 0.999;
 RoBERTa-base (length 128) dynamic 0.053 / 0.9988, static 0.062 / 0.9988. Top-class agreement is reported, not
-judged: random-weight logits are near-tied (DESIGN.md).
+judged: random-weight logits are near-tied (BENCHMARKS.md, ONNX Runtime INT8 notes).
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.spec import TensorSpec
 
 
+def checkpoint_options(hf_config: dict) -> dict:
+    """The label names of the checkpoint's config.json (id2label)."""
+    return {"labels": dict(hf_config["id2label"])} if isinstance(hf_config.get("id2label"), dict) else {}
+
+
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.require_batching(request)
     logits = _logits_output(request)

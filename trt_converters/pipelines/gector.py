@@ -29,6 +29,11 @@ from trt_converters.spec import TensorSpec
 VERB_FORMS_FILE = "verb-form-vocab.txt"
 
 
+def checkpoint_options(hf_config: dict) -> dict:
+    """gotutiyan's config.json max_length: the tagger saw at most that many tokens ($START included)."""
+    return {"max_length": int(hf_config["max_length"])} if hf_config.get("max_length") else {}
+
+
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.require_batching(request)
     label_config_path = _label_config_path(request)

@@ -103,8 +103,20 @@ HF_SPECIAL_TOKEN_KEYS = {"start_token_id": "decoder_start_token_id", "eos_token_
                          "pad_token_id": "pad_token_id"}
 
 
+def checkpoint_options(hf_config: dict) -> dict:
+    """Special token ids of the checkpoint's config.json (top level, then its decoder)."""
+    decoder = hf_config.get("decoder") if isinstance(hf_config.get("decoder"), dict) else {}
+    found = {}
+    for key, hf_key in HF_SPECIAL_TOKEN_KEYS.items():
+        value = next((source[hf_key] for source in (hf_config, decoder) if source.get(hf_key) is not None), None)
+        if value is not None:
+            found[key] = value
+    return found
+
+
 def _special_tokens(options: dict, checkpoint_dir: Path | None) -> dict:
-    """pipeline_options > config.json beside the checkpoint (top level, then its decoder) > TrOCR's ids."""
+    """pipeline_options (flags > config.json > YAML, see options.build_options) > config.json beside the
+    checkpoint (for writers called without the converter) > TrOCR's ids."""
     hf_config = {}
     path = Path(checkpoint_dir) / "config.json" if checkpoint_dir else None
     if path is not None and path.is_file():
@@ -112,14 +124,12 @@ def _special_tokens(options: dict, checkpoint_dir: Path | None) -> dict:
             hf_config = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{path} is not valid JSON ({exc.msg}); fix or remove it") from None
-    decoder = hf_config.get("decoder") if isinstance(hf_config.get("decoder"), dict) else {}
+    from_checkpoint = checkpoint_options(hf_config)
     tokens = {}
-    for key, hf_key in HF_SPECIAL_TOKEN_KEYS.items():
+    for key in HF_SPECIAL_TOKEN_KEYS:
         value = options.get(key)
-        for source in (hf_config, decoder):
-            if value is None:
-                value = source.get(hf_key)
-        value = DEFAULT_SPECIAL_TOKENS[key] if value is None else value
+        if value is None:
+            value = from_checkpoint.get(key, DEFAULT_SPECIAL_TOKENS[key])
         if isinstance(value, list):  # HF allows several eos ids; greedy decoding here stops at one
             value = value[0]
         try:

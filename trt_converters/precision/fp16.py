@@ -2,8 +2,9 @@
 
 Constants are folded first: a folded -3.4e38 attention-mask constant is then one initializer that
 AutoCast's `init_max` check keeps in FP32, instead of a chain that overflows to -inf and then NaN in
-FP16 (DESIGN.md, DeBERTa-v2). Each candidate graph is run in a child ONNX Runtime process (a native
-crash there must not end the caller) and compared with the FP32 graph before it is accepted.
+FP16 (docs/design.md, Precision: DeBERTa-v2's attention mask). Each candidate graph is run in a child
+ONNX Runtime process (a native crash there must not end the caller) and compared with the FP32 graph
+before it is accepted.
 """
 
 from __future__ import annotations

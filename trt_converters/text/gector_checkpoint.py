@@ -153,17 +153,43 @@ def convert_allennlp_checkpoint(
     return out_dir
 
 
-def encoder_kwargs_from_hf_config(hf_config: dict) -> dict:
-    """Encoder architecture named by a GECToR config.json: `encoder_config`, else a known `model_id`."""
+def encoder_kwargs_from_hf_config(hf_config: dict, config_dir: Optional[Path] = None) -> dict:
+    """Encoder architecture named by a GECToR config.json: `encoder_config`, else the config.json of a local
+    `model_id` folder (gotutiyan's training writes the path it was given; relative paths are tried against
+    `config_dir`, the checkpoint's folder, then the working directory), else a known `model_id`."""
+    model_id = hf_config.get("model_id")
+    local = _local_encoder_config(model_id, config_dir) if isinstance(model_id, str) else None
     if isinstance(hf_config.get("encoder_config"), dict):
         kwargs = dict(hf_config["encoder_config"])
-    elif hf_config.get("model_id") in KNOWN_ENCODERS:
-        kwargs = dict(KNOWN_ENCODERS[hf_config["model_id"]])
+    elif local is not None:
+        kwargs = local
+    elif model_id in KNOWN_ENCODERS:
+        kwargs = dict(KNOWN_ENCODERS[model_id])
     else:
         return {}
     if "model_type" in kwargs:
         kwargs["encoder_type"] = kwargs.pop("model_type")
     return kwargs
+
+
+# config.json fields that describe the file, not the network
+_ENCODER_FILE_FIELDS = ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "auto_map")
+
+
+def _local_encoder_config(model_id: str, config_dir: Optional[Path]) -> Optional[dict]:
+    candidates = [Path(model_id)]
+    if config_dir is not None and not Path(model_id).is_absolute():
+        candidates.insert(0, Path(config_dir) / model_id)
+    for folder in candidates:
+        path = folder / "config.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} (the GECToR encoder named by model_id) is not valid JSON "
+                                f"({exc.msg})") from None
+            return {k: v for k, v in data.items() if k not in _ENCODER_FILE_FIELDS}
+    return None
 
 
 def head_sizes_from_hf_config(hf_config: dict) -> dict:
