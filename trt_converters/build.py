@@ -62,6 +62,15 @@ def import_tensorrt(backend: str = "auto"):
     raise UserError(f"--generate-trt needs {wanted}, which is not installed: {INSTALL_HINT}")
 
 
+def where_plan_loads(backend: str, version: str) -> str:
+    """Which runtimes can deserialize a plan this builder made (plans are tied to the builder and its version)."""
+    if backend == "tensorrt-rtx":
+        return (f"a TensorRT-RTX {version} plan: it loads only in a TensorRT-RTX {version} runtime (tensorrt_rtx), "
+                "not in Triton's tensorrt backend")
+    return (f"a TensorRT {version} plan: it loads in TensorRT {version}, e.g. Triton's tensorrt backend of a "
+            f"release built with TensorRT {version}, on a GPU like the one that built it")
+
+
 def build_engine(onnx_path: Path, engine_path: Path, profiles: dict[str, ShapeProfile],
                  options: BuildOptions = BuildOptions()) -> BuildResult:
     backend, trt = import_tensorrt(options.backend)

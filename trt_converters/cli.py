@@ -72,10 +72,28 @@ ADDED_FLAGS = [
     _option("--calibration-cache", type=click.Path(dir_okay=False), help="Calibration cache to reuse/save."),
     _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
     _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),
-    _option("--triton-backend", type=click.Choice(["tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"]),
-            help="How Triton serves the core model.  [default: tensorrt_plan]"),
-    _option("--instance-kind", type=click.Choice(["gpu", "cpu"]), help="Triton instance_group kind.  [default: gpu]"),
+    _option("--triton-backend", type=click.Choice(["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"]),
+            help="How Triton serves the core model; auto: the engine where this machine has a GPU and TensorRT, "
+                 "else ONNX Runtime on CPU (python backend).  [default: auto]"),
+    _option("--instance-kind", type=click.Choice(["auto", "gpu", "cpu"]),
+            help="Triton instance_group kind; auto: GPU for engines, CPU for ONNX Runtime.  [default: auto]"),
     _option("--instance-count", type=int, help="Triton instances per device.  [default: 1]"),
+    _option("--model-warmup/--no-model-warmup", default=None,
+            help="Warm the core model up at load (batch 1 and the max batch).  [default: on for engines]"),
+    _option("--response-cache/--no-response-cache", default=None,
+            help="Triton response cache on the model users call (the server needs --cache-config).  [default: off]"),
+    _option("--max-queue-size", type=int, help="Dynamic batching: requests queued before new ones are rejected."),
+    _option("--queue-timeout", type=int, help="Dynamic batching: microseconds a request may wait in the queue."),
+    _option("--queue-timeout-action", type=click.Choice(["reject", "delay"]),
+            help="What a timed-out request gets.  [default: reject]"),
+    _option("--priority-levels", type=int, help="Dynamic batching priority levels (1 is the highest)."),
+    _option("--default-priority-level", type=int,
+            help="Priority of requests that name none.  [default: the lowest, --priority-levels]"),
+    _option("--version-policy", help="Triton version_policy: all, latest:N or specific:V[,V...]."),
+    _option("--pipeline-instance-count", help="CPU instances of each pre/post-processing model: N, or ROLE=N pairs "
+                                              "(tokenizer, preprocess, postprocess, entry).  [default: 1]"),
+    _option("--triton-parameter", "triton_parameter", multiple=True, default=(),
+            help="KEY=VALUE written to the core model's config parameters (repeatable)."),
     _option("--intra-op-threads", type=int, help="ONNX Runtime intra-op threads (CPU serving)."),
     _option("--inter-op-threads", type=int, help="ONNX Runtime inter-op threads (CPU serving)."),
     _option("--pipeline", help="Pre/post-processing pipeline to write around the model (classifier, gector, e5, yolox, ...)."),
@@ -96,7 +114,7 @@ def _apply(options):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @_apply(ORIGINAL_FLAGS + ADDED_FLAGS)
 @click.pass_context
-def main(ctx: click.Context, config_path, pipeline_option, **flags):
+def main(ctx: click.Context, config_path, pipeline_option, triton_parameter, **flags):
     """Convert a PyTorch checkpoint to a verified ONNX graph, a TensorRT engine and a Triton repository."""
     verbose = bool(flags.get("verbose"))
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
@@ -110,6 +128,8 @@ def main(ctx: click.Context, config_path, pipeline_option, **flags):
                  if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
         if pipeline_option:
             given["pipeline_options"] = _key_values(pipeline_option)
+        if triton_parameter:
+            given["triton_parameters"] = _key_values(triton_parameter, flag="--triton-parameter", parse=False)
         options = build_options(config_values, given)
         report = run_conversion(options)
         click.echo(render_table(report))
@@ -117,15 +137,15 @@ def main(ctx: click.Context, config_path, pipeline_option, **flags):
             click.echo(f"wrote {path}")
 
 
-def _key_values(pairs) -> dict:
+def _key_values(pairs, *, flag: str = "--pipeline-option", parse: bool = True) -> dict:
     import yaml
 
     result = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            raise UserError(f"--pipeline-option {pair!r} must be KEY=VALUE")
-        result[key.strip()] = yaml.safe_load(value)
+            raise UserError(f"{flag} {pair!r} must be KEY=VALUE")
+        result[key.strip()] = yaml.safe_load(value) if parse else value
     return result
 
 

@@ -7,6 +7,7 @@ succeeded, so a failed or interrupted run leaves the user's files as they were.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import sys
 import time
@@ -14,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trt_converters import library_logs
 from trt_converters.atomic import Staging, atomic_write_text
 from trt_converters.errors import StageError, UserError
 from trt_converters.options import ConvertOptions
@@ -48,15 +50,31 @@ def log(message: str) -> None:
 
 def run_conversion(options: ConvertOptions) -> dict:
     """Runs the stages the options ask for and returns the report (also written as JSON)."""
+    from trt_converters.triton.backends import choose_serving
+
+    serving = choose_serving(options)
+    options = options.model_copy(update={"triton_backend": serving.backend, "instance_kind": serving.instance_kind})
     _check_required(options)
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
     _check_targets(options)
     for key, derived in options.derived_values().items():
         log(f"[options] {key} = {derived['value']} (from {derived['from']})")
+    if options.generate_triton_config:
+        from trt_converters.triton.repository import core_model_config
+
+        core_model_config(options, io.with_inputs(options.triton_inputs or [t.name for t in io.inputs]), profiles)
+        log(f"[serve] Triton backend {serving.backend}, KIND_{serving.instance_kind.upper()} ({serving.why})")
+        for warning in serving.warnings:
+            log(f"warning: {warning}")
+        if options.response_cache:
+            log("[serve] response cache on: the server uses it only when started with --cache-config "
+                "local,size=BYTES")
     with Staging() as staging:
         state = RunState(options=options, staging=staging, io=io, profiles=profiles,
                          report=_report_header(options, profiles))
+        if options.generate_triton_config:
+            state.report["serving"] = serving.as_report()
         if options.generate_onnx:
             _stage_export(state)
         else:
@@ -176,7 +194,8 @@ def _stage_export(state: RunState) -> None:
             verification = None if options.skip_verify else _verify(state, target, "fp32", f"{exporter} ONNX export")
         except StageError as exc:
             attempts.append(f"{exporter}: {exc}")
-            log(f"[export] {exporter} rejected: {exc}")
+            if options.verbose:  # the fallback is routine; the report's export entry says why
+                log(f"[export] {exporter} rejected: {exc}")
             continue
         state.onnx_fp32 = state.serving_onnx = state.engine_onnx = target
         state.graph_inputs = result.graph_inputs
@@ -271,7 +290,8 @@ def _use_existing_onnx(state: RunState) -> None:
 
     path = state.options.resolved_onnx_path()
     if not path.is_file():
-        if state.options.generate_trt or state.options.triton_backend != "tensorrt_plan":
+        if state.options.generate_trt or (state.options.generate_triton_config
+                                          and state.options.triton_backend != "tensorrt_plan"):
             raise UserError(f"--onnx-path {path} does not exist: pass --generate-onnx or point --onnx-path at a graph")
         return
     state.onnx_fp32 = state.serving_onnx = state.engine_onnx = path
@@ -289,16 +309,17 @@ def _stage_lower(state: RunState) -> None:
 
         final = options.lowered_onnx_path()
         log(f"[lower] {options.precision} for TensorRT")
-        with _warnings_logged() as warned:
+        with _warnings_logged() as warned, library_logs.captured(echo=options.verbose) as library_log:
             result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=options.precision,
                                  io=state.io, profiles=state.profiles, calib_data=options.calib_data,
                                  calib_samples=options.calib_samples, calib_method=options.calib_method,
                                  tokenizer_path=options.tokenizer_path, image_options=options.image_options,
                                  calibration_cache=options.calibration_cache)
         for note in result.notes:
-            if note not in warned:
+            if note not in warned and (options.verbose or not _REJECTED_CANDIDATE.search(note)):
                 log(f"[lower] {note}")
-        entry = {"seconds": round(result.seconds, 3), "notes": result.notes, **_file_facts(result.path, final=final)}
+        entry = {"seconds": round(result.seconds, 3), "notes": result.notes, "library_log": library_log,
+                 **_file_facts(result.path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, result.path, options.precision, f"{options.precision} graph")
         state.report["stages"][f"lower_{options.precision}"] = entry
@@ -313,18 +334,25 @@ def _stage_lower(state: RunState) -> None:
         if options.onnx_int8 == "static":
             from trt_converters.calibration import load_calibration_data
 
-            with _warnings_logged():
+            with _warnings_logged(), library_logs.captured(echo=options.verbose):
                 calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
                                                     samples=options.calib_samples,
                                                     tokenizer_path=options.tokenizer_path,
                                                     image_options=options.image_options)
-        path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
-                                        io=state.io, calibration=calibration, calib_method=options.calib_method)
-        entry = {"seconds": round(time.perf_counter() - started, 3), **_file_facts(path, final=final)}
+        with library_logs.captured(echo=options.verbose) as library_log:
+            path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
+                                            io=state.io, calibration=calibration,
+                                            calib_method=options.calib_method)
+        entry = {"seconds": round(time.perf_counter() - started, 3), "library_log": library_log,
+                 **_file_facts(path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
         state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
         state.serving_onnx = path
+
+
+# Candidate graphs a lowering fallback tried and dropped: routine, kept for the report and --verbose.
+_REJECTED_CANDIDATE = re.compile(r" graph rejected: | failed \(")
 
 
 @contextlib.contextmanager
@@ -341,7 +369,7 @@ def _warnings_logged():
 
 
 def _stage_build(state: RunState) -> None:
-    from trt_converters.build import BuildOptions, build_engine
+    from trt_converters.build import BuildOptions, build_engine, where_plan_loads
 
     options = state.options
     if state.engine_onnx is None:
@@ -358,8 +386,15 @@ def _stage_build(state: RunState) -> None:
         hardware_compatibility_level=options.hardware_compatibility_level,
         weak_typing_fp16=options.weak_typing_fp16, verbose=options.verbose))
     state.engine = result.path
+    loads_in = where_plan_loads(result.backend, result.backend_version)
+    log(f"[build] built by {result.backend} {result.backend_version}: {loads_in}")
+    packaged = options.generate_triton_config and options.triton_backend == "tensorrt_plan"
+    if packaged and result.backend == "tensorrt-rtx":
+        log("warning: --triton-backend tensorrt_plan packages this TensorRT-RTX plan, which Triton's tensorrt "
+            "backend cannot load; build with NVIDIA TensorRT (--trt-backend tensorrt) to serve it from Triton")
     state.report["stages"]["build"] = {
-        "backend": result.backend, "backend_version": result.backend_version, "seconds": round(result.seconds, 3),
+        "backend": result.backend, "backend_version": result.backend_version, "loads_in": loads_in,
+        "seconds": round(result.seconds, 3),
         "timing_cache": str(options.timing_cache) if options.timing_cache else None,
         "timing_cache_loaded": result.timing_cache_loaded, "notes": result.notes,
         "memory_pool_limit": options.memory_pool_limit, **_file_facts(result.path, final=final)}
@@ -373,21 +408,27 @@ def _stage_package(state: RunState) -> None:
     io = state.io.with_inputs(served_inputs)
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
-                                   onnx_graph=state.serving_onnx)
+                                   onnx_graph=state.serving_onnx, profiles=state.profiles)
     staged_models = [state.staging.path_for(options.triton_repo / options.model_name)]
     shutil.move(str(model_dir), str(staged_models[0]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
-             "backend": options.triton_backend, "inputs": served_inputs}
+             "backend": options.triton_backend, "instance_kind": options.instance_kind, "inputs": served_inputs}
     if options.pipeline:
         from trt_converters.pipelines import write_pipeline
         from trt_converters.pipelines.base import PipelineRequest
+        from trt_converters.triton.config import PipelineServing
 
         log(f"[package] pipeline {options.pipeline!r} as {options.resolved_pipeline_name()}")
         request = PipelineRequest(repo=repo_stage, core_model_name=options.model_name,
                                   pipeline_name=options.resolved_pipeline_name(), io=io,
                                   max_batch_size=options.max_batch_size, instance_kind=options.instance_kind,
                                   options=_pipeline_options(options),
-                                  checkpoint_dir=options.ckpt_path.parent if options.ckpt_path else None)
+                                  checkpoint_dir=options.ckpt_path.parent if options.ckpt_path else None,
+                                  serving=PipelineServing(instance_counts=options.pipeline_instance_count or {},
+                                                          response_cache=options.response_cache,
+                                                          warmup=options.model_warmup
+                                                          if options.model_warmup is not None
+                                                          else options.triton_backend == "tensorrt_plan"))
         with _warnings_logged():
             written = write_pipeline(options.pipeline, request)
         for folder in sorted({p.relative_to(repo_stage).parts[0] for p in written if p.is_relative_to(repo_stage)}):
@@ -416,8 +457,10 @@ def _repository_requirements(repo: Path, staged_models: list[Path]) -> str | Non
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:
+    from trt_converters.pipelines import pipeline_module
+
     merged = dict(options.pipeline_options)
-    if options.tokenizer_path is not None:
+    if options.tokenizer_path is not None and "tokenizer_path" in pipeline_module(options.pipeline).OPTIONS:
         merged["tokenizer_path"] = str(options.tokenizer_path)
     return merged
 

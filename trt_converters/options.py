@@ -71,9 +71,19 @@ class ConvertOptions(BaseModel):
     image_options: Optional[dict] = None
     onnx_int8: Optional[Literal["dynamic", "static"]] = None
     ort_optimization_level: Optional[Literal["basic", "extended", "all"]] = None
-    triton_backend: Literal["tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "tensorrt_plan"
-    instance_kind: Literal["gpu", "cpu"] = "gpu"
+    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"
+    instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
     instance_count: int = 1
+    model_warmup: Optional[bool] = None  # None: on for TensorRT plans
+    response_cache: bool = False
+    max_queue_size: Optional[int] = None
+    queue_timeout: Optional[int] = None
+    queue_timeout_action: Literal["reject", "delay"] = "reject"
+    priority_levels: Optional[int] = None
+    default_priority_level: Optional[int] = None
+    version_policy: Optional[str] = None
+    pipeline_instance_count: Optional[dict[str, int]] = None
+    triton_parameters: dict[str, str] = {}
     intra_op_threads: Optional[int] = None
     inter_op_threads: Optional[int] = None
     pipeline: Optional[str] = None
@@ -102,6 +112,28 @@ class ConvertOptions(BaseModel):
             return items
         return value
 
+    @field_validator("pipeline_instance_count", mode="before")
+    @classmethod
+    def _instance_counts(cls, value):
+        """3 (every pre/post model), or tokenizer=2,postprocess=1 (per role); YAML may give a mapping."""
+        if value is None or isinstance(value, dict):
+            return value
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+            return {"*": int(value)}
+        counts = {}
+        for item in str(value).split(","):
+            role, separator, count = item.partition("=")
+            if not separator or not count.strip().isdigit():
+                raise ValueError(f"{value!r}: give a count (2) or ROLE=COUNT pairs (tokenizer=2,postprocess=1)")
+            counts[role.strip()] = int(count)
+        return counts
+
+    @field_validator("triton_parameters", mode="before")
+    @classmethod
+    def _parameters(cls, value):
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()} \
+            if isinstance(value, dict) else value
+
     @field_validator("input_size", mode="before")
     @classmethod
     def _input_size(cls, value):
@@ -122,10 +154,9 @@ class ConvertOptions(BaseModel):
             raise ValueError("builder_optimization_level: must be between 0 and 5")
         if self.calib_samples is not None and self.calib_samples < 1:
             raise ValueError("calib_samples: must be >= 1")
-        if self.preferred_batch_sizes:
-            from trt_converters.triton.config import check_preferred_batch_sizes
+        from trt_converters.triton.config import check_options
 
-            check_preferred_batch_sizes(self.preferred_batch_sizes, self.max_batch_size)
+        check_options(self)
         if self.triton_inputs is not None and self.model_io_config is not None:
             declared = [t.name for t in self.model_io_config.inputs]
             unknown = [name for name in self.triton_inputs if name not in declared]
@@ -133,10 +164,14 @@ class ConvertOptions(BaseModel):
                 raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
                                 f"({', '.join(declared)})")
         if self.pipeline is not None:
-            from trt_converters.pipelines import available_pipelines
+            from trt_converters.pipelines import available_pipelines, validate_pipeline_options
 
             if self.pipeline not in available_pipelines():
                 raise UserError(f"unknown pipeline {self.pipeline!r}; available: {', '.join(available_pipelines())}")
+            validate_pipeline_options(self.pipeline, self.pipeline_options)
+        elif self.pipeline_options:
+            raise UserError(f"pipeline option {next(iter(self.pipeline_options))!r} given without a pipeline: "
+                            "add --pipeline NAME")
         return self
 
     def option_sources(self) -> dict[str, str]:
@@ -211,7 +246,7 @@ def _resolve_relative(base: Path, key: str, value):
 
 
 SOURCES = ("flag", "checkpoint", "yaml", "default")  # strongest first
-MERGED_BY_KEY = ("model_kwargs", "pipeline_options", "image_options")  # layers merge these key by key
+MERGED_BY_KEY = ("model_kwargs", "pipeline_options", "image_options", "triton_parameters")  # layers merge these key by key
 
 
 def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: bool = True) -> ConvertOptions:

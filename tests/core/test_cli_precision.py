@@ -28,6 +28,10 @@ def test_lowered_engine_within_budget(tmp_path, run_cli, tiny_checkpoints, kind,
     assert all(o["passed"] for o in lowered["verify"]["outputs"])
     assert lowered["path"].endswith(f"model.{precision}.onnx")
     assert report["stages"]["build"]["bytes"] > 0
+    # library log lines and the fallback's rejected candidates go to the report, not the terminal
+    assert "[modelopt]" not in result.stdout + result.stderr and "graph rejected" not in result.stderr
+    if precision == "fp16":
+        assert any("INFO" in line for line in lowered["library_log"])
     if precision.startswith("int8"):
         assert "warning: synthetic calibration data" in result.stderr
 

@@ -276,7 +276,7 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
     models["e5"] = import_script("e5").E5Embedder(**e5_kwargs).eval()
     torch.save(models["e5"].state_dict(), e5_dir / "model.pt")
     convert(run_cli, work, "e5", "e5_small_v2.yaml", e5_dir / "model.pt", e5_kwargs,
-            "--tokenizer-path", minilm_checkpoint_dir(), "--pipeline-option", "max_length=128",
+            "--tokenizer-path", minilm_checkpoint_dir(), "--pipeline-option", "max_length=128", "--model-warmup",
             "--model-io-config", json.dumps({
                 "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1],
                             "opt_shape": [16], "max_shape": [128], "value_range": [0, 30522]},
@@ -295,7 +295,13 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
     convert(run_cli, work, "caption", None, caption_dir / "model.pt", caption_kwargs,
             "--model-script-path", ROOT / "model_scripts" / "deberta.py", "--model-class-name", "DebertaLargeModel",
             "--triton-inputs", "input_ids,input_mask", "--pipeline", "classifier", "--pipeline-option",
-            "labels=good caption", "--tokenizer-path", roberta_tokenizer_dir, "--model-io-config", json.dumps({
+            "labels=good caption", "--tokenizer-path", roberta_tokenizer_dir,
+            # seed 003's client names: "text_input" in, the label as "class_name"; and the production fields
+            "--pipeline-option", "text_input=text_input", "--pipeline-option", "output_names={label: class_name}",
+            "--model-warmup", "--pipeline-instance-count", "tokenizer=2", "--response-cache",
+            "--max-queue-size", "64", "--queue-timeout", "5000000", "--priority-levels", "2",
+            "--version-policy", "latest:1", "--triton-parameter", "served_by=trt-converters-test",
+            "--model-io-config", json.dumps({
                 "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [128], "value_range": [0, vocab]},
                            {"name": "input_mask", **fixed},
                            {"name": "input_token_type_ids", **fixed, "value_range": [0, 1]}],
@@ -310,7 +316,7 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
     assert not server.is_running()
 
 
-def infer(server, protocol, model, texts, outputs):
+def infer(server, protocol, model, texts, outputs, text_input="text"):
     if protocol == "http":
         import tritonclient.http as client_lib
 
@@ -319,7 +325,7 @@ def infer(server, protocol, model, texts, outputs):
         import tritonclient.grpc as client_lib
 
         client = client_lib.InferenceServerClient(url=server.grpc_url)
-    text = client_lib.InferInput("text", [len(texts), 1], "BYTES")
+    text = client_lib.InferInput(text_input, [len(texts), 1], "BYTES")
     text.set_data_from_numpy(np.array([[t.encode()] for t in texts], dtype=np.object_))
     result = client.infer(model, [text], outputs=[client_lib.InferRequestedOutput(o) for o in outputs])
     return {o: result.as_numpy(o) for o in outputs}
@@ -516,7 +522,35 @@ def test_fixed_length_float_mask_one_logit_classifier_matches_pytorch(served):
     with torch.no_grad():
         logits = served["models"]["caption"](enc["input_ids"], enc["attention_mask"].float()).numpy()
     expected = 1.0 / (1.0 + np.exp(-logits))
-    got = infer(served["server"], "grpc", "caption_classifier", SENTENCES, ["label", "score", "probabilities"])
+    got = infer(served["server"], "grpc", "caption_classifier", SENTENCES, ["class_name", "score", "probabilities"],
+                text_input="text_input")
     np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got["score"], expected, rtol=1e-4, atol=1e-5)
-    assert {row[0].decode() for row in got["label"]} == {"good caption"}
+    assert {row[0].decode() for row in got["class_name"]} == {"good caption"}
+
+
+@pytest.mark.triton
+def test_seed_003_curl_body_reaches_the_renamed_entry_input(served):
+    """The v2 JSON body of seed 003's curl, sent as is; the configs carry warmup, cache and queue settings."""
+    import urllib.request
+
+    from trt_converters.triton.config import read_config
+
+    body = {"inputs": [{"name": "text_input", "shape": [1, 1], "datatype": "BYTES", "data": [SENTENCES[0]]}]}
+    request = urllib.request.Request(f"http://{served['server'].http_url}/v2/models/caption_classifier/infer",
+                                     data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert {o["name"] for o in answer["outputs"]} == {"class_name", "score", "probabilities"}
+    repo = served["work"] / "repo"
+    core, tokenizer = read_config(repo / "caption" / "config.pbtxt"), read_config(
+        repo / "caption_classifier_tokenizer" / "config.pbtxt")
+    ensemble = read_config(repo / "caption_classifier" / "config.pbtxt")
+    assert [(w.batch_size, list(w.inputs["input_ids"].dims)) for w in core.model_warmup] == [(1, [128]), (8, [128])]
+    assert core.dynamic_batching.default_queue_policy.max_queue_size == 64
+    assert core.dynamic_batching.priority_levels == 2 and core.version_policy.latest.num_versions == 1
+    assert core.parameters["served_by"].string_value == "trt-converters-test"
+    assert [w.batch_size for w in tokenizer.model_warmup] == [1, 8] and tokenizer.instance_group[0].count == 2
+    assert ensemble.response_cache.enable and not core.response_cache.enable
+    e5_core = read_config(repo / "e5" / "config.pbtxt")  # dynamic length: warmup at the profile's opt length
+    assert [list(w.inputs["input_ids"].dims) for w in e5_core.model_warmup] == [[16], [16]]

@@ -68,11 +68,11 @@ def test_writer_lays_out_an_ensemble_with_self_contained_python_models(tmp_path)
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"options": {"score_threshold": 1.5}}, "score_threshold must be within"),
+    ({"options": {"score_threshold": 1.5}}, "score_threshold=1.5 must be <= 1"),
     ({"options": {"class_names": ["a"]}}, "class_names has 1 names but the model predicts 3"),
-    ({"options": {"nms_threshold": 0.5}}, "unknown pipeline_options nms_threshold"),
-    ({"options": {"max_detections": 0}}, "max_detections must be a positive integer"),
-    ({"options": {"channel_order": "HSV"}}, "channel_order 'HSV'"),
+    ({"options": {"nms_threshold": 0.5}}, "unknown option 'nms_threshold'; valid options: channel_order, "),
+    ({"options": {"max_detections": 0}}, "max_detections=0 must be >= 1"),
+    ({"options": {"channel_order": "HSV"}}, "channel_order='HSV' must be BGR or RGB"),
     ({"input_shape": [3, -1, -1]}, "set pipeline_options input_size"),
     ({"input_shape": [3, 100, 128]}, "multiples of 32"),
     ({"input_shape": [1, 128, 128]}, r"must be float32 \[3, H, W\]"),

@@ -47,6 +47,8 @@ class TritonPythonModel:
         self.mask_input = p("attention_mask_input", "attention_mask")
         self.ids_dtype = np.dtype(p("ids_dtype", "int64"))
         self.mask_dtype = np.dtype(p("mask_dtype", "int64"))
+        self.text_input = p("text_input", "text")
+        self.corrected_output = p("corrected_output", "corrected")
         self.labels_output = p("labels_output", "logits_labels")
         self.detect_output = p("detect_output", "logits_d")
         self.decoding = dict(
@@ -70,9 +72,9 @@ class TritonPythonModel:
         responses = [None] * len(requests)
         sentences, owners = [], []
         for index, request in enumerate(requests):
-            tensor = pb_utils.get_input_tensor_by_name(request, "text")
+            tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = error_response(f"{self.model_name}: missing input 'text'")
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
                 continue
             array = tensor.as_numpy()
             owners.append((index, len(sentences), array.shape))
@@ -94,7 +96,7 @@ class TritonPythonModel:
                 continue
             values = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
             responses[index] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("corrected", values.reshape(shape))])
+                output_tensors=[pb_utils.Tensor(self.corrected_output, values.reshape(shape))])
         return responses
 
     def _correct(self, sentences):

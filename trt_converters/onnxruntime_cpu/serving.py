@@ -21,10 +21,11 @@ DEFAULT_MAX_QUEUE_DELAY_US = 1000
 def cpu_python_config(model_name: str, io: IOSpec, *, max_batch_size: int, instance_count: int,
                       max_queue_delay_us: int, parameters: dict[str, str]):
     """ModelConfig of a python-backend model on KIND_CPU with dynamic batching."""
-    from trt_converters.triton.config import model_config
+    from trt_converters.triton.config import Scheduling, model_config
 
     return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=max_batch_size,
-                        dynamic_batching=max_batch_size > 0, max_queue_delay_us=max_queue_delay_us,
+                        scheduling=Scheduling(dynamic_batching=max_batch_size > 0,
+                                              max_queue_delay_us=max_queue_delay_us),
                         instance_kind="cpu", instance_count=instance_count, parameters=parameters)
 
 
@@ -36,7 +37,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
     runtime its model.py imports is copied beside it, and the repository's requirements.txt updated.
     """
     from trt_converters.serving_runtime import copy_runtime
-    from trt_converters.triton.config import to_text
+    from trt_converters.triton.config import write_config
     from trt_converters.triton.requirements import write_repository_requirements
 
     repo = Path(repo)
@@ -48,7 +49,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
         staged = Path(tmp) / model_name
         version = staged / "1"
         version.mkdir(parents=True)
-        (staged / "config.pbtxt").write_text(to_text(config))
+        write_config(staged, config)
         for name, source in files.items():
             if isinstance(source, Path):
                 shutil.copy2(source, version / name)

@@ -11,19 +11,34 @@ import re
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.pipelines._options import check_options
 from trt_converters.pipelines.base import PipelineRequest
 
 
 def write_pipeline(name: str, request: PipelineRequest) -> list[Path]:
+    module = pipeline_module(name)
+    check_options(name, module.OPTIONS, request.options)
+    return module.write_pipeline(request)
+
+
+def pipeline_module(name: str):
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name == "base":
         raise UserError(f"pipeline {name!r} is not a pipeline name; use one of: {', '.join(available_pipelines())}")
     try:
-        module = importlib.import_module(f"trt_converters.pipelines.{name}")
+        return importlib.import_module(f"trt_converters.pipelines.{name}")
     except ModuleNotFoundError as exc:
         if exc.name != f"trt_converters.pipelines.{name}":
             raise
         raise UserError(f"unknown pipeline {name!r}; available: {', '.join(available_pipelines())}") from None
-    return module.write_pipeline(request)
+
+
+def validate_pipeline_options(name: str, options: dict) -> None:
+    """Unknown keys and bad values of a pipeline's options, as one-line UserErrors (no model needed)."""
+    check_options(name, pipeline_module(name).OPTIONS, options)
+
+
+def pipeline_options_help(name: str) -> dict[str, str]:
+    return {key: option.help for key, option in sorted(pipeline_module(name).OPTIONS.items())}
 
 
 def available_pipelines() -> list[str]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from trt_converters.errors import UserError
+from trt_converters.pipelines._options import Option, entry_names
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.serving_runtime import copy_runtime
+from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
-from trt_converters.spec import TensorSpec
 
 VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"
@@ -24,6 +25,19 @@ ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 # -- options ---------------------------------------------------------------------------------
+def text_options(*entry_outputs: str) -> dict[str, Option]:
+    """The options every text pipeline takes (tokenizer, length, input roles, entry tensor names)."""
+    return {
+        "tokenizer_path": Option("path", "Hugging Face tokenizer folder (default: beside the checkpoint; "
+                                         "--tokenizer-path sets it)"),
+        "max_length": Option("int", "tokenize at most this many tokens (default: the profile's max length)",
+                             minimum=1),
+        "input_roles": Option("mapping", "{core input: input_ids | attention_mask | token_type_ids} where the "
+                                         "names do not tell"),
+        **entry_names(entry_outputs),
+    }
+
+
 def option(request: PipelineRequest, key: str, default=None, *aliases: str):
     for name in (key, *aliases):
         if name in request.options and request.options[name] is not None:
@@ -78,53 +92,26 @@ def new_python_model(request: PipelineRequest, model_name: str, source: str) -> 
     return version
 
 
-def python_model_config(request: PipelineRequest, name: str, *, parameters: dict, batching: bool = True):
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=request.max_batch_size)
-    # Pre/post-processing runs on the CPU whatever device the core model uses.
-    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
-    if batching and request.max_batch_size > 0:
-        config.dynamic_batching.SetInParent()
-    for key, value in parameters.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        config.parameters[key].string_value = text
-    return config
+def python_model_config(request: PipelineRequest, name: str, *, parameters: dict, batching: bool = True,
+                        role: str = "postprocess"):
+    return config_writer.python_model_config(
+        name, max_batch_size=request.max_batch_size, parameters=parameters, batching=batching,
+        instance_count=request.serving.instances(role),
+        response_cache=role == "entry" and request.serving.response_cache)
 
 
-def add_tensor(entries, name: str, data_type: str, dims: Iterable[int]):
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    entry = entries.add(name=name, data_type=mc.DataType.Value(data_type))
-    entry.dims.extend(list(dims))
-    return entry
+add_tensor = config_writer.add_tensor
+add_spec = config_writer.add_spec
 
 
-def add_spec(entries, spec: TensorSpec):
-    return add_tensor(entries, spec.name, spec.triton_dtype, spec.shape)
-
-
-def write_config(model_dir: Path, config) -> Path:
-    from google.protobuf import text_format
-
-    path = model_dir / "config.pbtxt"
-    path.write_text(text_format.MessageToString(config), encoding="utf-8")
-    return path
+def write_config(model_dir: Path, config, warmup_files: dict | None = None) -> Path:
+    return config_writer.write_config(model_dir, config, warmup_files)[0]
 
 
 def ensemble_config(request: PipelineRequest, steps: list[tuple[str, dict, dict]]):
     """Ensemble named `request.pipeline_name`; steps are (model, {its input: tensor}, {its output: tensor})."""
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = mc.ModelConfig(name=request.pipeline_name, platform="ensemble",
-                            max_batch_size=request.max_batch_size)
-    for model_name, inputs, outputs in steps:
-        step = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
-        for key, value in inputs.items():
-            step.input_map[key] = value
-        for key, value in outputs.items():
-            step.output_map[key] = value
-    return config
+    return config_writer.ensemble_config(request.pipeline_name, max_batch_size=request.max_batch_size, steps=steps,
+                                         response_cache=request.serving.response_cache)
 
 
 def require_batching(request: PipelineRequest) -> None:
@@ -235,7 +222,7 @@ def write_tokenizer_model(request: PipelineRequest, name: str, *, prefix: str) -
     roles = input_roles(request)
     version = new_python_model(request, name, "text_tokenizer")
     tokenizer.save_pretrained(str(version / TOKENIZER_FOLDER))
-    config = python_model_config(request, name, parameters={
+    config = python_model_config(request, name, role="tokenizer", parameters={
         "text_input": "text",
         "roles": json.dumps(roles),
         "max_length": str(max_length),
@@ -245,7 +232,9 @@ def write_tokenizer_model(request: PipelineRequest, name: str, *, prefix: str) -
     add_tensor(config.input, "text", "TYPE_STRING", [1])
     for spec in request.io.inputs:
         add_spec(config.output, spec)
-    write_config(version.parent, config)
+    warmup = config_writer.add_text_warmup(config, "text", {1, request.max_batch_size}) \
+        if request.serving.warmup else None
+    write_config(version.parent, config, warmup)
     return version.parent
 
 

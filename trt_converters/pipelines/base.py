@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from trt_converters.spec import IOSpec
+from trt_converters.triton.config import PipelineServing
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class PipelineRequest:
     instance_kind: Literal["gpu", "cpu"] = "gpu"
     options: dict = field(default_factory=dict)
     checkpoint_dir: Path | None = None
+    serving: PipelineServing = field(default_factory=PipelineServing)  # instance counts, cache, warmup

@@ -8,7 +8,8 @@ Models written (P = the pipeline name):
   P              the ensemble users call
 Options: tokenizer_path, max_length, labels (list, or {id: name}; default config.json id2label),
 activation (softmax | sigmoid; default sigmoid for one-logit heads or multi-label configs),
-top_k (1), logits_output (default: the first core output), input_roles.
+top_k (1), logits_output (default: the first core output), input_roles, text_input and
+output_names (the entry model's tensor names).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines import _text_common as common
+from trt_converters.pipelines._options import Option, renamed_outputs, text_input_name
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.spec import TensorSpec
 
@@ -26,6 +28,17 @@ from trt_converters.spec import TensorSpec
 def checkpoint_options(hf_config: dict) -> dict:
     """The label names of the checkpoint's config.json (id2label)."""
     return {"labels": dict(hf_config["id2label"])} if isinstance(hf_config.get("id2label"), dict) else {}
+
+
+OPTIONS = {
+    **common.text_options("label", "score", "probabilities"),
+    "labels": Option("any", "class names: a list, {id: name}, or comma-separated (default: config.json id2label)"),
+    "activation": Option("str", "softmax or sigmoid (default: sigmoid for one-logit or multi-label heads)",
+                         choices=("softmax", "sigmoid")),
+    "top_k": Option("int", "labels returned per text (default 1)", minimum=1),
+    "logits_output": Option("str", "core output holding the logits (default: the first)"),
+}
+ENTRY_OUTPUTS = ["label", "score", "probabilities"]
 
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:
@@ -37,6 +50,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     top_k = common.int_option(request, "top_k", 1, minimum=1)
     if top_k > len(labels):
         raise UserError(f"pipeline option top_k={top_k} exceeds the {len(labels)} labels")
+    text, names = text_input_name(request), renamed_outputs(request, ENTRY_OUTPUTS)
 
     tokenizer_name = f"{request.pipeline_name}_tokenizer"
     postprocess_name = f"{request.pipeline_name}_postprocess"
@@ -53,15 +67,14 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.write_config(post_version.parent, post)
 
     ensemble = common.ensemble_config(request, [
-        (tokenizer_name, {"text": "text"}, {s.name: s.name for s in request.io.inputs}),
+        (tokenizer_name, {"text": text}, {s.name: s.name for s in request.io.inputs}),
         (request.core_model_name, {s.name: s.name for s in request.io.inputs}, {logits.name: logits.name}),
-        (postprocess_name, {logits.name: logits.name},
-         {"label": "label", "score": "score", "probabilities": "probabilities"}),
+        (postprocess_name, {logits.name: logits.name}, names),
     ])
-    common.add_tensor(ensemble.input, "text", "TYPE_STRING", [1])
-    common.add_tensor(ensemble.output, "label", "TYPE_STRING", [top_k])
-    common.add_tensor(ensemble.output, "score", "TYPE_FP32", [top_k])
-    common.add_tensor(ensemble.output, "probabilities", "TYPE_FP32", [len(labels)])
+    common.add_tensor(ensemble.input, text, "TYPE_STRING", [1])
+    common.add_tensor(ensemble.output, names["label"], "TYPE_STRING", [top_k])
+    common.add_tensor(ensemble.output, names["score"], "TYPE_FP32", [top_k])
+    common.add_tensor(ensemble.output, names["probabilities"], "TYPE_FP32", [len(labels)])
     ensemble_dir = request.repo / request.pipeline_name
     (ensemble_dir / common.VERSION).mkdir(parents=True, exist_ok=True)
     common.write_config(ensemble_dir, ensemble)

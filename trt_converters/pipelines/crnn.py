@@ -16,15 +16,27 @@ pipeline_options (YAML):
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.pipelines._options import Option
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.serving_runtime import copy_runtime
+from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
+OPTIONS = {
+    "charset": Option("any", "the symbols of the classes other than the blank (a string or a list; required)"),
+    "blank_index": Option("int", "class index of the CTC blank (default 0)", minimum=0),
+    "width_downsample": Option("int", "input width per output step (default 4)", minimum=1),
+    "mean": Option("list", "per-channel mean after scaling pixels to [0, 1] (default none)"),
+    "std": Option("list", "per-channel std after scaling pixels to [0, 1] (default none)"),
+    "pad_value": Option("float", "padding in the [0, 1] pixel scale (default 0.0)"),
+    "min_width": Option("int", "narrowest resized line (default: the core input's min_shape)", minimum=1),
+    "max_width": Option("int", "widest resized line (default: the core input's max_shape)", minimum=1),
+    "pad_batches": Option("bool", "run a request's lines as one padded batch (default true)"),
+}
 
 def number_list(value, *, name: str, length: int, kind=float) -> list | None:
     """A list option from YAML ([0.5, 0.5, 0.5]) or from --pipeline-option KEY=VALUE ("0.5,0.5,0.5", "32x96")."""
@@ -118,21 +130,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     model_py = version_dir / "model.py"
     shutil.copyfile(triton_model_source("crnn_pipeline"), model_py)
     runtime = copy_runtime(version_dir)
-    config_path = version_dir.parent / "config.pbtxt"
-    config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
-    return [config_path, model_py, *runtime]
-
-
-def image_to_text_config(name: str, max_batch_size: int, options: dict) -> str:
-    """config.pbtxt of a python BLS model: image (bytes) or image_raw (uint8 HWC) in, text out."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
-    config.input.add(name="image", data_type=mc.TYPE_STRING, dims=[1], optional=True)
-    config.input.add(name="image_raw", data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
-    config.output.add(name="text", data_type=mc.TYPE_STRING, dims=[1])
-    # The BLS only orchestrates; the heavy work runs in the core models it calls.
-    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
-    config.parameters["pipeline_options"].string_value = json.dumps(options)
-    return text_format.MessageToString(config)
+    config = config_writer.image_to_text_config(
+        request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
+        instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
+    return [*config_writer.write_config(version_dir.parent, config), model_py, *runtime]

@@ -9,7 +9,8 @@ official_grammarly (default: config.json's is_official_model; official checkpoin
 without special tokens), max_length (default: config.json's max_length, else the profile's),
 batch_size (rows per core-model call; the core model's max_batch_size), tokenizer_path,
 label_config_path (default: <checkpoint_dir>/config.json), labels_output / detect_output
-(default: logits_labels / logits_d), input_roles.
+(default: logits_labels / logits_d), input_roles, text_input and output_names (the entry model's
+tensor names).
 """
 
 from __future__ import annotations
@@ -21,12 +22,27 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines import _text_common as common
+from trt_converters.pipelines._options import Option, renamed_outputs, text_input_name
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.serving_runtime.gector_decoding import GectorLabels
 from trt_converters.serving_runtime.verb_forms import load_verb_forms
 from trt_converters.spec import TensorSpec
 
 VERB_FORMS_FILE = "verb-form-vocab.txt"
+OPTIONS = {
+    **common.text_options("corrected"),
+    "iterations": Option("int", "correction rounds (default 5)", minimum=1),
+    "min_error_prob": Option("float", "skip sentences whose error probability is below this (default 0)",
+                             minimum=0, maximum=1),
+    "keep_confidence": Option("float", "bias added to $KEEP (default 0)"),
+    "verb_forms_path": Option("path", "verb-form dictionary (verb-form-vocab.txt)"),
+    "official_grammarly": Option("bool", "checkpoint trained without special tokens (default: config.json's "
+                                         "is_official_model)"),
+    "label_config_path": Option("path", "config.json with label2id (default: beside the checkpoint)"),
+    "labels_output": Option("str", "core output with the label logits (default logits_labels)"),
+    "detect_output": Option("str", "core output with the detection logits (default logits_d)"),
+    "batch_size": Option("int", "sentences per core-model call (default: max_batch_size)", minimum=1),
+}
 
 
 def checkpoint_options(hf_config: dict) -> dict:
@@ -83,7 +99,10 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     if verb_path is not None:
         shutil.copy2(verb_path, version / VERB_FORMS_FILE)
 
-    config = common.python_model_config(request, request.pipeline_name, parameters={
+    text, corrected = text_input_name(request), renamed_outputs(request, ["corrected"])["corrected"]
+    config = common.python_model_config(request, request.pipeline_name, role="entry", parameters={
+        "text_input": text,
+        "corrected_output": corrected,
         "core_model": request.core_model_name,
         "input_ids_input": ids_spec.name,
         "attention_mask_input": mask_spec.name,
@@ -99,8 +118,8 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
         "pad_to_length": str(max_length if fixed else 0),
         "batch_size": str(min(batch_size, request.max_batch_size)),
     })
-    common.add_tensor(config.input, "text", "TYPE_STRING", [1])
-    common.add_tensor(config.output, "corrected", "TYPE_STRING", [1])
+    common.add_tensor(config.input, text, "TYPE_STRING", [1])
+    common.add_tensor(config.output, corrected, "TYPE_STRING", [1])
     common.write_config(version.parent, config)
     return common.written_files(version.parent)
 

@@ -24,12 +24,29 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.pipelines.crnn import image_to_text_config, number_list
+from trt_converters.pipelines._options import Option
+from trt_converters.pipelines.crnn import number_list
 from trt_converters.serving_runtime import copy_runtime
+from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
 TOKENIZER_FILENAME = "tokenizer.json"
 DEFAULT_MAX_LENGTH = 64
+OPTIONS = {
+    "encoder_model_name": Option("str", "the encoder's model name in the repository (required)"),
+    "encoder_input_name": Option("str", "encoder input (default pixel_values)"),
+    "encoder_output_name": Option("str", "encoder output (default encoder_hidden_states)"),
+    "image_size": Option("list", "[H, W] the encoder takes (required), e.g. 384,384"),
+    "mean": Option("list", "per-channel mean after scaling pixels to [0, 1] (default 0.5)"),
+    "std": Option("list", "per-channel std after scaling pixels to [0, 1] (default 0.5)"),
+    "start_token_id": Option("int", "decoder start token (default: config.json, else 2)", minimum=0),
+    "eos_token_id": Option("int", "end-of-sequence token (default: config.json, else 2)", minimum=0),
+    "pad_token_id": Option("int", "padding token (default: config.json, else 1)", minimum=0),
+    "max_length": Option("int", "longest generated sequence (default: the decoder's max_shape, else 64)",
+                         minimum=2),
+    "tokenizer_path": Option("str", "tokenizer.json or its folder (--tokenizer-path sets it)"),
+    "vocab": Option("list", "one string per token id, instead of a tokenizer"),
+}
 
 
 def resolve_options(request: PipelineRequest) -> tuple[dict, Path | None]:
@@ -170,6 +187,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     if tokenizer is not None:
         written.append(version_dir / TOKENIZER_FILENAME)
         shutil.copyfile(tokenizer, written[-1])
-    config_path = version_dir.parent / "config.pbtxt"
-    config_path.write_text(image_to_text_config(request.pipeline_name, request.max_batch_size, options))
-    return [config_path, *written]
+    config = config_writer.image_to_text_config(
+        request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
+        instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
+    return [*config_writer.write_config(version_dir.parent, config), *written]

@@ -31,22 +31,31 @@ import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.pipelines._options import Option, check_options
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.serving_runtime import copy_runtime
+from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
-KNOWN_OPTIONS = {"score_threshold", "iou_threshold", "max_detections", "class_agnostic", "class_names",
-                 "channel_order", "pad_value", "input_size", "python_instance_count"}
+OPTIONS = {
+    "score_threshold": Option("float", "minimum score kept (default 0.3)", minimum=0, maximum=1),
+    "iou_threshold": Option("float", "NMS IoU threshold (default 0.45)", minimum=0, maximum=1),
+    "max_detections": Option("int", "detections per image (default 100)", minimum=1),
+    "class_agnostic": Option("bool", "NMS across classes (default false)"),
+    "class_names": Option("list", "one name per class; adds a labels output"),
+    "channel_order": Option("str", "BGR (official YOLOX, default) or RGB", choices=("BGR", "RGB")),
+    "pad_value": Option("int", "letterbox padding (default 114)", minimum=0, maximum=255),
+    "input_size": Option("list", "[H, W] when the core input's spatial dims are dynamic"),
+    "python_instance_count": Option("int", "CPU instances of the pre/post models (default 1; "
+                                           "--pipeline-instance-count overrides)", minimum=1),
+}
 LETTERBOX_INFO = "letterbox_info"  # float32 [3] per image: ratio, original height, original width
 
 
 def resolve_options(request: PipelineRequest) -> dict:
     """The pipeline's settings, validated against the core model's IO spec (UserError on mistakes)."""
     options = dict(request.options or {})
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise UserError(f"yolox pipeline: unknown pipeline_options {', '.join(unknown)}; "
-                        f"known: {', '.join(sorted(KNOWN_OPTIONS))}")
+    check_options("yolox", OPTIONS, options)
     if len(request.io.inputs) != 1:
         raise UserError(f"yolox pipeline: the core model must have one image input, it has {len(request.io.inputs)}")
     image = request.io.inputs[0]
@@ -105,57 +114,37 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
                                    post_files)
     ensemble_dir = repo / request.pipeline_name
     (ensemble_dir / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder, even empty
-    written.append(_write_text(ensemble_dir / "config.pbtxt", _to_text(_ensemble_config(request, settings, pre, post))))
+    written += config_writer.write_config(ensemble_dir, _ensemble_config(request, settings, pre, post))
     return written
 
 
 # -- configs ------------------------------------------------------------------------------------
-def _pb():
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2
-
-
-def _tensor(message_type, name: str, data_type: str, dims, optional: bool = False):
-    pb = _pb()
-    tensor = message_type(name=name, data_type=pb.DataType.Value(data_type))
-    tensor.dims.extend(dims)
-    if optional:
-        tensor.optional = True
-    return tensor
+def _image_inputs(config):
+    config_writer.add_tensor(config.input, "image", "TYPE_STRING", [1], optional=True)
+    config_writer.add_tensor(config.input, "image_raw", "TYPE_UINT8", [-1, -1, 3], optional=True)
 
 
-def _image_inputs(pb, optional: bool):
-    return [_tensor(pb.ModelInput, "image", "TYPE_STRING", [1], optional),
-            _tensor(pb.ModelInput, "image_raw", "TYPE_UINT8", [-1, -1, 3], optional)]
-
-
-def _detection_outputs(pb, settings):
-    outputs = [_tensor(pb.ModelOutput, "boxes", "TYPE_FP32", [-1, 4]),
-               _tensor(pb.ModelOutput, "scores", "TYPE_FP32", [-1]),
-               _tensor(pb.ModelOutput, "classes", "TYPE_INT32", [-1]),
-               _tensor(pb.ModelOutput, "num_detections", "TYPE_INT32", [1])]
+def _detection_outputs(config, settings):
+    for name, data_type, dims in (("boxes", "TYPE_FP32", [-1, 4]), ("scores", "TYPE_FP32", [-1]),
+                                  ("classes", "TYPE_INT32", [-1]), ("num_detections", "TYPE_INT32", [1])):
+        config_writer.add_tensor(config.output, name, data_type, dims)
     if settings["class_names"] is not None:
-        outputs.append(_tensor(pb.ModelOutput, "labels", "TYPE_STRING", [-1]))
-    return outputs
+        config_writer.add_tensor(config.output, "labels", "TYPE_STRING", [-1])
 
 
-def _python_config(name: str, request: PipelineRequest, settings: dict):
-    pb = _pb()
-    config = pb.ModelConfig(name=name, backend="python", max_batch_size=request.max_batch_size)
-    config.instance_group.add(count=settings["instances"], kind=pb.ModelInstanceGroup.Kind.Value("KIND_CPU"))
-    config.dynamic_batching.max_queue_delay_microseconds = 100
-    return config
+def _python_config(name: str, request: PipelineRequest, settings: dict, role: str):
+    counts = request.serving.instance_counts
+    instances = request.serving.instances(role) if role in counts or "*" in counts else settings["instances"]
+    return config_writer.python_model_config(name, max_batch_size=request.max_batch_size, instance_count=instances,
+                                             max_queue_delay_us=100)
 
 
 def _preprocess_config(name: str, request: PipelineRequest, settings: dict):
-    pb = _pb()
-    config = _python_config(name, request, settings)
-    config.input.extend(_image_inputs(pb, optional=True))
-    config.output.extend([
-        _tensor(pb.ModelOutput, settings["input_name"], "TYPE_FP32", [3, settings["input_height"], settings["input_width"]]),
-        _tensor(pb.ModelOutput, LETTERBOX_INFO, "TYPE_FP32", [3]),
-    ])
+    config = _python_config(name, request, settings, "preprocess")
+    _image_inputs(config)
+    config_writer.add_tensor(config.output, settings["input_name"], "TYPE_FP32",
+                             [3, settings["input_height"], settings["input_width"]])
+    config_writer.add_tensor(config.output, LETTERBOX_INFO, "TYPE_FP32", [3])
     for key in ("input_height", "input_width", "channel_order", "pad_value"):
         config.parameters[key].string_value = str(settings[key])
     config.parameters["input_name"].string_value = settings["input_name"]
@@ -163,13 +152,10 @@ def _preprocess_config(name: str, request: PipelineRequest, settings: dict):
 
 
 def _postprocess_config(name: str, request: PipelineRequest, settings: dict):
-    pb = _pb()
-    config = _python_config(name, request, settings)
-    config.input.extend([
-        _tensor(pb.ModelInput, settings["output_name"], "TYPE_FP32", settings["detections_dims"]),
-        _tensor(pb.ModelInput, LETTERBOX_INFO, "TYPE_FP32", [3]),
-    ])
-    config.output.extend(_detection_outputs(pb, settings))
+    config = _python_config(name, request, settings, "postprocess")
+    config_writer.add_tensor(config.input, settings["output_name"], "TYPE_FP32", settings["detections_dims"])
+    config_writer.add_tensor(config.input, LETTERBOX_INFO, "TYPE_FP32", [3])
+    _detection_outputs(config, settings)
     for key in ("score_threshold", "iou_threshold", "max_detections"):
         config.parameters[key].string_value = str(settings[key])
     config.parameters["class_agnostic"].string_value = "true" if settings["class_agnostic"] else "false"
@@ -180,21 +166,16 @@ def _postprocess_config(name: str, request: PipelineRequest, settings: dict):
 
 
 def _ensemble_config(request: PipelineRequest, settings: dict, pre: str, post: str):
-    pb = _pb()
-    config = pb.ModelConfig(name=request.pipeline_name, platform="ensemble", max_batch_size=request.max_batch_size)
-    config.input.extend(_image_inputs(pb, optional=True))
-    config.output.extend(_detection_outputs(pb, settings))
     core_in, core_out = settings["input_name"], settings["output_name"]
-    steps = config.ensemble_scheduling.step
-    pre_step = steps.add(model_name=pre, model_version=-1)
-    pre_step.input_map.update({"image": "image", "image_raw": "image_raw"})
-    pre_step.output_map.update({core_in: "_preprocessed", LETTERBOX_INFO: "_letterbox_info"})
-    core_step = steps.add(model_name=request.core_model_name, model_version=-1)
-    core_step.input_map[core_in] = "_preprocessed"
-    core_step.output_map[core_out] = "_detections"
-    post_step = steps.add(model_name=post, model_version=-1)
-    post_step.input_map.update({core_out: "_detections", LETTERBOX_INFO: "_letterbox_info"})
-    post_step.output_map.update({o.name: o.name for o in config.output})
+    outputs = ["boxes", "scores", "classes", "num_detections"] + (["labels"] if settings["class_names"] else [])
+    config = config_writer.ensemble_config(request.pipeline_name, max_batch_size=request.max_batch_size, steps=[
+        (pre, {"image": "image", "image_raw": "image_raw"},
+         {core_in: "_preprocessed", LETTERBOX_INFO: "_letterbox_info"}),
+        (request.core_model_name, {core_in: "_preprocessed"}, {core_out: "_detections"}),
+        (post, {core_out: "_detections", LETTERBOX_INFO: "_letterbox_info"}, {o: o for o in outputs}),
+    ], response_cache=request.serving.response_cache)
+    _image_inputs(config)
+    _detection_outputs(config, settings)
     return config
 
 
@@ -206,14 +187,8 @@ def _write_python_model(repo: Path, name: str, source: str, config, extra: dict 
     written += copy_runtime(version_dir)
     for filename, text in (extra or {}).items():
         written.append(_write_text(version_dir / filename, text))
-    written.append(_write_text(repo / name / "config.pbtxt", _to_text(config)))
+    written += config_writer.write_config(repo / name, config)
     return written
-
-
-def _to_text(config) -> str:
-    from google.protobuf import text_format
-
-    return text_format.MessageToString(config)
 
 
 def _write_text(path: Path, text: str) -> Path:

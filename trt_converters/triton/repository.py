@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from trt_converters.atomic import atomic_write_text
 from trt_converters.errors import UserError
 from trt_converters.serving_runtime import copy_runtime
 from trt_converters.spec import IOSpec
-from trt_converters.triton.config import MODEL_FILES, model_config, to_text
+from trt_converters.triton.config import (MODEL_FILES, Scheduling, add_warmup, check_against_profiles,
+                                           model_config, write_config)
 
 VERSION = "1"
 
@@ -30,7 +30,8 @@ def triton_model_source(name: str) -> Path:
                     "install trt-converters from its source checkout (pip install -e .)")
 
 
-def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None) -> Path:
+def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None,
+                       profiles: dict | None = None) -> Path:
     """Writes `<repo>/<model_name>/` for the chosen serving backend and returns that folder."""
     backend = options.triton_backend
     artifact = engine if backend == "tensorrt_plan" else onnx_graph
@@ -44,16 +45,27 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     if backend == "python_onnxruntime":
         shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
         copy_runtime(version_dir)
+    config, warmup = core_model_config(options, io, profiles or {})
+    write_config(model_dir, config, warmup)
+    return model_dir
+
+
+def core_model_config(options, io: IOSpec, profiles: dict):
+    """The core model's ModelConfig and warmup files, checked against the profile (UserError if they disagree).
+
+    Cheap: the conversion calls it once before any work, and again when it packages the model.
+    """
+    backend = options.triton_backend
     parameters = {}
     if backend != "tensorrt_plan":
         if options.intra_op_threads is not None:
             parameters["intra_op_thread_count"] = options.intra_op_threads
         if options.inter_op_threads is not None:
             parameters["inter_op_thread_count"] = options.inter_op_threads
+    scheduling = Scheduling.from_options(options, serving_backend=backend)
     config = model_config(options.model_name, serving_backend=backend, io=io, max_batch_size=options.max_batch_size,
-                          dynamic_batching=options.dynamic_batching,
-                          preferred_batch_sizes=options.preferred_batch_sizes,
-                          max_queue_delay_us=options.max_queue_delay, instance_kind=options.instance_kind,
+                          scheduling=scheduling, instance_kind=options.instance_kind,
                           instance_count=options.instance_count, parameters=parameters)
-    atomic_write_text(model_dir / "config.pbtxt", to_text(config))
-    return model_dir
+    warmup = add_warmup(config, io, profiles) if scheduling.warmup and profiles else None
+    check_against_profiles(config, profiles)
+    return config, warmup

@@ -1,0 +1,50 @@
+"""Log lines of the libraries a conversion drives (ModelOpt) kept for the report instead of the terminal.
+
+ModelOpt reconfigures its loggers (handlers, level INFO) whenever some of its modules are imported or a
+quantization starts, so handlers cannot be relied on; a filter on the logger objects themselves stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+
+MODELOPT_LOGGERS = ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast")
+MAX_LINES = 500
+
+
+class _Collector(logging.Filter):
+    def __init__(self, lines: list[str], echo: bool):
+        super().__init__()
+        self.lines, self.echo = lines, echo
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True  # errors stay visible
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(f"{record.name} {record.levelname}: {record.getMessage()}")
+        if self.echo:
+            print(f"  [{record.name}] {record.getMessage()}", file=sys.stderr, flush=True)
+        return False
+
+
+@contextlib.contextmanager
+def captured(names=MODELOPT_LOGGERS, *, echo: bool = False):
+    """Collects the named loggers' (and their children's) INFO and WARNING records into the yielded list,
+    echoed to stderr if asked; errors stay on the terminal. Levels are INFO meanwhile, so the report holds the
+    same lines whether or not the library was already imported in this process."""
+    lines: list[str] = []
+    collector = _Collector(lines, echo)
+    known = [name for name in logging.root.manager.loggerDict if name.startswith(tuple(f"{n}." for n in names))]
+    loggers = [logging.getLogger(name) for name in {*names, *known}]
+    levels = {logger: logger.level for logger in loggers}
+    for logger in loggers:
+        logger.addFilter(collector)
+        logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        for logger in loggers:
+            logger.removeFilter(collector)
+            logger.setLevel(levels[logger])
