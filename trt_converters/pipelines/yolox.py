@@ -49,6 +49,8 @@ OPTIONS = {
     "python_instance_count": Option("int", "CPU instances of the pre/post models (default 1; "
                                            "--pipeline-instance-count overrides)", minimum=1),
 }
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_preprocess", "_postprocess")
 LETTERBOX_INFO = "letterbox_info"  # float32 [3] per image: ratio, original height, original width
 
 

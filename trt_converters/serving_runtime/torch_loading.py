@@ -7,7 +7,9 @@ Checkpoints are read with `torch.load(weights_only=True)`: a checkpoint file can
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import sys
 from pathlib import Path
 
@@ -35,11 +37,26 @@ def import_model_class(script_path, class_name: str):
         raise LoadError(f"{script_path} is not a Python file", "script")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look classes up by module name
+    printed = io.StringIO()
+    saved_argv = sys.argv
+    # The script sees none of our arguments, and what it prints to stderr while importing is held back: a
+    # script that runs argparse at import must not print a usage line that passes for trt-convert's.
+    sys.argv = [str(script_path)]
     try:
-        spec.loader.exec_module(module)
+        with contextlib.redirect_stderr(printed):
+            spec.loader.exec_module(module)
+    except SystemExit as exc:
+        sys.modules.pop(module_name, None)
+        said = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
+        raise LoadError(f"{script_path} exited while being imported (SystemExit {exc.code}"
+                        + (f", after printing {said[-1]!r}" if said else "") + "): it runs sys.exit() or argparse "
+                        "at import; put that code under `if __name__ == \"__main__\":`", "script") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise LoadError(f"{script_path} failed to import: {type(exc).__name__}: {exc}", "script") from exc
+    finally:
+        sys.argv = saved_argv
+    sys.stderr.write(printed.getvalue())
     model_class = getattr(module, class_name, None)
     if model_class is None or not isinstance(model_class, type):
         classes = sorted(n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)
@@ -63,16 +80,36 @@ def read_state_dict(path) -> dict:
 
     import torch
 
+    _check_checkpoint_format(path)
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
+        # torch's text advises retrying with weights_only=False; only its own diagnosis is passed on
+        detail = str(exc).partition("WeightsUnpickler error:")[2].strip().splitlines()
+        detail = detail[0].strip() if detail else ""
+        if "Unsupported global" not in detail:
+            raise LoadError(f"{path} is not a PyTorch checkpoint: it is corrupt or truncated "
+                            f"({detail or 'unreadable pickle'})", "checkpoint") from None
         raise LoadError(f"{path} holds more than tensors and cannot be loaded safely "
-                        f"(weights_only=True): {first}; save it as model.state_dict()", "checkpoint") from None
+                        f"(weights_only=True): {detail.split(' was not an allowed')[0]}; "
+                        "save it as model.state_dict()", "checkpoint") from None
     except (RuntimeError, EOFError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LoadError(f"{path} is not a readable PyTorch checkpoint: {first}", "checkpoint") from None
     return unwrap_state_dict(loaded, path)
+
+
+def _check_checkpoint_format(path: Path) -> None:
+    """torch.save writes a zip archive (or, before PyTorch 1.6, a pickle): anything else is not a checkpoint."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if head.startswith(b"PK") or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return
+    if len(head) == 9 and head[8:9] == b"{":
+        raise LoadError(f"{path} looks like a safetensors file: give it the .safetensors suffix", "checkpoint")
+    raise LoadError(f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor a "
+                    f"pickle (it starts with bytes {head[:4].hex(' ') or 'nothing: the file is empty'}); "
+                    "a corrupt or incomplete download?", "checkpoint")
 
 
 def unwrap_state_dict(loaded, path) -> dict:

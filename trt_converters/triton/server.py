@@ -126,7 +126,8 @@ class LocalTritonServer:
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
     only with metrics=True. `env` adds or overrides environment variables for the server.
-    `hidden_modules`: top-level packages python-backend models cannot import (see the module doc).
+    `hidden_modules`: top-level packages python-backend models cannot import (see the module doc). `user`
+    runs the server as that user (this process must be root), as a container does with a mounted repository.
     """
 
     def __init__(
@@ -141,6 +142,7 @@ class LocalTritonServer:
         exit_timeout: int = 5,
         wait_for: str = "ready",
         hidden_modules: Sequence[str] = ("trt_converters",),
+        user: str | None = None,
     ) -> None:
         if wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
@@ -153,6 +155,7 @@ class LocalTritonServer:
         self.exit_timeout = exit_timeout
         self.wait_for = wait_for
         self.hidden_modules = tuple(hidden_modules)
+        self.user = user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
         self.metrics_url: str | None = None
@@ -182,6 +185,8 @@ class LocalTritonServer:
             )
         dist = find_triton_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
+        if self.user is not None:
+            self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
             self._serving_bin = (_serving_environment(self._workdir / "python", self.hidden_modules)
@@ -300,6 +305,7 @@ class LocalTritonServer:
             stderr=subprocess.STDOUT,
             env=self._environment(dist),
             cwd=self._workdir,
+            **({"user": self.user, "group": _primary_group(self.user), "extra_groups": []} if self.user else {}),
         )
         atexit.register(self.stop)
         self.pid = self._process.pid
@@ -426,6 +432,10 @@ def _serving_environment(root: Path, hidden_modules: Sequence[str]) -> Path:
     ours = [p for p in (*site.getsitepackages(), sysconfig.get_paths()["purelib"]) if Path(p).is_dir()]
     (packages / "serving_environment.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
     return bin_dir
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _interpreter_libdir() -> str:
