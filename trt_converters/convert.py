@@ -173,6 +173,8 @@ def _outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
 
             for name in pipeline_model_names(options.pipeline, options.resolved_pipeline_name()):
                 outputs.append((f"pipeline model {name!r}", options.triton_repo / name, "folder"))
+        for name in _entry_models(options):
+            outputs.append((f"the input data of {name!r}", input_data_path(options, name), "file"))
     if options.generate_trt and options.timing_cache is not None:
         outputs.append(("--timing-cache", Path(options.timing_cache), "cache"))
     if options.use_int8 and options.calibration_cache is not None:
@@ -497,8 +499,8 @@ def _stage_package(state: RunState) -> None:
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
                                    onnx_graph=state.serving_onnx, profiles=state.profiles)
-    staged_models = [state.staging.path_for(options.triton_repo / options.model_name)]
-    shutil.move(str(model_dir), str(staged_models[0]))
+    staged = {options.model_name: state.staging.path_for(options.triton_repo / options.model_name)}
+    shutil.move(str(model_dir), str(staged[options.model_name]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "instance_kind": options.instance_kind, "inputs": served_inputs}
     if options.pipeline:
@@ -523,11 +525,12 @@ def _stage_package(state: RunState) -> None:
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
                 raise UserError(f"{final} already exists; pass --overwrite to replace it")
-            staged_models.append(state.staging.path_for(final))
-            shutil.move(str(repo_stage / folder), str(staged_models[-1]))
+            staged[folder] = state.staging.path_for(final)
+            shutil.move(str(repo_stage / folder), str(staged[folder]))
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
-    requirements = _repository_requirements(options.triton_repo, staged_models)
+    entry["input_data"] = _write_input_data(state, io, staged)
+    requirements = _repository_requirements(options.triton_repo, list(staged.values()))
     if requirements is not None:
         target = options.triton_repo / "requirements.txt"
         atomic_write_text(state.staging.path_for(target), requirements)
@@ -542,6 +545,30 @@ def _repository_requirements(repo: Path, staged_models: list[Path]) -> str | Non
     names = {p.name for p in staged_models}
     others = [p for p in repo.iterdir() if p.is_dir() and p.name not in names] if repo.is_dir() else []
     return repository_requirements([*others, *staged_models])
+
+
+def _write_input_data(state: RunState, io: IOSpec, staged: dict[str, Path]) -> dict[str, str]:
+    """perf_analyzer-style request samples for each model users call (the core model and the pipeline entry)."""
+    from trt_converters.triton.examples import input_data_for, input_data_text
+
+    options = state.options
+    # text models: token inputs from real sentences, tokenized as the pipeline does
+    tokenizer = options.tokenizer_path or (options.ckpt_path.parent if options.ckpt_path else None)
+    written = {}
+    for name in _entry_models(options):
+        final = input_data_path(state.options, name)
+        data = input_data_for(staged[name], io=io, profiles=state.profiles, tokenizer_dir=tokenizer)
+        atomic_write_text(state.staging.path_for(final), input_data_text(data))
+        written[name] = str(final)
+    return written
+
+
+def _entry_models(options: ConvertOptions) -> list[str]:
+    return [options.model_name] + ([options.resolved_pipeline_name()] if options.pipeline else [])
+
+
+def input_data_path(options: ConvertOptions, model: str) -> Path:
+    return options.resolved_report_path().parent / f"{model}.input_data.json"
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:

@@ -390,3 +390,15 @@ def parse_config_text(text: str):
 
 def read_config(path: Path):
     return parse_config_text(Path(path).read_text())
+
+
+def parse_config_json(config_json: dict):
+    """The server's JSON model config (GET /v2/models/<name>/config) as a ModelConfig."""
+    from google.protobuf import json_format
+
+    return json_format.ParseDict(config_json, _pb().ModelConfig(), ignore_unknown_fields=True)
+
+
+def data_type_name(value: int) -> str:
+    """A ModelConfig data type enum value as its name, e.g. TYPE_STRING."""
+    return _pb().DataType.Name(value)

@@ -45,6 +45,10 @@ class TritonServerError(StageError):
     """The server process failed to start, exited early, or did not become ready in time."""
 
 
+class PortInUseError(TritonServerError):
+    """A port the caller asked for is taken by another process."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonDistribution:
     """Paths inside the installed nvidia-pytriton wheel."""
@@ -54,11 +58,34 @@ class TritonDistribution:
     python_backend: Path
     python_stub: Path
     caches: Path
+    # A full Triton install has a ready backend folder; the wheel's is assembled per start.
+    backend_directory: Path | None = None
 
 
-def find_triton_distribution() -> TritonDistribution:
-    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub."""
+def find_installed_triton() -> TritonDistribution | None:
+    """A full Triton install (e.g. /opt/tritonserver in NVIDIA's containers) with its python backend, else None."""
+    candidates = [Path(p) for p in (shutil.which("tritonserver"),) if p] + [Path("/opt/tritonserver/bin/tritonserver")]
+    for binary in candidates:
+        root = binary.resolve().parent.parent
+        backends = root / "backends"
+        if binary.is_file() and (backends / "python" / "libtriton_python.so").is_file() and "pytriton" not in root.parts:
+            return TritonDistribution(binary=binary, libs=root / "lib", python_backend=backends / "python",
+                                      python_stub=backends / "python" / "triton_python_backend_stub",
+                                      caches=root / "caches", backend_directory=backends)
+    return None
+
+
+def find_triton_distribution(*, prefer_installed: bool = False) -> TritonDistribution:
+    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub.
+
+    With `prefer_installed`, a full Triton install (more backends: tensorrt, onnxruntime) wins over the wheel's.
+    """
     import importlib.util
+
+    if prefer_installed:
+        installed = find_installed_triton()
+        if installed is not None:
+            return installed
 
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
@@ -121,7 +148,8 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 class LocalTritonServer:
-    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports.
+    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports (or `host` and the given
+    `ports`: http, grpc, metrics; a taken one raises PortInUseError).
 
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
@@ -142,6 +170,9 @@ class LocalTritonServer:
         exit_timeout: int = 5,
         wait_for: str = "ready",
         hidden_modules: Sequence[str] = ("trt_converters",),
+        host: str = "127.0.0.1",
+        ports: tuple[int, int, int] | None = None,
+        distribution: TritonDistribution | None = None,
         user: str | None = None,
     ) -> None:
         if wait_for not in ("ready", "live"):
@@ -155,6 +186,9 @@ class LocalTritonServer:
         self.exit_timeout = exit_timeout
         self.wait_for = wait_for
         self.hidden_modules = tuple(hidden_modules)
+        self.host = host
+        self.ports = tuple(ports) if ports is not None else None  # http, grpc, metrics; None: free ports
+        self.distribution = distribution
         self.user = user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
@@ -183,7 +217,7 @@ class LocalTritonServer:
                 f"model repository {self.repo} is not a directory: "
                 "pass the folder that holds <model>/config.pbtxt"
             )
-        dist = find_triton_distribution()
+        dist = self.distribution or find_triton_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
         if self.user is not None:
             self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
@@ -191,9 +225,12 @@ class LocalTritonServer:
             backends = self._prepare_backends(dist)
             self._serving_bin = (_serving_environment(self._workdir / "python", self.hidden_modules)
                                  if self.hidden_modules else Path(sys.prefix) / "bin")
-            for _ in range(_PORT_ATTEMPTS):
+            for _ in range(1 if self.ports else _PORT_ATTEMPTS):
                 if self._launch(dist, backends):
                     return self
+            if self.ports:
+                raise PortInUseError(f"a port of {self._port_text()} on {self.host} is already in use (another "
+                                     "server?); choose free ports")
             raise TritonServerError(
                 f"tritonserver could not bind free ports after {_PORT_ATTEMPTS} attempts:\n"
                 + _tail(self._current_log())
@@ -237,13 +274,23 @@ class LocalTritonServer:
         path = self._current_log()
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_errors(self, lines: int = 3) -> str:
+        """The server's last error lines (else the log's tail), on one line."""
+        return _tail(self._current_log(), lines).replace("\n", " | ")
+
     # -- internals -------------------------------------------------------------------------
     def _current_log(self) -> Path:
         if self.log_path is not None:
             return self.log_path
         return (self._workdir or Path(tempfile.gettempdir())) / "tritonserver.log"
 
+    def _port_text(self) -> str:
+        http, grpc, metrics = self.ports
+        return f"HTTP {http}, gRPC {grpc}" + (f", metrics {metrics}" if self.metrics else "")
+
     def _prepare_backends(self, dist: TritonDistribution) -> Path:
+        if dist.backend_directory is not None:
+            return dist.backend_directory
         # The stub must sit next to the backend library; the wheel keeps it apart, so the
         # backend directory is assembled in our temp folder.
         backends = self._workdir / "backends"
@@ -274,23 +321,25 @@ class LocalTritonServer:
             f"--model-repository={self.repo.resolve()}",
             f"--backend-directory={backends}",
             f"--cache-directory={dist.caches}",
-            "--http-address=127.0.0.1",
+            f"--http-address={self.host}",
             f"--http-port={http}",
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.host}",
             f"--grpc-port={grpc}",
             "--disable-auto-complete-config",
             f"--exit-timeout-secs={self.exit_timeout}",
         ]
         if self.metrics:
-            cmd += ["--allow-metrics=true", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}"]
+            cmd += ["--allow-metrics=true", f"--metrics-address={self.host}", f"--metrics-port={metrics}"]
         else:
             cmd += ["--allow-metrics=false"]
         return cmd + list(self.extra_args)
 
     def _launch(self, dist: TritonDistribution, backends: Path) -> bool:
         """One start attempt; False when a port was taken meanwhile (caller retries)."""
-        http, grpc, metrics = _free_port(), _free_port(), _free_port()
+        http, grpc, metrics = self.ports or (_free_port(), _free_port(), _free_port())
         if len({http, grpc, metrics}) < 3:
+            if self.ports:
+                raise UserError(f"the HTTP, gRPC and metrics ports must differ; got {self._port_text()}")
             return False
         log_path = self._current_log()
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,9 +358,11 @@ class LocalTritonServer:
         )
         atexit.register(self.stop)
         self.pid = self._process.pid
-        self.http_url = f"127.0.0.1:{http}"
-        self.grpc_url = f"127.0.0.1:{grpc}"
-        self.metrics_url = f"127.0.0.1:{metrics}" if self.metrics else None
+        # A server bound to all interfaces is reached through the loopback address.
+        reach = "127.0.0.1" if self.host in ("0.0.0.0", "") else ("[::1]" if self.host == "::" else self.host)
+        self.http_url = f"{reach}:{http}"
+        self.grpc_url = f"{reach}:{grpc}"
+        self.metrics_url = f"{reach}:{metrics}" if self.metrics else None
 
         health = f"http://{self.http_url}/v2/health/{self.wait_for}"
         deadline = began + self.startup_timeout
@@ -388,8 +439,16 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
         wait_for="live",
     )
     with server:
-        index = server.repository_index()
-        logged = _log_failures(server.log_text())
+        return model_states(server)
+
+
+def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[str, str]:
+    """Each model of a running server's repository: "READY", "<STATE>: <reason>" or "CONFIG_ERROR: <reason>".
+
+    With `explicit` (explicit model control), models the server was not asked to load are left out.
+    """
+    index = server.repository_index()
+    logged = _log_failures(server.log_text())
     result: dict[str, str] = {}
     for entry in index:  # one entry per version; a model is READY only if all its versions are
         name = entry["name"]
@@ -399,6 +458,8 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
             outcome = "READY"
         elif state:
             outcome = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
+        elif explicit and name not in logged:
+            continue
         else:
             outcome = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
         if result.get(name, "READY") == "READY":
