@@ -8,6 +8,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-echo "[setup] installing trt-converters[all,test,bench] (pinned by constraints.txt; first run takes a few minutes)"
-.venv/bin/python -m pip install --quiet --progress-bar off -c constraints.txt -e ".[all,test,bench]"
+echo "[setup] installing trt-converters[all,test] (pinned by constraints.txt; first run takes a few minutes)"
+.venv/bin/python -m pip install --quiet --progress-bar off -c constraints.txt -e ".[all,test]"
 echo "[setup] done: $(.venv/bin/trt-convert --help >/dev/null && echo 'trt-convert is ready')"

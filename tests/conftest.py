@@ -68,11 +68,13 @@ def run_cli():
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under `folder` with its content hash: compare before and after to prove nothing changed."""
+    """Every file and folder under `folder` with its mode and (files) content hash: compare before and after to
+    prove nothing changed."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): f"{p.stat().st_mode:o} "
+            + (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder")
+            for p in sorted(folder.rglob("*"))}
 
 
 def triton_infer(protocol: str, url: str, model: str, inputs: dict, output: str):

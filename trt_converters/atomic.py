@@ -3,6 +3,9 @@
 Single files go to a temporary name in the same folder and are renamed into place. A conversion run
 stages every artifact under a private folder and `Staging.commit()` moves them all at the end, so a run
 that fails at any stage changes no file the user has.
+
+Artifacts get the modes a plain `open()`/`mkdir()` gives (0666/0777 less the umask), not the 0600/0700 of
+temporary files: a Triton server running as another user must be able to read the repository.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -28,6 +32,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_default_modes(path: Path) -> None:
+    """Gives `path` (a file, or a folder and everything in it) the modes a plain open()/mkdir() would."""
+    mask = current_umask()
+    path = Path(path)
+    entries = [path, *path.rglob("*")] if path.is_dir() and not path.is_symlink() else [path]
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        executable = entry.is_dir() or entry.stat().st_mode & 0o100
+        os.chmod(entry, (0o777 if executable else 0o666) & ~mask)
 
 
 class Staging:
@@ -55,6 +78,8 @@ class Staging:
                 continue
             final.parent.mkdir(parents=True, exist_ok=True)
             companions = [p for p in staged.parent.iterdir() if p != staged] if staged.is_file() else []
+            for item in (*companions, staged):
+                apply_default_modes(item)
             for companion in companions:
                 _replace(companion, final.parent / companion.name)
             _replace(staged, final)

@@ -1,4 +1,5 @@
-"""`trt-bench`: time PyTorch eager, ONNX Runtime and a TensorRT engine side by side on the same inputs.
+"""`trt-bench`: time PyTorch eager, ONNX Runtime and a TensorRT engine side by side on the same inputs, or
+(--triton) load-test a model served by Triton at several concurrency levels.
 
 Exit status: 0 done, 1 an unexpected failure, 2 a usage error (one line on stderr).
 """
@@ -19,6 +20,11 @@ Examples:
   trt-bench --config configs/e5_small_v2.yaml --onnx fp32=model.onnx --onnx int8=model.int8.onnx
   trt-bench --config configs/roberta_emotion.yaml --engine model.plan --device cuda --torch-fp16 --torch-compile
 Without --ckpt-path the PyTorch model has random weights (the timing does not depend on them).
+  trt-bench --triton http://127.0.0.1:8000 --model minilm_l6_e5 --concurrency 1,2,4,8 --plot load.png
+  trt-bench --triton http://127.0.0.1:8000 --model minilm_l6_e5 --input-data trt_out/minilm_l6/minilm_l6_e5.input_data.json
+With --triton: a closed loop of N clients per --concurrency level against a served model (perf_analyzer's
+vocabulary: throughput and client-side p50/p90/p99 latency); requests from --input-data (perf_analyzer's JSON,
+as trt-convert writes it beside the report) or derived from the model's config.
 Latency vocabulary: "host latency" = inputs in host memory to outputs in host memory (on CUDA: with
 H2D/D2H transfers); "GPU compute" = CUDA events around the inference alone (without transfers).
 """
@@ -113,12 +119,32 @@ def resolve_artifacts(config_path, model_script_path, model_class_name, model_io
 @click.option("--threads", type=int, help="Intra-op threads for PyTorch and ONNX Runtime alike [their defaults].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
 @click.option("--no-progress", is_flag=True, help="No tqdm progress bar.")
+@click.option("--triton", "triton_url", help="Load-test a served model at this HTTP URL instead (with --model).")
+@click.option("--model", "triton_model", help="--triton: the model (or pipeline entry model) to load.")
+@click.option("--concurrency", default="1,2,4,8", show_default=True, help="--triton: comma-separated client counts.")
+@click.option("--input-data", type=click.Path(dir_okay=False, path_type=Path),
+              help="--triton: perf_analyzer-style request data [derived from the model config].")
+@click.option("--measurement-seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600),
+              help="--triton: measurement window per concurrency level (after 1 s of warm-up).")
+@click.option("--request-batch-size", default=1, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="--triton: rows per request.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="--triton: seconds one request may take.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="--triton: PNG of throughput against p99 latency per concurrency.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
-def main(config_path, model_script_path, model_class_name, model_io_config, model_kwargs, ckpt_path, report_path,
+@click.pass_context
+def main(ctx, config_path, model_script_path, model_class_name, model_io_config, model_kwargs, ckpt_path, report_path,
          onnx, engine, batch_sizes, lengths, shapes, warmup, iterations, max_seconds, runtimes, device, torch_fp16,
-         torch_compile, threads, json_path, no_progress, verbose):
-    """Time PyTorch eager, ONNX Runtime (CPU; CUDA EP where present) and TensorRT engines on the same inputs."""
+         torch_compile, threads, json_path, no_progress, triton_url, triton_model, concurrency, input_data,
+         measurement_seconds, request_batch_size, timeout, plot, verbose):
+    """Time PyTorch eager, ONNX Runtime (CPU; CUDA EP where present) and TensorRT engines on the same inputs,
+    or (--triton) load-test a model served by Triton."""
     with errors_reported(verbose):
+        _check_mode(ctx, triton_url)
+        if triton_url:
+            return _triton_load(triton_url, triton_model, concurrency, input_data, measurement_seconds,
+                                request_batch_size, timeout, plot, json_path, no_progress)
         from trt_converters.bench import BenchSettings, bench_model, render_table, write_json
 
         chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
@@ -143,6 +169,49 @@ def main(config_path, model_script_path, model_class_name, model_io_config, mode
         if json_path:
             write_json(Path(json_path), result)
             click.echo(f"wrote {json_path}")
+
+
+TRITON_ONLY = ("triton_model", "concurrency", "input_data", "measurement_seconds", "request_batch_size", "timeout", "plot")
+SHARED = ("json_path", "no_progress", "verbose", "triton_url")
+
+
+def _check_mode(ctx: click.Context, triton_url) -> None:
+    """--triton options and local-runtime options do not mix: one is refused rather than silently ignored."""
+    from click.core import ParameterSource
+
+    given = [name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+             and name not in SHARED]
+    wrong = [n for n in given if (n not in TRITON_ONLY) == bool(triton_url)]
+    if wrong:
+        flag = "--" + next(p.opts[0] for p in ctx.command.params if p.name == wrong[0]).lstrip("-")
+        raise UserError(f"{flag} does not apply {'with' if triton_url else 'without'} --triton"
+                        + ("" if triton_url else " (it belongs to the served-model load test)"))
+
+
+def _triton_load(url, model, concurrency, input_data, measurement_seconds, batch_size, timeout, plot, json_path,
+                 no_progress) -> None:
+    from trt_converters.bench import machine_facts, write_json
+    from trt_converters.triton.load import LoadSettings, plot_load, render_load_table, run_load
+
+    if not model:
+        raise UserError("--triton needs --model NAME (the served model to load)")
+    settings = LoadSettings(concurrency=_int_list(concurrency, "--concurrency"),
+                            measurement_seconds=measurement_seconds, batch_size=batch_size, timeout=timeout)
+    progress = None if no_progress else (lambda c: click.echo(f"concurrency {c} ...", err=True))
+    result = run_load(url, model, settings, input_data=input_data, progress=progress)
+    machine = machine_facts()
+    result["machine"] = machine
+    click.echo(f"# {model} at {url}: closed loop, batch {batch_size}, {measurement_seconds:g} s per level after 1 s "
+               f"warm-up; requests: {result['input_data']}")
+    click.echo(f"# client and server on {machine['cpu']}, {machine['logical_cpus']} logical CPUs; "
+               f"load before {machine.get('load_average')}")
+    click.echo(render_load_table(result["rows"]))
+    if plot:
+        plot_load(result["rows"], plot, f"{model}: throughput vs p99 latency")
+        click.echo(f"wrote {plot}")
+    if json_path:
+        write_json(Path(json_path), result)
+        click.echo(f"wrote {json_path}")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,7 @@ def load_calibration_data(io: IOSpec, profiles: dict[str, ShapeProfile], *, sour
     if source is None:
         return synthetic_calibration_data(io, profiles, samples or DEFAULT_SYNTHETIC_SAMPLES)
     source = Path(source)
-    if not source.exists():
-        raise UserError(f"calibration data {source} does not exist; pass a .npz file, a folder of .npy files, "
-                        "a text file or a folder of images")
-    kind = _source_kind(source)
+    kind = check_calibration_source(source, io)
     if kind == "arrays":
         arrays = _load_arrays(source, io)
     elif kind == "text":
@@ -45,6 +42,36 @@ def load_calibration_data(io: IOSpec, profiles: dict[str, ShapeProfile], *, sour
     arrays = {name: value[:samples] if samples else value for name, value in arrays.items()}
     check_calibration_arrays(arrays, io, source)
     return arrays
+
+
+def check_calibration_source(source: Path, io: IOSpec) -> str:
+    """What can be checked without reading samples: the source exists, is of a known kind, and (arrays) names
+    every input. Returns the kind: "arrays", "text" or "images"."""
+    import numpy as np
+
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"--calib-data {source} does not exist; pass a .npz file, a folder of .npy files, "
+                        "a text file or a folder of images")
+    kind = _source_kind(source)
+    if kind == "arrays":
+        if source.is_file():
+            try:
+                with np.load(source, allow_pickle=False) as saved:
+                    names = list(saved.files)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"calibration data {source} is not a readable .npz file ({exc})") from None
+        else:
+            names = [p.stem for p in source.glob("*.npy")]
+        _check_array_names(source, names, io)
+    return kind
+
+
+def _check_array_names(source: Path, names, io: IOSpec) -> None:
+    missing = [t.name for t in io.inputs if t.name not in names]
+    if missing:
+        raise UserError(f"calibration data {source} has no array for input(s) {', '.join(map(repr, missing))} "
+                        f"(it holds {', '.join(sorted(names)) or 'nothing'}); save one array per input name")
 
 
 def synthetic_calibration_data(io: IOSpec, profiles: dict[str, ShapeProfile], samples: int, *, seed: int = 0) -> dict:
@@ -86,10 +113,7 @@ def _load_arrays(source: Path, io: IOSpec) -> dict:
             raise UserError(f"calibration data {source} is not a readable .npz file ({exc})") from None
     else:
         arrays = {p.stem: np.load(p, allow_pickle=False) for p in sorted(source.glob("*.npy"))}
-    missing = [t.name for t in io.inputs if t.name not in arrays]
-    if missing:
-        raise UserError(f"calibration data {source} has no array for input(s) {', '.join(map(repr, missing))} "
-                        f"(it holds {', '.join(sorted(arrays)) or 'nothing'}); save one array per input name")
+    _check_array_names(source, arrays, io)
     return {t.name: arrays[t.name] for t in io.inputs}
 
 

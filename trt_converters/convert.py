@@ -118,6 +118,12 @@ def _check_required(options: ConvertOptions) -> None:
     if options.onnx_int8 and options.generate_trt:
         raise UserError("--onnx-int8 makes an ONNX Runtime graph that TensorRT cannot build; drop --generate-trt "
                         "or use --use-int8 for a TensorRT INT8 engine")
+    cache_reused = options.calibration_cache is not None and Path(options.calibration_cache).is_file()
+    if options.calib_data is not None and not (cache_reused and not Path(options.calib_data).exists()):
+        # a rebuild from --calibration-cache needs the data no more
+        from trt_converters.calibration import check_calibration_source
+
+        check_calibration_source(options.calib_data, options.model_io_config)
     if options.generate_triton_config and options.triton_backend == "tensorrt_plan" and not options.generate_trt \
             and not options.resolved_engine_path().is_file():
         raise UserError(f"--generate-triton-config with --triton-backend tensorrt_plan needs an engine: pass "
@@ -125,28 +131,64 @@ def _check_required(options: ConvertOptions) -> None:
 
 
 def _check_targets(options: ConvertOptions) -> None:
-    """Refuses up front, before any work, to overwrite artifacts without --overwrite."""
+    """Refuses up front, before any work: two outputs on one path or an output on an input (even with
+    --overwrite), and existing artifacts without --overwrite."""
+    outputs = _outputs(options)
+    inputs = [(f"--{name.replace('_', '-')}", Path(getattr(options, name)))
+              for name in ("ckpt_path", "model_script_path", "calib_data", "tokenizer_path")
+              if getattr(options, name) is not None]
+    if not options.generate_onnx:
+        inputs.append(("--onnx-path", options.resolved_onnx_path()))
+    folders = [(label, path) for label, path, kind in outputs if kind == "folder"]
+    for position, (label, path, _) in enumerate(outputs):
+        resolved = path.resolve()
+        for other, other_path, _ in outputs[:position]:
+            if resolved == other_path.resolve():
+                raise UserError(f"{label} and {other} are both {path}: two artifacts cannot share one path "
+                                "(not even with --overwrite); give them different paths")
+        for other, folder in folders:
+            if other != label and resolved.is_relative_to(folder.resolve()) and resolved != folder.resolve():
+                raise UserError(f"{label} {path} lies inside {other} {folder}, which this run writes as a whole; "
+                                "put it elsewhere (e.g. --output-dir outside --triton-repo)")
+        for flag, source in inputs:
+            if resolved == source.resolve():
+                raise UserError(f"{label} {path} would replace {flag} {source}, an input of this run "
+                                "(not even --overwrite allows that); write it elsewhere")
     if options.overwrite:
         return
-    targets = []
-    if options.generate_onnx:
-        targets.append(options.resolved_onnx_path())
-    if options.precision != "fp32":
-        targets.append(options.lowered_onnx_path())
-    if options.onnx_int8:
-        targets.append(options.ort_int8_onnx_path())
-        if options.ort_fusion and options.onnx_int8 == "dynamic":
-            targets.append(options.ort_fused_onnx_path())
-    if options.generate_trt:
-        targets.append(options.resolved_engine_path())
-    targets.append(options.resolved_report_path())
-    if options.generate_triton_config:
-        targets.append(options.triton_repo / options.model_name)
-        if options.pipeline:
-            targets.append(options.triton_repo / options.resolved_pipeline_name())
-    existing = [t for t in targets if t.exists()]
+    existing = [path for _, path, kind in outputs if kind != "cache" and path.exists()]
     if existing:
         raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
+
+
+def _outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
+    """What this run writes: (what, path, "file" | "folder" | "cache"); caches are read, then rewritten."""
+    outputs = []
+    if options.generate_onnx:
+        outputs.append(("--onnx-path", options.resolved_onnx_path(), "file"))
+    if options.precision != "fp32":
+        outputs.append((f"the {options.precision} graph", options.lowered_onnx_path(), "file"))
+    if options.onnx_int8:
+        outputs.append(("the ONNX Runtime INT8 graph", options.ort_int8_onnx_path(), "file"))
+        if options.ort_fusion and options.onnx_int8 == "dynamic":
+            outputs.append(("the fused FP32 graph", options.ort_fused_onnx_path(), "file"))
+    if options.generate_trt:
+        outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
+    outputs.append(("--report-path", options.resolved_report_path(), "file"))
+    if options.generate_triton_config:
+        outputs.append(("the Triton model folder", options.triton_repo / options.model_name, "folder"))
+        if options.pipeline:
+            from trt_converters.pipelines import pipeline_model_names
+
+            for name in pipeline_model_names(options.pipeline, options.resolved_pipeline_name()):
+                outputs.append((f"pipeline model {name!r}", options.triton_repo / name, "folder"))
+        for name in _entry_models(options):
+            outputs.append((f"the input data of {name!r}", input_data_path(options, name), "file"))
+    if options.generate_trt and options.timing_cache is not None:
+        outputs.append(("--timing-cache", Path(options.timing_cache), "cache"))
+    if options.use_int8 and options.calibration_cache is not None:
+        outputs.append(("--calibration-cache", Path(options.calibration_cache), "cache"))
+    return outputs
 
 
 def _report_header(options: ConvertOptions, profiles: dict) -> dict:
@@ -180,7 +222,8 @@ def _stage_export(state: RunState) -> None:
     options = state.options
     log(f"[load] {options.model_class_name} from {options.model_script_path}, weights {options.ckpt_path}")
     model, load_info = load_model(options.model_script_path, options.model_class_name, options.ckpt_path,
-                                  model_kwargs=options.model_kwargs, strict=options.strict, device=options.device)
+                                  model_kwargs=options.model_kwargs, strict=options.strict, device=options.device,
+                                  input_names=[t.name for t in state.io.inputs])
     state.model = model
     sources = options.option_sources()
     state.report["model"] = {**load_info, "kwargs_sources": {k: sources.get(f"model_kwargs.{k}", "default")
@@ -191,6 +234,7 @@ def _stage_export(state: RunState) -> None:
     state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1)
                         for i, shapes in enumerate(verification_shapes(state.profiles, export_shapes))]
     state.references = [_run_torch(model, state.io, inputs, options.device) for inputs in state.input_sets]
+    _check_finite_references(state.references, load_info["non_finite_weights"])
     target = state.staging.path_for(options.resolved_onnx_path())
     exporters = ["legacy", "dynamo"] if options.exporter == "auto" else [options.exporter]
     attempts = []
@@ -227,18 +271,62 @@ def _to_device(inputs: dict, device: str) -> dict:
 
 
 def _run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:
+    """The PyTorch reference outputs; forward() failing on the IO config's inputs, or returning something other
+    than the IO config's outputs, is a UserError that says which."""
     import torch
 
+    forward = f"{type(model).__name__}.forward()"
     with torch.no_grad():
         tensors = _to_device(inputs, device)
-        outputs = model(*[tensors[t.name] for t in io.inputs])
+        try:
+            outputs = model(*[tensors[t.name] for t in io.inputs])
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            given = ", ".join(f"{t.name} {t.dtype}{list(inputs[t.name].shape)}" for t in io.inputs)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(f"{forward} failed on inputs made from --model-io-config ({given}): "
+                            f"{type(exc).__name__}: {first}; check the IO config's inputs (order, dtype, shape, "
+                            "value_range) against what forward() expects") from exc
+    declared = [t.name for t in io.outputs]
     if isinstance(outputs, dict):
-        outputs = tuple(outputs[t.name] for t in io.outputs)
+        missing = [name for name in declared if name not in outputs]
+        if missing:
+            raise UserError(f"{forward} returned a dict with keys {', '.join(map(repr, outputs))} but "
+                            f"--model-io-config declares output {missing[0]!r}; name the outputs as forward() does")
+        outputs = tuple(outputs[name] for name in declared)
     if not isinstance(outputs, (tuple, list)):
         outputs = (outputs,)
-    if len(outputs) != len(io.outputs):
-        raise StageError(f"forward() returned {len(outputs)} outputs but the IO config declares {len(io.outputs)}")
+    described = ", ".join(f"{type(o).__name__}{list(o.shape)}" if isinstance(o, torch.Tensor) else type(o).__name__
+                          for o in outputs)
+    if len(outputs) != len(io.outputs) or not all(isinstance(o, torch.Tensor) for o in outputs):
+        raise UserError(f"{forward} returned {len(outputs)} value(s) ({described}) but --model-io-config declares "
+                        f"{len(io.outputs)} output tensor(s) ({', '.join(declared)}); make them match")
+    for spec, output in zip(io.outputs, outputs):
+        dims = list(output.shape[1:])
+        if len(dims) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, dims)):
+            raise UserError(f"{forward} returned output {spec.name!r} of shape {list(output.shape)} but "
+                            f"--model-io-config declares {spec.shape} (without the batch dim); fix its shape "
+                            "(-1 for a dynamic dim)")
     return {t.name: o.detach().float().cpu().numpy() for t, o in zip(io.outputs, outputs)}
+
+
+def _check_finite_references(references: list[dict], non_finite_weights: list[str],
+                             inputs: str = "the synthetic inputs") -> None:
+    """A NaN/inf PyTorch output leaves nothing to verify against: the model or checkpoint is broken."""
+    import numpy as np
+
+    from trt_converters.verify import non_finite_reference_message
+
+    for reference in references:
+        for name, array in reference.items():
+            bad = int((~np.isfinite(array)).sum())
+            if bad:
+                more = f" (+{len(non_finite_weights) - 3} more)" if len(non_finite_weights) > 3 else ""
+                cause = (f"--ckpt-path holds NaN/inf in {', '.join(non_finite_weights[:3])}{more}"
+                         if non_finite_weights else "")
+                raise UserError(non_finite_reference_message(name, bad, "the PyTorch reference", where=f" on {inputs}",
+                                                             cause=cause))
 
 
 def _verify(state: RunState, onnx_path: Path, precision: str, label: str) -> dict:
@@ -288,7 +376,9 @@ def _verification_data(state: RunState, precision: str) -> tuple[list, list, str
         data = load_calibration_data(state.io, state.profiles, source=options.calib_data, samples=None,
                                      tokenizer_path=options.tokenizer_path, image_options=options.image_options)
         sample = {name: array[:CALIBRATION_SAMPLES_VERIFIED] for name, array in data.items()}
-        state.calibration_check = ([sample], [_run_torch(state.model, state.io, sample, options.device)])
+        references = [_run_torch(state.model, state.io, sample, options.device)]
+        _check_finite_references(references, [], f"calibration samples of {options.calib_data}")
+        state.calibration_check = ([sample], references)
     count = len(next(iter(state.calibration_check[0][0].values())))
     return (*state.calibration_check, f"the first {count} calibration samples of {options.calib_data}")
 
@@ -476,7 +566,8 @@ def _stage_package(state: RunState) -> None:
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
                                    onnx_graph=state.serving_onnx, profiles=state.profiles)
-    shutil.move(str(model_dir), str(state.staging.path_for(options.triton_repo / options.model_name)))
+    staged = {options.model_name: state.staging.path_for(options.triton_repo / options.model_name)}
+    shutil.move(str(model_dir), str(staged[options.model_name]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "instance_kind": options.instance_kind, "inputs": served_inputs}
     if options.pipeline:
@@ -495,14 +586,22 @@ def _stage_package(state: RunState) -> None:
                                                           warmup=options.model_warmup
                                                           if options.model_warmup is not None
                                                           else options.triton_backend == "tensorrt_plan"))
-        written = write_pipeline(options.pipeline, request)
+        with _warnings_logged():
+            written = write_pipeline(options.pipeline, request)
         for folder in sorted({p.relative_to(repo_stage).parts[0] for p in written if p.is_relative_to(repo_stage)}):
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
                 raise UserError(f"{final} already exists; pass --overwrite to replace it")
-            shutil.move(str(repo_stage / folder), str(state.staging.path_for(final)))
+            staged[folder] = state.staging.path_for(final)
+            shutil.move(str(repo_stage / folder), str(staged[folder]))
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
+    entry["input_data"] = _write_input_data(state, io, staged)
+    requirements = _repository_requirements(options.triton_repo, list(staged.values()))
+    if requirements is not None:
+        target = options.triton_repo / "requirements.txt"
+        atomic_write_text(state.staging.path_for(target), requirements)
+        entry["requirements"] = str(target)
     state.report["stages"]["triton"] = entry
 
 
@@ -520,6 +619,39 @@ def _tuned(state: RunState) -> ConvertOptions:
     log(f"[tune] {result.instances} instance(s) x {result.intra_op_threads} intra-op thread(s)")
     return state.options.model_copy(update={"instance_count": result.instances,
                                             "intra_op_threads": result.intra_op_threads})
+
+
+def _repository_requirements(repo: Path, staged_models: list[Path]) -> str | None:
+    """requirements.txt for the repository as it will be: its other models and this run's."""
+    from trt_converters.triton.requirements import repository_requirements
+
+    names = {p.name for p in staged_models}
+    others = [p for p in repo.iterdir() if p.is_dir() and p.name not in names] if repo.is_dir() else []
+    return repository_requirements([*others, *staged_models])
+
+
+def _write_input_data(state: RunState, io: IOSpec, staged: dict[str, Path]) -> dict[str, str]:
+    """perf_analyzer-style request samples for each model users call (the core model and the pipeline entry)."""
+    from trt_converters.triton.examples import input_data_for, input_data_text
+
+    options = state.options
+    # text models: token inputs from real sentences, tokenized as the pipeline does
+    tokenizer = options.tokenizer_path or (options.ckpt_path.parent if options.ckpt_path else None)
+    written = {}
+    for name in _entry_models(options):
+        final = input_data_path(state.options, name)
+        data = input_data_for(staged[name], io=io, profiles=state.profiles, tokenizer_dir=tokenizer)
+        atomic_write_text(state.staging.path_for(final), input_data_text(data))
+        written[name] = str(final)
+    return written
+
+
+def _entry_models(options: ConvertOptions) -> list[str]:
+    return [options.model_name] + ([options.resolved_pipeline_name()] if options.pipeline else [])
+
+
+def input_data_path(options: ConvertOptions, model: str) -> Path:
+    return options.resolved_report_path().parent / f"{model}.input_data.json"
 
 
 def _pipeline_options(options: ConvertOptions) -> dict:

@@ -102,6 +102,16 @@ class ConvertOptions(BaseModel):
     def _io(cls, value):
         return None if value is None else parse_io_config(value)
 
+    @field_validator("model_name", "pipeline_name")
+    @classmethod
+    def _servable_name(cls, value):
+        from trt_converters.triton.config import model_name_problem
+
+        problem = None if value is None else model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("memory_pool_limit", mode="before")
     @classmethod
     def _bytes(cls, value):

@@ -7,6 +7,7 @@ largest magnitude, so near-zero elements do not blow it up (random-weight logits
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from trt_converters.errors import StageError
@@ -42,27 +43,37 @@ class OutputComparison:
     max_rel_error: float
     cosine: float
     passed: bool
+    reference_non_finite: int = 0  # NaN/inf elements: in the reference, the model itself is broken
+    candidate_non_finite: int = 0  # only where the reference is finite: the conversion is broken
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def compare_arrays(name: str, reference, candidate, tolerance: Tolerance) -> OutputComparison:
+def compare_arrays(name: str, reference, candidate, tolerance: Tolerance, *,
+                   matching_non_finite_ok: bool = False) -> OutputComparison:
+    """Judges one output. A non-finite reference fails: there is nothing to verify against. With
+    `matching_non_finite_ok` (intermediate tensors, e.g. -inf attention masks), non-finite values that the
+    candidate reproduces exactly are left out of the error and the cosine instead."""
     import numpy as np
 
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
     if ref.shape != cand.shape:
         raise StageError(f"output {name!r}: shape {tuple(cand.shape)} differs from the reference's {tuple(ref.shape)}")
-    if ref.size == 0:
-        return OutputComparison(name, tuple(ref.shape), 0.0, 0.0, 1.0, True)
-    # Non-finite values count as matching only where the reference has the very same value (an overflow that
-    # PyTorch reproduces); they are then left out of the error and the cosine.
-    same_non_finite = ~np.isfinite(ref) & ((ref == cand) | (np.isnan(ref) & np.isnan(cand)))
     shape = tuple(np.shape(reference))
-    if not ((np.isfinite(cand) & np.isfinite(ref)) | same_non_finite).all():
-        return OutputComparison(name, shape, float("inf"), float("inf"), float("nan"), False)
-    ref, cand = ref[~same_non_finite], cand[~same_non_finite]
+    if ref.size == 0:
+        return OutputComparison(name, shape, 0.0, 0.0, 1.0, True)
+    ref, cand = ref.ravel(), cand.ravel()
+    ref_bad, cand_bad = ~np.isfinite(ref), ~np.isfinite(cand)
+    if matching_non_finite_ok:
+        same = ref_bad & ((ref == cand) | (np.isnan(ref) & np.isnan(cand)))
+        ref_bad, cand_bad = ref_bad & ~same, cand_bad & ~same
+        ref, cand = ref[~same], cand[~same]
+    if ref_bad.any() or cand_bad.any():
+        return OutputComparison(name, shape, float("inf"), float("inf"), float("nan"), False,
+                                reference_non_finite=int(ref_bad.sum()),
+                                candidate_non_finite=int((cand_bad & ~ref_bad).sum()))
     if ref.size == 0:
         return OutputComparison(name, shape, 0.0, 0.0, 1.0, True)
     max_abs = float(np.abs(ref - cand).max())
@@ -93,12 +104,34 @@ def compare_output_sets(references: list[dict], candidates: list[dict], toleranc
             previous = worst.get(name)
             worst[name] = result if previous is None else OutputComparison(
                 name, result.shape, max(previous.max_abs_error, result.max_abs_error),
-                max(previous.max_rel_error, result.max_rel_error), min(previous.cosine, result.cosine),
-                previous.passed and result.passed)
+                max(previous.max_rel_error, result.max_rel_error), _worse_cosine(previous.cosine, result.cosine),
+                previous.passed and result.passed,
+                previous.reference_non_finite + result.reference_non_finite,
+                previous.candidate_non_finite + result.candidate_non_finite)
     return list(worst.values())
 
 
+def _worse_cosine(a: float, b: float) -> float:
+    return a if math.isnan(a) or (not math.isnan(b) and a <= b) else b
+
+
+def non_finite_reference_message(name: str, count: int, reference: str = "the reference", *, where: str = "",
+                                 cause: str = "") -> str:
+    return (f"{reference} itself is non-finite: output {name!r} holds {count} NaN/inf value(s){where}, so there is "
+            f"nothing to verify against; the checkpoint or the model is broken ("
+            f"{cause or 'e.g. a NaN weight from a diverged training run, or a forward() that computes NaN'}), "
+            "not the conversion")
+
+
 def failure_message(label: str, comparisons: list[OutputComparison], tolerance: Tolerance) -> str:
+    broken = next((c for c in comparisons if c.reference_non_finite), None)
+    if broken is not None:
+        return non_finite_reference_message(broken.name, broken.reference_non_finite)
+    defect = next((c for c in comparisons if c.candidate_non_finite), None)
+    if defect is not None:
+        return (f"{label} computes {defect.candidate_non_finite} NaN/inf value(s) in output {defect.name!r} where "
+                "the reference is finite: a defect of the export or lowering (e.g. an FP16 overflow), not of "
+                "the model")
     failed = sorted((c for c in comparisons if not c.passed), key=lambda c: (-c.max_rel_error, c.cosine))
     worst = failed[0]
     return (f"{label} does not match the reference: worst output {worst.name!r} has max abs error "

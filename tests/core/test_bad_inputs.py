@@ -68,7 +68,7 @@ def test_bad_io_config(tmp_path, run_cli, tiny_checkpoints, case, changes, expec
     (["--ckpt-path", "nope.pt"], "--ckpt-path nope.pt does not exist"),
     (["--model-script-path", "nope.py"], "--model-script-path nope.py does not exist"),
     (["--model-class-name", "Missing"], "'Missing' is not a class in tiny_models.py; classes defined there:"),
-    (["--model-class-name", "TinyMLP"], "checkpoint does not match the model"),
+    (["--model-class-name", "TinyMLP"], "declares 2 inputs (input_ids, input_mask) but TinyMLP.forward(features) takes 1"),
     (["--model-kwargs", '{"hidden": 8}'], "shape-mismatched"),
     (["--model-kwargs", "[1, 2]"], "--model-kwargs must be a JSON object"),
     (["--model-kwargs", '{"no_such_arg": 1}'], "unexpected keyword argument 'no_such_arg'"),
@@ -195,3 +195,259 @@ def test_config_file_values_and_flag_overrides(tmp_path, run_cli, tiny_checkpoin
     text = (tmp_path / "repo" / "from_config" / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in text and "max_batch_size: 4" in text and "KIND_CPU" in text
     assert (tmp_path / "repo" / "from_config" / "1" / "model.onnx").is_file()
+
+
+def assert_refused(run_cli, args, folder, expected: str, status: int = 2, *, before_load: bool = True):
+    """One error line naming the cause, the exit status, and `folder` unchanged (contents and modes)."""
+    before = snapshot(folder)
+    result = run_cli(args)
+    assert_one_error_line(result, expected, status)
+    if before_load:
+        assert "[load]" not in result.stderr, "refused only after loading the model"
+    assert snapshot(folder) == before
+    return result
+
+
+def _script(folder, name: str, text: str):
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_nan_checkpoint_fails_naming_the_output_and_the_weight(tmp_path, run_cli, tiny_checkpoints):
+    import torch
+
+    state = torch.load(tiny_checkpoints["text"], weights_only=True)
+    state["module.encoder.0.weight"][3, 5] = float("nan")  # one diverged weight
+    bad = tmp_path / "diverged.bin"
+    torch.save(state, bad)
+    result = assert_refused(run_cli, _text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(bad)}), tmp_path,
+                            "the PyTorch reference itself is non-finite: output 'output' holds 3 NaN/inf value(s) "
+                            "on the synthetic inputs", before_load=False)
+    assert "the checkpoint or the model is broken (--ckpt-path holds NaN/inf in encoder.0.weight)" in result.stderr
+    assert "[export]" not in result.stderr, "the reference is checked before exporting"
+
+
+def test_model_returning_nan_fails(tmp_path, run_cli, tiny_checkpoints):
+    """A forward() that computes NaN on the IO config's inputs (the log of negative values)."""
+    script = _script(tmp_path, "nan_model.py", "import torch\nfrom torch import nn\n\n"
+                     "class LogModel(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.scale = nn.Parameter(torch.ones(16))\n\n"
+                     "    def forward(self, features):\n        return torch.log(features * self.scale)[:, :4]\n")
+    import torch
+
+    io = {"inputs": [{"name": "features", "dtype": "float32", "shape": [16], "value_range": [-2, -1]}],
+          "outputs": [{"name": "scores", "dtype": "float32", "shape": [4]}]}
+    checkpoint = tmp_path / "log.pt"
+    torch.save({"scale": torch.ones(16)}, checkpoint)
+    args = ["--ckpt-path", checkpoint, "--model-script-path", script, "--model-class-name", "LogModel", "--model-io-config", json.dumps(io),
+            "--model-name", "log", "--output-dir", tmp_path / "out", "--generate-onnx"]
+    assert_refused(run_cli, args, tmp_path, "itself is non-finite: output 'scores'", before_load=False)
+
+
+def test_export_that_computes_nan_is_a_conversion_defect(tmp_path, run_cli):
+    """PyTorch is finite; the exported graph computes NaN (an export defect, simulated during export only)."""
+    import torch
+
+    script = _script(tmp_path, "export_defect.py", "import torch\nfrom torch import nn\n\n"
+                     "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.linear = nn.Linear(16, 4)\n\n"
+                     "    def forward(self, features):\n        scores = self.linear(features)\n"
+                     "        if torch.onnx.is_in_onnx_export():\n            scores = scores * float('nan')\n"
+                     "        return scores\n")
+    checkpoint = tmp_path / "net.pt"
+    torch.save({"linear.weight": torch.ones(4, 16), "linear.bias": torch.zeros(4)}, checkpoint)
+    args = ["--ckpt-path", checkpoint, "--model-script-path", script, "--model-class-name", "Net",
+            "--model-io-config", json.dumps(MLP_IO), "--model-name", "net", "--output-dir", tmp_path / "out",
+            "--generate-onnx", "--exporter", "legacy"]
+    result = assert_refused(run_cli, args, tmp_path, "NaN/inf value(s) in output 'scores' where the reference is "
+                            "finite: a defect of the export or lowering", status=1, before_load=False)
+    assert "legacy: legacy ONNX export computes " in result.stderr
+
+
+def test_candidate_only_non_finite_is_a_conversion_defect():
+    import numpy as np
+
+    from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message
+
+    tolerance = DEFAULT_TOLERANCES["fp16"]
+    reference = [{"logits": np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)}]
+    candidate = [{"logits": np.array([[1.0, np.inf], [3.0, 4.0]], np.float32)}]
+    comparisons = compare_output_sets(reference, candidate, tolerance)
+    assert not comparisons[0].passed and comparisons[0].candidate_non_finite == 1
+    message = failure_message("fp16 graph", comparisons, tolerance)
+    assert message.startswith("fp16 graph computes 1 NaN/inf value(s) in output 'logits' where the reference is "
+                              "finite: a defect of the export or lowering")
+    # NaN on both sides used to count as a match (error 0, cosine 1): a NaN reference is a broken model
+    both = compare_output_sets([{"logits": np.array([np.nan, 1.0])}], [{"logits": np.array([np.nan, 1.0])}], tolerance)
+    assert not both[0].passed and both[0].reference_non_finite == 1
+    assert "the reference itself is non-finite: output 'logits'" in failure_message("graph", both, tolerance)
+
+
+def test_onnxruntime_accuracy_report_fails_on_non_finite():
+    import numpy as np
+
+    from trt_converters.onnxruntime_cpu.accuracy import accuracy_report
+
+    report = accuracy_report([{"logits": np.array([[np.nan, 1.0]])}], [{"logits": np.array([[np.nan, 1.0]])}])
+    assert not report.passed
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_artifacts_get_the_modes_of_a_plain_open(tmp_path, run_cli, tiny_checkpoints, umask):
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        result = run_cli(_text_args(tmp_path, tiny_checkpoints))
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.stderr
+    written = [p for p in (tmp_path / "out").rglob("*")] + [p for p in (tmp_path / "repo").rglob("*")]
+    assert any(p.name == "config.pbtxt" for p in written) and any(p.name == "report.json" for p in written)
+    for path in written:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+
+
+@pytest.mark.parametrize("flag, name", [
+    ("--model-name", "../pair"), ("--model-name", "org/bert"), ("--model-name", ""), ("--model-name", ".hidden"),
+    ("--model-name", "my model"), ("--pipeline-name", "../escape"),
+])
+def test_names_triton_cannot_serve_are_refused(tmp_path, run_cli, tiny_checkpoints, flag, name):
+    args = _text_args(tmp_path, tiny_checkpoints) + [flag, name]
+    if flag == "--pipeline-name":
+        args += ["--pipeline", "classifier"]
+    result = assert_refused(run_cli, args, tmp_path, f"{flag}: {name!r} cannot be a Triton model name")
+    assert "use letters, digits, '_', '-' and '.' (not first)" in result.stderr
+
+
+@pytest.mark.parametrize("body, printed", [
+    ("import sys\nsys.exit(0)\n", None),
+    ("import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--lr', required=True)\n"
+     "args = parser.parse_args()\n", "the following arguments are required: --lr"),
+])
+def test_script_that_exits_at_import_is_one_clear_error(tmp_path, run_cli, tiny_checkpoints, body, printed):
+    script = _script(tmp_path, "train.py", "from torch import nn\n" + body + "\nclass Net(nn.Module):\n    pass\n")
+    args = _text_args(tmp_path, tiny_checkpoints, **{"--model-script-path": str(script),
+                                                      "--model-class-name": "Net"})
+    result = assert_refused(run_cli, args, tmp_path, f"--model-script-path {script} exited while being imported",
+                            before_load=False)
+    assert "put that code under `if __name__ == \"__main__\":`" in result.stderr
+    assert "usage:" not in result.stderr and "usage:" not in result.stdout
+    if printed:
+        assert printed in result.stderr
+
+
+@pytest.mark.parametrize("case", ["onnx is engine", "report on onnx", "inside the model folder", "onnx on checkpoint",
+                                  "pipeline name is model name"])
+def test_two_artifacts_on_one_path_are_refused_even_with_overwrite(tmp_path, run_cli, tiny_checkpoints, case):
+    import shutil
+
+    checkpoint = tmp_path / "text.bin"
+    shutil.copy(tiny_checkpoints["text"], checkpoint)
+    args = _text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(checkpoint)}) + ["--overwrite"]
+    onnx = tmp_path / "out" / "same.file"
+    extra, expected = {
+        "onnx is engine": (["--onnx-path", onnx, "--engine-path", onnx, "--generate-trt",
+                            "--triton-backend", "tensorrt_plan"],
+                           f"--engine-path and --onnx-path are both {onnx}: two artifacts cannot share one path"),
+        "report on onnx": (["--onnx-path", onnx, "--report-path", onnx], f"--report-path and --onnx-path are both {onnx}"),
+        "inside the model folder": (["--output-dir", tmp_path / "repo"],
+                                    f"--onnx-path {tmp_path / 'repo' / 'text' / 'model.onnx'} lies inside the Triton "
+                                    "model folder"),
+        "onnx on checkpoint": (["--onnx-path", checkpoint], f"--onnx-path {checkpoint} would replace --ckpt-path"),
+        "pipeline name is model name": (["--pipeline", "classifier", "--pipeline-name", "text"],
+                                        "pipeline model 'text' and the Triton model folder are both"),
+    }[case]
+    assert_refused(run_cli, args + extra, tmp_path, expected)
+
+
+def _custom_model(tmp_path, source: str):
+    return _script(tmp_path, "custom.py", "import torch\nfrom torch import nn\n\n" + source)
+
+
+USER_MISTAKES = [
+    ("IO config lacks an input", "text", {"inputs": TEXT_IO["inputs"][:1], "outputs": TEXT_IO["outputs"]}, None,
+     "--model-io-config declares 1 input (input_ids) but TinyTextModel.forward(input_ids, input_mask) also needs "
+     "'input_mask': add it to the IO config's inputs"),
+    ("IO config has an extra input", "mlp", {"inputs": MLP_IO["inputs"] + [{"name": "extra", "dtype": "float32",
+                                                                             "shape": [2]}], "outputs": MLP_IO["outputs"]},
+     None, "TinyMLP.forward(features) takes 1"),
+    ("forward raises on the sample", "mlp", {"inputs": [{"name": "features", "dtype": "float32", "shape": [15]}],
+                                             "outputs": MLP_IO["outputs"]}, None,
+     "TinyMLP.forward() failed on inputs made from --model-io-config (features float32[1, 15]): RuntimeError: "
+     "mat1 and mat2 shapes cannot be multiplied"),
+    ("fewer outputs declared than returned", "cnn", None, {"outputs": [{"name": "logits", "dtype": "float32",
+                                                                         "shape": [5]}]},
+     "TinyCNN.forward() returned 2 value(s) (Tensor[1, 5], Tensor[1, 8, 8, 8]) but --model-io-config declares 1 "
+     "output tensor(s) (logits)"),
+    ("output shape differs", "mlp", {"inputs": MLP_IO["inputs"], "outputs": [{"name": "scores", "dtype": "float32",
+                                                                             "shape": [5]}]}, None,
+     "TinyMLP.forward() returned output 'scores' of shape [1, 4] but --model-io-config declares [5]"),
+]
+
+
+@pytest.mark.parametrize("case, kind, io, io_changes, expected", USER_MISTAKES, ids=[c[0] for c in USER_MISTAKES])
+def test_model_and_io_mistakes_point_at_the_cause(tmp_path, run_cli, tiny_checkpoints, case, kind, io, io_changes,
+                                                  expected):
+    from tests.conftest import CNN_IO
+
+    if io is None:
+        io = {**CNN_IO, **io_changes}
+    args = model_flags(kind, tiny_checkpoints) + ["--output-dir", tmp_path / "out", "--generate-onnx"]
+    args[args.index("--model-io-config") + 1] = json.dumps(io)
+    result = assert_refused(run_cli, args, tmp_path, expected, before_load=False)
+    assert "unexpected" not in result.stderr
+
+
+def test_class_that_is_not_a_module_is_refused(tmp_path, run_cli, tiny_checkpoints):
+    script = _custom_model(tmp_path, "class Settings:\n    hidden = 16\n\n\nclass Real(nn.Module):\n    pass\n")
+    args = _text_args(tmp_path, tiny_checkpoints, **{"--model-script-path": str(script),
+                                                      "--model-class-name": "Settings"})
+    assert_refused(run_cli, args, tmp_path, "--model-class-name 'Settings' is not a torch.nn.Module subclass; name "
+                   "the model class (nn.Module classes in custom.py: Real)", before_load=False)
+
+
+def test_constructor_that_raises_names_the_class_and_kwargs(tmp_path, run_cli, tiny_checkpoints):
+    script = _custom_model(tmp_path, "class Net(nn.Module):\n    def __init__(self, hidden=16):\n"
+                                     "        super().__init__()\n        if hidden % 8:\n"
+                                     "            raise ValueError('hidden must be a multiple of 8')\n")
+    args = _text_args(tmp_path, tiny_checkpoints, **{"--model-script-path": str(script), "--model-class-name": "Net"})
+    assert_refused(run_cli, args + ["--model-kwargs", '{"hidden": 12}'], tmp_path,
+                   "Net(hidden=12) raised ValueError: hidden must be a multiple of 8; check model_kwargs",
+                   before_load=False)
+
+
+def test_corrupt_checkpoint_is_not_a_checkpoint(tmp_path, run_cli, tiny_checkpoints):
+    import numpy as np
+
+    for name, data in (("random.pt", np.random.default_rng(0).bytes(4096)), ("empty.pt", b"")):
+        bad = tmp_path / name
+        bad.write_bytes(data)
+        result = assert_refused(run_cli, _text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(bad)}),
+                                tmp_path, f"--ckpt-path {bad} is not a PyTorch checkpoint", before_load=False)
+        assert "weights_only=False" not in result.stderr and "trusted source" not in result.stderr
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_checkpoints["mlp"].read_bytes()[:300])
+    result = run_cli(_text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(truncated)}))
+    assert result.exit_code == 2 and "weights_only=False" not in result.stderr
+
+
+def test_calibration_data_is_checked_before_loading(tmp_path, run_cli, tiny_checkpoints):
+    import numpy as np
+
+    args = _text_args(tmp_path, tiny_checkpoints) + ["--use-fp16", "--use-int8"]
+    missing = tmp_path / "calib.npz"
+    assert_refused(run_cli, args + ["--calib-data", missing], tmp_path, f"--calib-data {missing} does not exist")
+    np.savez(missing, input_ids=np.zeros((4, 16), np.int64))
+    assert_refused(run_cli, args + ["--calib-data", missing], tmp_path,
+                   f"calibration data {missing} has no array for input(s) 'input_mask' (it holds input_ids)")
+
+
+def test_existing_pipeline_models_are_refused_before_any_work(tmp_path, run_cli, tiny_checkpoints):
+    (tmp_path / "repo" / "text_classifier_postprocess").mkdir(parents=True)
+    args = _text_args(tmp_path, tiny_checkpoints) + ["--pipeline", "classifier"]
+    assert_refused(run_cli, args, tmp_path,
+                   f"{tmp_path / 'repo' / 'text_classifier_postprocess'} already exists; pass --overwrite")

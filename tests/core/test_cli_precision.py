@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -28,6 +30,9 @@ def test_lowered_engine_within_budget(tmp_path, run_cli, tiny_checkpoints, kind,
     assert all(o["passed"] for o in lowered["verify"]["outputs"])
     assert lowered["path"].endswith(f"model.{precision}.onnx")
     assert report["stages"]["build"]["bytes"] > 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / kind / "model.plan").stat().st_mode) == 0o666 & ~umask  # readable by a server
     # library log lines and the fallback's rejected candidates go to the report, not the terminal
     assert "[modelopt]" not in result.stdout + result.stderr and "graph rejected" not in result.stderr
     if precision == "fp16":

@@ -259,11 +259,16 @@ def test_graphs_over_the_protobuf_limit_use_external_data(tmp_path, run_cli, tin
     assert any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.graph.initializer)
 
 
-def test_overflow_reproduced_by_both_sides_is_not_an_error():
+def test_non_finite_reference_fails_unless_matching_values_are_allowed():
+    """Outputs: a NaN/inf reference has nothing to verify against. Intermediate tensors (first_divergence): an
+    overflow both sides reproduce, e.g. an -inf attention mask, is not a divergence."""
     from trt_converters.verify import DEFAULT_TOLERANCES, compare_arrays
 
     tolerance = DEFAULT_TOLERANCES["fp32"]
     reference = np.array([1.0, np.inf, 3.0, np.nan])
-    assert compare_arrays("x", reference, reference.copy(), tolerance).passed
-    assert not compare_arrays("x", reference, np.array([1.0, 2.0, 3.0, np.nan]), tolerance).passed
+    same = compare_arrays("x", reference, reference.copy(), tolerance)
+    assert not same.passed and same.reference_non_finite == 2 and same.candidate_non_finite == 0
+    assert compare_arrays("x", reference, reference.copy(), tolerance, matching_non_finite_ok=True).passed
+    assert not compare_arrays("x", reference, np.array([1.0, 2.0, 3.0, np.nan]), tolerance,
+                              matching_non_finite_ok=True).passed
     assert not compare_arrays("x", np.array([1.0, 2.0]), np.array([1.0, np.inf]), tolerance).passed

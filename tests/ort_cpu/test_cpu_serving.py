@@ -68,6 +68,17 @@ def test_served_onnxruntime_models_equal_onnxruntime_run_directly(served):
             np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_repository_requirements_list_what_its_python_models_import(served):
+    from tests.triton.test_served_imports import constraint_pins
+
+    server, _ = served
+    lines = (server.repo / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if not line.startswith("#"))
+    # ONNX Runtime models: numpy, onnxruntime; the PyTorch baseline: torch and what its script imports
+    assert sorted(pins) == ["numpy", "onnxruntime", "safetensors", "torch", "transformers"]
+    assert pins == {name: constraint_pins()[name] for name in pins}
+
+
 def test_served_pytorch_baseline_equals_pytorch(served, tiny_roberta):
     server, _ = served
     requests = [padded_inputs(2, 12, 21)]
@@ -108,9 +119,9 @@ def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(t
     torch_folder = write_pytorch_baseline_model(tmp_path, "pt", model_script=ROBERTA_SCRIPT,
                                                 class_name="RobertaClassifier", checkpoint=tiny_roberta.checkpoint,
                                                 model_kwargs=TINY_KWARGS, io=tiny_roberta.io, intra_op_threads=2)
-    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py", "serving_runtime"]
     assert sorted(p.name for p in (torch_folder / "1").iterdir()) == [
-        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py"]
+        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py", "serving_runtime"]
     ort_config, torch_config = read_config(ort_folder / "config.pbtxt"), read_config(torch_folder / "config.pbtxt")
     assert ort_config.backend == torch_config.backend == "python"
     assert ort_config.parameters["intra_op_thread_count"].string_value == "2"

@@ -205,3 +205,26 @@ def test_missing_precision_package_is_a_user_error(exported, tmp_path, monkeypat
     with pytest.raises(UserError, match="needs lief: pip install 'trt-converters\\[precision\\]'"):
         precision.lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="fp16", io=model.io,
                               profiles=model.profiles)
+
+
+def test_fp32_graph_computing_nan_is_refused_before_choosing_a_converter(tmp_path):
+    """FP16 candidates are judged against the FP32 graph; one that computes NaN is the model's fault."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from trt_converters.shapes import profiles_for
+    from trt_converters.spec import IOSpec
+
+    graph = helper.make_graph([helper.make_node("Log", ["x"], ["y"])], "log",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "log.onnx"))
+    io = IOSpec.model_validate({"inputs": [{"name": "x", "dtype": "float32", "shape": [4], "value_range": [-2, -1]}],
+                                "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}]})
+    with pytest.raises(StageError, match="FP16 lowering: the FP32 graph itself is non-finite: output 'y' holds 8 "
+                                         r"NaN/inf value\(s\) on the check inputs"):
+        lower_graph(tmp_path / "log.onnx", tmp_path / "log.fp16.onnx", precision="fp16", io=io,
+                    profiles=profiles_for(io, max_batch_size=2))
+    assert not (tmp_path / "log.fp16.onnx").exists()

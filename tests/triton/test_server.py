@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,29 @@ ROOT = Path(__file__).resolve().parents[2]
 ORT_PYTHON_MODEL = ROOT / "triton_models" / "onnxruntime_python" / "model.py"
 MODEL = "mlp_ort"
 RAGGED = "ragged_ort"
+BATCHED = "mlp_ort_batched"
+# Models whose batching a test checks wait this long for their preferred batch size, which the test's requests
+# add up to exactly: they run as one execute() call however slow the machine is.
+BATCH_WAIT_US = 120_000_000
+CONCURRENT_BATCHES = [1, 2, 3, 1]
+RAGGED_BATCHES = [1, 2, 2, 1]
+PROBE = "import_probe"
+# A served model that reports what importing trt_converters does inside the python-backend stub.
+PROBE_MODEL = b"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        try:
+            import trt_converters
+            outcome = "imported " + str(trt_converters.__file__)
+        except ImportError as exc:
+            outcome = type(exc).__name__ + ": " + str(exc)
+        out = pb_utils.Tensor("outcome", np.array([outcome.encode()], dtype=np.object_))
+        return [pb_utils.InferenceResponse(output_tensors=[out]) for _ in requests]
+"""
 
 
 def _tiny_onnx(path: Path) -> None:
@@ -76,21 +100,25 @@ def _ragged_config():
     # ragged: the batcher hands requests of different lengths to one execute() call
     config.input.add(name="x", data_type=mc.TYPE_FP32, dims=[-1], allow_ragged_batch=True)
     config.output.add(name="y", data_type=mc.TYPE_FP32, dims=[-1])
-    config.dynamic_batching.max_queue_delay_microseconds = 100_000
+    config.dynamic_batching.max_queue_delay_microseconds = BATCH_WAIT_US
+    config.dynamic_batching.preferred_batch_size.append(sum(RAGGED_BATCHES))
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     return config
 
 
-def _ort_python_config():
+def _ort_python_config(name=MODEL, preferred_batch_size=None):
     from tritonclient.grpc import model_config_pb2 as mc
 
-    config = mc.ModelConfig(name=MODEL, backend="python", max_batch_size=8)
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=8)
     config.input.add(name="x", data_type=mc.TYPE_FP32, dims=[4])
     # optional so that a request without it reaches the model, which must answer with an error
     config.input.add(name="scale", data_type=mc.TYPE_FP32, dims=[1], optional=True)
     config.output.add(name="y", data_type=mc.TYPE_FP32, dims=[3])
     config.output.add(name="s", data_type=mc.TYPE_FP32, dims=[1])
     config.dynamic_batching.max_queue_delay_microseconds = 100_000
+    if preferred_batch_size is not None:
+        config.dynamic_batching.max_queue_delay_microseconds = BATCH_WAIT_US
+        config.dynamic_batching.preferred_batch_size.append(preferred_batch_size)
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     config.parameters["intra_op_thread_count"].string_value = "1"
     config.parameters["inter_op_thread_count"].string_value = "1"
@@ -100,8 +128,11 @@ def _ort_python_config():
 def _write_model(repo: Path, config, files: dict) -> Path:
     from google.protobuf import text_format
 
+    from trt_converters.serving_runtime import copy_runtime
+
     model_dir = repo / config.name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    copy_runtime(model_dir / "1")
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
     for name, content in files.items():
         target = model_dir / "1" / name
@@ -123,10 +154,23 @@ def onnx_path(tmp_path_factory):
 def ort_repo(tmp_path_factory, onnx_path):
     repo = tmp_path_factory.mktemp("repo")
     _write_model(repo, _ort_python_config(), {"model.py": ORT_PYTHON_MODEL, "model.onnx": onnx_path})
+    _write_model(repo, _ort_python_config(BATCHED, sum(CONCURRENT_BATCHES)),
+                 {"model.py": ORT_PYTHON_MODEL, "model.onnx": onnx_path})
     ragged = tmp_path_factory.mktemp("ragged") / "model.onnx"
     _ragged_onnx(ragged)
     _write_model(repo, _ragged_config(), {"model.py": ORT_PYTHON_MODEL, "model.onnx": ragged})
+    _write_model(repo, _probe_config(), {"model.py": PROBE_MODEL})
     return repo
+
+
+def _probe_config():
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=PROBE, backend="python", max_batch_size=0)
+    config.input.add(name="x", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="outcome", data_type=mc.TYPE_STRING, dims=[1])
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +212,17 @@ def test_find_tritonserver(require_tritonserver):
     assert binary.name == "tritonserver" and os.access(binary, os.X_OK)
 
 
+def test_served_models_cannot_import_trt_converters(server):
+    """The local server serves like a stock Triton: this package is not importable by python models."""
+    from tests.conftest import triton_infer
+
+    import trt_converters
+
+    assert trt_converters.__file__  # importable here, in the test process
+    outcome = triton_infer("http", server.http_url, PROBE, {"x": np.array([b"?"], dtype=np.object_)}, "outcome")
+    assert outcome[0].decode().startswith("ModuleNotFoundError: trt_converters is hidden from served models")
+
+
 def test_http_infer_matches_onnxruntime(server, onnx_path):
     import tritonclient.http as httpclient
 
@@ -203,49 +258,64 @@ def test_grpc_infer_matches_onnxruntime(server, onnx_path):
     assert result.as_numpy("s") is None
 
 
+def _statistics_after(client, model: str, requests: int) -> dict:
+    """The model's statistics once they count `requests` finished requests and an execution.
+
+    The server updates them after answering, so a read right after the last answer can still show the old
+    counts; waiting for them is bounded generously (the machine may be loaded), and the test never times work.
+    """
+    deadline = time.monotonic() + 120
+    while True:
+        stats = client.get_inference_statistics(model)["model_stats"][0]
+        done = sum(int(stats["inference_stats"][k].get("count", 0)) for k in ("success", "fail"))
+        if (done >= requests and stats.get("execution_count", 0) >= 1) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
 def test_concurrent_requests_are_batched_and_split_back(server, onnx_path):
-    """Requests of different batch sizes, plus one bad one, answered correctly in one batch."""
+    """Requests of different batch sizes answered correctly from one execute() call; a bad request meanwhile
+    (without the optional input, so the batcher keeps it apart) gets an error, nothing else."""
     import tritonclient.http as httpclient
 
-    batches = [1, 2, 3, 1]
-    client = httpclient.InferenceServerClient(url=server.http_url, concurrency=len(batches) + 1)
+    client = httpclient.InferenceServerClient(url=server.http_url, concurrency=len(CONCURRENT_BATCHES) + 1)
     try:
-        before = client.get_inference_statistics(MODEL)["model_stats"][0]
-        payloads = [_inputs(b, seed=10 + i) for i, b in enumerate(batches)]
-        pending = [client.async_infer(MODEL, _http_inputs(x, s)) for x, s in payloads]
+        payloads = [_inputs(b, seed=10 + i) for i, b in enumerate(CONCURRENT_BATCHES)]
+        pending = [client.async_infer(BATCHED, _http_inputs(x, s)) for x, s in payloads]
         bad = client.async_infer(MODEL, _http_inputs(_inputs(1, seed=99)[0]))  # no "scale"
         results = [p.get_result() for p in pending]
         with pytest.raises(Exception, match="required by the ONNX graph"):
             bad.get_result()
-        after = client.get_inference_statistics(MODEL)["model_stats"][0]
+        stats = _statistics_after(client, BATCHED, len(payloads))
     finally:
         client.close()
     for (x, scale), result in zip(payloads, results):
         y_ref, s_ref = _reference(onnx_path, x, scale)
         np.testing.assert_allclose(result.as_numpy("y"), y_ref, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(result.as_numpy("s"), s_ref, rtol=1e-5, atol=1e-6)
-    executions = after["execution_count"] - before["execution_count"]
-    # 5 requests within the 100 ms queue delay: the dynamic batcher hands them over together
-    assert 1 <= executions < len(batches) + 1
+    # the batcher waited for the preferred size, which the four requests fill exactly: one call served them all
+    assert stats["execution_count"] == 1 and stats["inference_count"] == sum(CONCURRENT_BATCHES), stats
 
 
 def test_requests_of_different_lengths_run_in_separate_groups(server):
     import tritonclient.http as httpclient
 
     rng = np.random.default_rng(3)
-    payloads = [rng.standard_normal(shape).astype(np.float32) for shape in [(1, 3), (2, 5), (2, 3), (1, 5)]]
+    shapes = [(batch, length) for batch, length in zip(RAGGED_BATCHES, [3, 5, 3, 5])]
+    payloads = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
     client = httpclient.InferenceServerClient(url=server.http_url, concurrency=len(payloads))
     try:
-        before = client.get_inference_statistics(RAGGED)["model_stats"][0]["execution_count"]
         pending = [client.async_infer(RAGGED, _http_inputs(x)) for x in payloads]
         results = [p.get_result().as_numpy("y") for p in pending]
-        after = client.get_inference_statistics(RAGGED)["model_stats"][0]["execution_count"]
+        stats = _statistics_after(client, RAGGED, len(payloads))
     finally:
         client.close()
     for x, y in zip(payloads, results):
         assert y.shape == x.shape
         np.testing.assert_allclose(y, 2 * x + 0.5, rtol=1e-6)
-    assert 1 <= after - before < len(payloads)
+    # one execute() call held all four (the batcher waits for their summed batch size): the lengths 3 and 5
+    # ran as separate groups inside it, and each request got its own answer
+    assert stats["execution_count"] == 1 and stats["inference_count"] == sum(RAGGED_BATCHES), stats
 
 
 def test_server_keeps_serving_after_bad_request(server, onnx_path):

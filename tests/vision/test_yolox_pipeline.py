@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trt_converters.errors import UserError
-from trt_converters.vision import images, letterbox, nms
+from trt_converters.serving_runtime import images, letterbox, nms
 
 ROOT = Path(__file__).resolve().parents[2]
 HW = (128, 128)
@@ -47,9 +47,11 @@ def test_writer_lays_out_an_ensemble_with_self_contained_python_models(tmp_path)
     written = write_pipeline(_request(tmp_path))
     assert all(p.is_relative_to(tmp_path) and p.exists() for p in written)
     pre, post = tmp_path / f"{PIPELINE}_preprocess", tmp_path / f"{PIPELINE}_postprocess"
-    for helper in ("yolox_images.py", "yolox_letterbox.py"):
-        assert (pre / "1" / helper).read_text() == (ROOT / "trt_converters/vision" / helper[6:]).read_text()
-    assert (post / "1" / "yolox_nms.py").is_file() and (post / "1" / "model.py").is_file()
+    for folder in (pre, post):
+        for module in ("images.py", "letterbox.py", "nms.py", "triton_io.py"):
+            copied = folder / "1" / "serving_runtime" / module
+            assert copied.read_text() == (ROOT / "trt_converters/serving_runtime" / module).read_text()
+        assert (folder / "1" / "model.py").is_file()
     assert (post / "1" / "class_names.json").read_text().count('"') == 6
 
     ensemble = read_config(tmp_path / PIPELINE / "config.pbtxt")
@@ -385,3 +387,44 @@ def test_export_script_int8_from_a_folder_of_images(tmp_path, random_yolox):
     assert (tmp_path / "out" / "yolox" / "model.int8.onnx").is_file()
     assert (tmp_path / "repo" / "yolox" / "1" / "model.plan").stat().st_size > 100_000
     assert read_config(tmp_path / "repo" / "yolox" / "config.pbtxt").platform == "tensorrt_plan"
+
+
+# ---------------------------------------------------------------- trt-serve's curl, trt-infer, trt-bench on images
+@pytest.mark.triton
+def test_printed_image_curl_trt_infer_and_trt_bench_reach_the_pipeline(served_yolox, tmp_path):
+    """What trt-serve prints for an image entry point works as pasted; trt-infer --image and trt-bench too."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from trt_converters.bench_cli import main as bench_main
+    from trt_converters.infer_cli import main as infer_main
+    from trt_converters.triton.config import read_config
+    from trt_converters.triton.examples import curl_command
+
+    model, server = served_yolox
+    jpeg = _encode(_photo(7, 120, 90), "JPEG")
+    (tmp_path / "photo.jpg").write_bytes(jpeg)
+    expected = _reference(model, jpeg)
+    curl = curl_command(server.http_url, PIPELINE, read_config(server.repo / PIPELINE / "config.pbtxt"))
+    if shutil.which("curl"):
+        done = subprocess.run(["bash", "-c", curl], capture_output=True, cwd=tmp_path, timeout=120)
+        outputs = {o["name"]: o for o in json.loads(done.stdout)["outputs"]}
+        count = outputs["num_detections"]["data"][0]
+        assert count == len(expected) > 0
+        boxes = np.array(outputs["boxes"]["data"], dtype=np.float32).reshape(outputs["boxes"]["shape"])[0, :count]
+        np.testing.assert_allclose(boxes, expected.boxes, atol=2e-3)
+
+    runner = CliRunner()
+    url = f"http://{server.http_url}"
+    result = runner.invoke(infer_main, ["--url", url, "--model", PIPELINE, "--image", str(tmp_path / "photo.jpg")])
+    assert result.exit_code == 0, result.stderr
+    assert f"num_detections: INT32 [1, 1]\n  [photo.jpg] {len(expected)}" in result.stdout
+    assert f"[photo.jpg] {CLASS_NAMES[expected.classes[0]]}" in result.stdout
+
+    result = runner.invoke(bench_main, ["--triton", url, "--model", PIPELINE, "--concurrency", "1",
+                                        "--measurement-seconds", "1", "--json", str(tmp_path / "load.json")])
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads((tmp_path / "load.json").read_text())["rows"]
+    assert row["requests"] > 0 and row["errors"] == 0

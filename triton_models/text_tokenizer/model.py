@@ -17,18 +17,17 @@ one padded length and the core model can run them as one batch.
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime import triton_io  # noqa: E402
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
-
-
-def _texts(array):
-    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "tokenizers", "transformers")
 
 
 class TritonPythonModel:
@@ -39,17 +38,17 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         folder = os.path.join(args["model_repository"], args["model_version"], "tokenizer")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.text_input = _parameter(config, "text_input", "text")
-        self.max_length = int(_parameter(config, "max_length", "512"))
-        self.padding = _parameter(config, "padding", "longest")
+        self.text_input = parameter(config, "text_input", "text")
+        self.max_length = int(parameter(config, "max_length", "512"))
+        self.padding = parameter(config, "padding", "longest")
         if self.padding not in ("longest", "max_length"):
             raise pb_utils.TritonModelException(f"{self.model_name}: padding must be 'longest' or 'max_length'")
-        self.prefix = _parameter(config, "prefix", "")
-        buckets = json.loads(_parameter(config, "length_buckets", "[]"))
+        self.prefix = parameter(config, "prefix", "")
+        buckets = json.loads(parameter(config, "length_buckets", "[]"))
         if not isinstance(buckets, list) or not all(isinstance(b, int) and b > 0 for b in buckets):
             raise pb_utils.TritonModelException(f"{self.model_name}: length_buckets must be a JSON list of positive ints")
         self.buckets = sorted(set(min(b, self.max_length) for b in buckets))
-        roles = json.loads(_parameter(config, "roles", "{}"))
+        roles = json.loads(parameter(config, "roles", "{}"))
         self.outputs = []
         for entry in config.get("output", []):
             role = roles.get(entry["name"])
@@ -93,10 +92,9 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: missing input {self.text_input!r}"))
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
                 continue
-            batch = _texts(tensor.as_numpy())
+            batch = triton_io.texts(tensor.as_numpy())
             owners.append((index, len(texts), len(batch)))
             texts += batch
         if texts:

@@ -1,7 +1,8 @@
 """Pre/post-processing pipelines around a converted core model.
 
 A pipeline is a module `trt_converters.pipelines.<name>` with `write_pipeline(request) -> list[Path]`;
-the config's `pipeline:` key names it.
+the config's `pipeline:` key names it. A module that writes more models than the entry model lists their
+name suffixes in `MODEL_SUFFIXES`, so a run can refuse existing models before any work.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 import re
 from pathlib import Path
 
-from trt_converters.errors import UserError
+from trt_converters.errors import StageError, UserError
 from trt_converters.pipelines._options import check_options
 from trt_converters.pipelines.base import PipelineRequest
 
@@ -18,7 +19,18 @@ from trt_converters.pipelines.base import PipelineRequest
 def write_pipeline(name: str, request: PipelineRequest) -> list[Path]:
     module = pipeline_module(name)
     check_options(name, module.OPTIONS, request.options)
-    return module.write_pipeline(request)
+    written = module.write_pipeline(request)
+    declared = set(pipeline_model_names(name, request.pipeline_name))
+    undeclared = sorted({p.relative_to(request.repo).parts[0] for p in written
+                         if p.is_relative_to(request.repo)} - declared)
+    if undeclared:
+        raise StageError(f"pipeline {name!r} wrote model {undeclared[0]!r}, which its MODEL_SUFFIXES do not declare")
+    return written
+
+
+def pipeline_model_names(name: str, pipeline_name: str) -> list[str]:
+    """The models pipeline `name` writes when its entry model is `pipeline_name`."""
+    return [pipeline_name + suffix for suffix in getattr(pipeline_module(name), "MODEL_SUFFIXES", ("",))]
 
 
 def pipeline_module(name: str):

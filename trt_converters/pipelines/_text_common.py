@@ -1,7 +1,7 @@
 """Pieces the text pipelines share: Triton configs, python-model folders, tokenizer copies.
 
 Every python-backend model written here is `<repo>/<name>/config.pbtxt` + `<name>/1/model.py`
-(copied from `triton_models/<source>/model.py`) + its data files in `1/`.
+(copied from `triton_models/<source>/model.py`) + the serving runtime + its data files in `1/`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Optional
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, entry_names
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
@@ -85,7 +86,7 @@ def bool_option(request: PipelineRequest, key: str, default: bool) -> bool:
 
 # -- model folders and configs ---------------------------------------------------------------
 def new_python_model(request: PipelineRequest, model_name: str, source: str) -> Path:
-    """Create `<repo>/<model_name>/1/` with model.py copied in; returns the version folder."""
+    """Create `<repo>/<model_name>/1/` with model.py and the serving runtime copied in; returns the version folder."""
     folder = request.repo / model_name
     if folder.exists():
         raise UserError(f"model {model_name!r} already exists in {request.repo}: choose another pipeline "
@@ -93,6 +94,7 @@ def new_python_model(request: PipelineRequest, model_name: str, source: str) -> 
     version = folder / VERSION
     version.mkdir(parents=True)
     shutil.copy2(triton_model_source(source), version / "model.py")
+    copy_runtime(version)
     return version
 
 

@@ -24,6 +24,9 @@ from trt_converters.pipelines._options import Option, renamed_outputs, text_inpu
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.spec import TensorSpec
 
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_tokenizer", "_postprocess")
+
 
 def checkpoint_options(hf_config: dict) -> dict:
     """The label names of the checkpoint's config.json (id2label)."""

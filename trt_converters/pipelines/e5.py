@@ -23,6 +23,8 @@ OPTIONS = {
     "query_prefix": Option("str", "alias of prefix"),
     "embeddings_output": Option("str", "core output holding the embeddings (default: the first)"),
 }
+# the models this pipeline writes: <pipeline_name><suffix>
+MODEL_SUFFIXES = ("", "_tokenizer")
 
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:

@@ -107,6 +107,7 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
 
     folded = fold_constants(onnx.load(str(fp32_onnx)))
     reference = run_onnx_model(Path(fp32_onnx), [check_inputs])
+    _require_finite(reference[0])
     notes: list[str] = []
     attempts = []
     converters = [("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs)),
@@ -135,6 +136,19 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
     notes.insert(0, f"FP16 by {name} (constants folded first)")
     notes.append(describe_fp32_ops(ops_kept_in_fp32(model)))
     return notes
+
+
+def _require_finite(outputs: dict) -> None:
+    """FP16 candidates are judged against the FP32 graph: a NaN/inf there leaves nothing to judge against."""
+    import numpy as np
+
+    from trt_converters.verify import non_finite_reference_message
+
+    for name, array in outputs.items():
+        bad = int((~np.isfinite(np.asarray(array, dtype=np.float64))).sum())
+        if bad:
+            raise StageError("FP16 lowering: " + non_finite_reference_message(name, bad, "the FP32 graph",
+                                                                              where=" on the check inputs"))
 
 
 def save_model(model, path: Path) -> None:

@@ -17,6 +17,9 @@ from trt_converters.spec import IOSpec, TensorSpec
 
 SERVING_BACKENDS = ("tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime")
 MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx", "python_onnxruntime": "model.onnx"}
+# A model is a folder of the repository and a segment of /v2/models/<name>/... URLs: no separators, no
+# hidden or relative folders, nothing a URL would need to escape.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 WARMUP_FOLDER = "warmup"  # Triton reads input_data_file from <model>/warmup/
 # A sentence of ordinary length: text models warm up on what they will see, not on empty strings.
 WARMUP_SENTENCE = "Triton warms this model up with a sentence of ordinary length before serving requests."
@@ -28,6 +31,15 @@ def _pb():
     from tritonclient.grpc import model_config_pb2
 
     return model_config_pb2
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why Triton cannot serve a model of this name, or None."""
+    if _MODEL_NAME.fullmatch(name):
+        return None
+    suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip("._-")[:200] or "model"
+    return (f"{name!r} cannot be a Triton model name: the name is a folder in the repository, so use letters, "
+            f"digits, '_', '-' and '.' (not first), at most 200 characters, e.g. {suggestion!r}")
 
 
 # -- settings taken from the options -------------------------------------------------------------
@@ -378,3 +390,15 @@ def parse_config_text(text: str):
 
 def read_config(path: Path):
     return parse_config_text(Path(path).read_text())
+
+
+def parse_config_json(config_json: dict):
+    """The server's JSON model config (GET /v2/models/<name>/config) as a ModelConfig."""
+    from google.protobuf import json_format
+
+    return json_format.ParseDict(config_json, _pb().ModelConfig(), ignore_unknown_fields=True)
+
+
+def data_type_name(value: int) -> str:
+    """A ModelConfig data type enum value as its name, e.g. TYPE_STRING."""
+    return _pb().DataType.Name(value)

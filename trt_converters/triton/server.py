@@ -3,8 +3,13 @@
 The wheel carries `tritonserver` 2.51, its shared libraries and the Python backend, but keeps
 the per-Python-version backend stubs apart from the backend. `LocalTritonServer` assembles a
 backend directory with the stub that matches this interpreter, starts the server on free ports
-with this environment's `bin/` first on PATH (the stub finds numpy and our packages there), and
-waits for readiness. `check_repository` uses the same server as a config validator.
+and waits for readiness. `check_repository` uses the same server as a config validator.
+
+The stub takes its packages from the first `python` on PATH (it ignores PYTHONPATH). The server
+gets a small serving environment first on PATH: this interpreter, this environment's
+site-packages, and in front of them a package per hidden module whose import fails. By default
+`trt_converters` is hidden, so served models see what a stock Triton container with the
+repository's requirements.txt installed sees: a model that imports this package fails to load.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ class TritonServerError(StageError):
     """The server process failed to start, exited early, or did not become ready in time."""
 
 
+class PortInUseError(TritonServerError):
+    """A port the caller asked for is taken by another process."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonDistribution:
     """Paths inside the installed nvidia-pytriton wheel."""
@@ -49,11 +58,34 @@ class TritonDistribution:
     python_backend: Path
     python_stub: Path
     caches: Path
+    # A full Triton install has a ready backend folder; the wheel's is assembled per start.
+    backend_directory: Path | None = None
 
 
-def find_triton_distribution() -> TritonDistribution:
-    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub."""
+def find_installed_triton() -> TritonDistribution | None:
+    """A full Triton install (e.g. /opt/tritonserver in NVIDIA's containers) with its python backend, else None."""
+    candidates = [Path(p) for p in (shutil.which("tritonserver"),) if p] + [Path("/opt/tritonserver/bin/tritonserver")]
+    for binary in candidates:
+        root = binary.resolve().parent.parent
+        backends = root / "backends"
+        if binary.is_file() and (backends / "python" / "libtriton_python.so").is_file() and "pytriton" not in root.parts:
+            return TritonDistribution(binary=binary, libs=root / "lib", python_backend=backends / "python",
+                                      python_stub=backends / "python" / "triton_python_backend_stub",
+                                      caches=root / "caches", backend_directory=backends)
+    return None
+
+
+def find_triton_distribution(*, prefer_installed: bool = False) -> TritonDistribution:
+    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub.
+
+    With `prefer_installed`, a full Triton install (more backends: tensorrt, onnxruntime) wins over the wheel's.
+    """
     import importlib.util
+
+    if prefer_installed:
+        installed = find_installed_triton()
+        if installed is not None:
+            return installed
 
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
@@ -116,12 +148,14 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 class LocalTritonServer:
-    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports.
+    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports (or `host` and the given
+    `ports`: http, grpc, metrics; a taken one raises PortInUseError).
 
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
-    only with metrics=True. `env` adds or overrides environment variables for the server and
-    its Python backend stubs (e.g. PYTHONPATH for python-backend models).
+    only with metrics=True. `env` adds or overrides environment variables for the server.
+    `hidden_modules`: top-level packages python-backend models cannot import (see the module doc). `user`
+    runs the server as that user (this process must be root), as a container does with a mounted repository.
     """
 
     def __init__(
@@ -135,6 +169,11 @@ class LocalTritonServer:
         env: Mapping[str, str] | None = None,
         exit_timeout: int = 5,
         wait_for: str = "ready",
+        hidden_modules: Sequence[str] = ("trt_converters",),
+        host: str = "127.0.0.1",
+        ports: tuple[int, int, int] | None = None,
+        distribution: TritonDistribution | None = None,
+        user: str | None = None,
     ) -> None:
         if wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
@@ -146,6 +185,11 @@ class LocalTritonServer:
         self.env = dict(env or {})
         self.exit_timeout = exit_timeout
         self.wait_for = wait_for
+        self.hidden_modules = tuple(hidden_modules)
+        self.host = host
+        self.ports = tuple(ports) if ports is not None else None  # http, grpc, metrics; None: free ports
+        self.distribution = distribution
+        self.user = user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
         self.metrics_url: str | None = None
@@ -153,6 +197,7 @@ class LocalTritonServer:
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen | None = None
         self._workdir: Path | None = None
+        self._serving_bin: Path | None = None
         self._log_file = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -172,13 +217,20 @@ class LocalTritonServer:
                 f"model repository {self.repo} is not a directory: "
                 "pass the folder that holds <model>/config.pbtxt"
             )
-        dist = find_triton_distribution()
+        dist = self.distribution or find_triton_distribution()
         self._workdir = Path(tempfile.mkdtemp(prefix="trtc-triton-"))
+        if self.user is not None:
+            self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
-            for _ in range(_PORT_ATTEMPTS):
+            self._serving_bin = (_serving_environment(self._workdir / "python", self.hidden_modules)
+                                 if self.hidden_modules else Path(sys.prefix) / "bin")
+            for _ in range(1 if self.ports else _PORT_ATTEMPTS):
                 if self._launch(dist, backends):
                     return self
+            if self.ports:
+                raise PortInUseError(f"a port of {self._port_text()} on {self.host} is already in use (another "
+                                     "server?); choose free ports")
             raise TritonServerError(
                 f"tritonserver could not bind free ports after {_PORT_ATTEMPTS} attempts:\n"
                 + _tail(self._current_log())
@@ -222,13 +274,23 @@ class LocalTritonServer:
         path = self._current_log()
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_errors(self, lines: int = 3) -> str:
+        """The server's last error lines (else the log's tail), on one line."""
+        return _tail(self._current_log(), lines).replace("\n", " | ")
+
     # -- internals -------------------------------------------------------------------------
     def _current_log(self) -> Path:
         if self.log_path is not None:
             return self.log_path
         return (self._workdir or Path(tempfile.gettempdir())) / "tritonserver.log"
 
+    def _port_text(self) -> str:
+        http, grpc, metrics = self.ports
+        return f"HTTP {http}, gRPC {grpc}" + (f", metrics {metrics}" if self.metrics else "")
+
     def _prepare_backends(self, dist: TritonDistribution) -> Path:
+        if dist.backend_directory is not None:
+            return dist.backend_directory
         # The stub must sit next to the backend library; the wheel keeps it apart, so the
         # backend directory is assembled in our temp folder.
         backends = self._workdir / "backends"
@@ -249,14 +311,7 @@ class LocalTritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             p for p in (_interpreter_libdir(), str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
         )
-        env["PATH"] = os.pathsep.join(
-            p for p in (str(Path(sys.prefix) / "bin"), env.get("PATH", "")) if p
-        )
-        # python-backend models may import trt_converters even where it is not installed
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (env.get("PYTHONPATH", ""), package_parent) if p
-        )
+        env["PATH"] = os.pathsep.join(p for p in (str(self._serving_bin), env.get("PATH", "")) if p)
         env.update(self.env)
         return env
 
@@ -266,23 +321,25 @@ class LocalTritonServer:
             f"--model-repository={self.repo.resolve()}",
             f"--backend-directory={backends}",
             f"--cache-directory={dist.caches}",
-            "--http-address=127.0.0.1",
+            f"--http-address={self.host}",
             f"--http-port={http}",
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.host}",
             f"--grpc-port={grpc}",
             "--disable-auto-complete-config",
             f"--exit-timeout-secs={self.exit_timeout}",
         ]
         if self.metrics:
-            cmd += ["--allow-metrics=true", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}"]
+            cmd += ["--allow-metrics=true", f"--metrics-address={self.host}", f"--metrics-port={metrics}"]
         else:
             cmd += ["--allow-metrics=false"]
         return cmd + list(self.extra_args)
 
     def _launch(self, dist: TritonDistribution, backends: Path) -> bool:
         """One start attempt; False when a port was taken meanwhile (caller retries)."""
-        http, grpc, metrics = _free_port(), _free_port(), _free_port()
+        http, grpc, metrics = self.ports or (_free_port(), _free_port(), _free_port())
         if len({http, grpc, metrics}) < 3:
+            if self.ports:
+                raise UserError(f"the HTTP, gRPC and metrics ports must differ; got {self._port_text()}")
             return False
         log_path = self._current_log()
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,12 +354,15 @@ class LocalTritonServer:
             stderr=subprocess.STDOUT,
             env=self._environment(dist),
             cwd=self._workdir,
+            **({"user": self.user, "group": _primary_group(self.user), "extra_groups": []} if self.user else {}),
         )
         atexit.register(self.stop)
         self.pid = self._process.pid
-        self.http_url = f"127.0.0.1:{http}"
-        self.grpc_url = f"127.0.0.1:{grpc}"
-        self.metrics_url = f"127.0.0.1:{metrics}" if self.metrics else None
+        # A server bound to all interfaces is reached through the loopback address.
+        reach = "127.0.0.1" if self.host in ("0.0.0.0", "") else ("[::1]" if self.host == "::" else self.host)
+        self.http_url = f"{reach}:{http}"
+        self.grpc_url = f"{reach}:{grpc}"
+        self.metrics_url = f"{reach}:{metrics}" if self.metrics else None
 
         health = f"http://{self.http_url}/v2/health/{self.wait_for}"
         deadline = began + self.startup_timeout
@@ -379,8 +439,16 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
         wait_for="live",
     )
     with server:
-        index = server.repository_index()
-        logged = _log_failures(server.log_text())
+        return model_states(server)
+
+
+def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[str, str]:
+    """Each model of a running server's repository: "READY", "<STATE>: <reason>" or "CONFIG_ERROR: <reason>".
+
+    With `explicit` (explicit model control), models the server was not asked to load are left out.
+    """
+    index = server.repository_index()
+    logged = _log_failures(server.log_text())
     result: dict[str, str] = {}
     for entry in index:  # one entry per version; a model is READY only if all its versions are
         name = entry["name"]
@@ -390,6 +458,8 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
             outcome = "READY"
         elif state:
             outcome = f"{state}: {reason or logged.get(name, '')}".rstrip(": ")
+        elif explicit and name not in logged:
+            continue
         else:
             outcome = f"CONFIG_ERROR: {logged.get(name, 'rejected by the server (see its log)')}"
         if result.get(name, "READY") == "READY":
@@ -397,6 +467,36 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
     for name, reason in logged.items():
         result.setdefault(name, f"CONFIG_ERROR: {reason}")
     return result
+
+
+def _serving_environment(root: Path, hidden_modules: Sequence[str]) -> Path:
+    """A virtual environment at `root` over this one's packages, with `hidden_modules` unimportable; its bin/."""
+    import site
+    import sysconfig
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "python3", f"python{version}"):
+        (bin_dir / name).symlink_to(base)
+    (root / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\n"
+                                     f"version = {sys.version.split()[0]}\n")
+    packages = root / "lib" / f"python{version}" / "site-packages"
+    packages.mkdir(parents=True)
+    for module in hidden_modules:
+        (packages / module).mkdir()
+        (packages / module / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({module!r} + ' is hidden from served models (LocalTritonServer): a model.py '\n"
+            f"                          'must not import it', name={module!r})\n")
+    # Plain paths: their .pth files (an editable install's finder among them) are not processed.
+    ours = [p for p in (*site.getsitepackages(), sysconfig.get_paths()["purelib"]) if Path(p).is_dir()]
+    (packages / "serving_environment.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    return bin_dir
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _interpreter_libdir() -> str:
