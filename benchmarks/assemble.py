@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 SECTIONS = [
+    ("cpu_e2e", "python benchmarks/cpu_e2e.py"),
     ("cpu_models", "python benchmarks/cpu_models.py"),
     ("cpu_models_tiny", "python benchmarks/cpu_models.py --size tiny"),
     ("conversion_cost", "python benchmarks/conversion_cost.py"),

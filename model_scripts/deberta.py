@@ -32,7 +32,10 @@ from torch import nn
 from transformers import DebertaV2Config, DebertaV2Model
 from transformers.models.deberta_v2.modeling_deberta_v2 import ContextPooler
 
-from trt_converters.text.checkpoint_keys import drop_unused_extras
+try:
+    from trt_converters.serving_runtime.checkpoint_keys import drop_unused_extras
+except ImportError:  # served by the PyTorch baseline: the runtime is copied beside this script
+    from serving_runtime.checkpoint_keys import drop_unused_extras
 
 # microsoft/deberta-v3-large architecture (its config.json, transformers defaults filled in).
 DEBERTA_V3_LARGE = dict(

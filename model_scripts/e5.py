@@ -20,7 +20,10 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from trt_converters.text.checkpoint_keys import drop_unused_extras, rebase_prefix
+try:
+    from trt_converters.serving_runtime.checkpoint_keys import drop_unused_extras, rebase_prefix
+except ImportError:  # served by the PyTorch baseline: the runtime is copied beside this script
+    from serving_runtime.checkpoint_keys import drop_unused_extras, rebase_prefix
 
 E5_SMALL_V2 = dict(
     vocab_size=30522,

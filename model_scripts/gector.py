@@ -34,17 +34,17 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
-from trt_converters.text.checkpoint_keys import drop_unused_extras
-from trt_converters.text.gector_checkpoint import (
-    KNOWN_ENCODERS,
-    encoder_kwargs_from_hf_config,
-    fit_to_model_shapes,
-    head_sizes_from_hf_config,
-    is_allennlp_state_dict,
-    rename_allennlp_keys,
-)
+try:
+    from trt_converters.serving_runtime.checkpoint_keys import (
+        drop_unused_extras, fit_to_model_shapes, is_allennlp_state_dict, rename_allennlp_keys)
+except ImportError:  # served by the PyTorch baseline: the runtime is copied beside this script
+    from serving_runtime.checkpoint_keys import (
+        drop_unused_extras, fit_to_model_shapes, is_allennlp_state_dict, rename_allennlp_keys)
 
-ROBERTA_BASE = {k: v for k, v in KNOWN_ENCODERS["roberta-base"].items() if k != "model_type"}
+# roberta-base (its config.json), the default encoder
+ROBERTA_BASE = dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                    pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_size=768, num_hidden_layers=12,
+                    num_attention_heads=12, intermediate_size=3072)
 
 
 def build_encoder(encoder_type: str, vocab_size: int, **config_kwargs: Any) -> nn.Module:
@@ -88,6 +88,9 @@ class GectorModel(nn.Module):
 
     @classmethod
     def hf_config_to_kwargs(cls, hf_config: dict, config_dir=None) -> dict:
+        # conversion time only: the served baseline gets the resolved kwargs
+        from trt_converters.text.gector_checkpoint import encoder_kwargs_from_hf_config, head_sizes_from_hf_config
+
         return {**encoder_kwargs_from_hf_config(hf_config, config_dir), **head_sizes_from_hf_config(hf_config)}
 
     @classmethod

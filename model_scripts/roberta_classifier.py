@@ -20,7 +20,10 @@ from torch import nn
 from transformers import RobertaConfig, RobertaModel
 from transformers.models.roberta.modeling_roberta import RobertaClassificationHead
 
-from trt_converters.text.checkpoint_keys import drop_unused_extras
+try:
+    from trt_converters.serving_runtime.checkpoint_keys import drop_unused_extras
+except ImportError:  # served by the PyTorch baseline: the runtime is copied beside this script
+    from serving_runtime.checkpoint_keys import drop_unused_extras
 
 ROBERTA_BASE = dict(
     vocab_size=50265,

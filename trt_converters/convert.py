@@ -106,6 +106,13 @@ def _check_required(options: ConvertOptions) -> None:
     if missing:
         flags = ", ".join(f"--{m.replace('_', '-')}" for m in missing)
         raise UserError(f"missing {flags} (pass the flag or set it in --config)")
+    if options.tune and (not options.generate_triton_config or options.triton_backend == "tensorrt_plan"
+                         or options.instance_kind != "cpu"):
+        raise UserError("--tune measures CPU serving: it needs --generate-triton-config with --instance-kind cpu and "
+                        "--triton-backend python_onnxruntime or onnxruntime_onnx")
+    if options.tune and (options.intra_op_threads is not None or options.instance_count != 1):
+        raise UserError("--tune chooses --intra-op-threads and --instance-count by measurement; give either --tune "
+                        "or those flags")
     if options.use_int8 and options.onnx_int8:
         raise UserError("--use-int8 (TensorRT Q/DQ) and --onnx-int8 (ONNX Runtime integer kernels) target different "
                         "runtimes; pick one per run")
@@ -166,6 +173,8 @@ def _outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
         outputs.append((f"the {options.precision} graph", options.lowered_onnx_path(), "file"))
     if options.onnx_int8:
         outputs.append(("the ONNX Runtime INT8 graph", options.ort_int8_onnx_path(), "file"))
+        if options.ort_fusion and options.onnx_int8 == "dynamic":
+            outputs.append(("the fused FP32 graph", options.ort_fused_onnx_path(), "file"))
     if options.generate_trt:
         outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
     outputs.append(("--report-path", options.resolved_report_path(), "file"))
@@ -412,6 +421,10 @@ def _stage_lower(state: RunState) -> None:
         from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
 
         final = options.ort_int8_onnx_path()
+        # ONNX Runtime's static quantizer fails on fused graphs ("'NoneType' object has no attribute 'extend'",
+        # onnxruntime 1.31), so fusion serves the dynamic path.
+        fuse = options.ort_fusion and options.onnx_int8 == "dynamic"
+        source = _fuse_for_cpu(state) if fuse else state.onnx_fp32
         log(f"[lower] ONNX Runtime {options.onnx_int8} INT8")
         started = time.perf_counter()
         calibration = None
@@ -430,16 +443,68 @@ def _stage_lower(state: RunState) -> None:
                                                         tokenizer_path=options.tokenizer_path,
                                                         image_options=options.image_options)
         with library_logs.captured(echo=options.verbose) as library_log:
-            path = quantize_for_onnxruntime(state.onnx_fp32, state.staging.path_for(final), mode=options.onnx_int8,
+            path = quantize_for_onnxruntime(source, state.staging.path_for(final), mode=options.onnx_int8,
                                             io=state.io, calibration=calibration,
                                             calib_method=options.calib_method,
-                                            calib_percentile=options.calib_percentile)
+                                            calib_percentile=options.calib_percentile, cpu_target=options.cpu_target)
+        from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+        written = read_metadata(path)
         entry = {"seconds": round(time.perf_counter() - started, 3), "library_log": library_log,
+                 "cpu_target": written[CPU_TARGET_KEY], "weight_bits": int(written[WEIGHT_BITS_KEY]),
+                 "fused": source != state.onnx_fp32,
                  **_file_facts(path, final=final)}
         if state.references and not options.skip_verify:
             entry["verify"] = _verify(state, path, "ort_int8", f"ONNX Runtime {options.onnx_int8} INT8 graph")
         state.report["stages"][f"ort_int8_{options.onnx_int8}"] = entry
         state.serving_onnx = path
+
+
+def _fuse_for_cpu(state: RunState) -> Path:
+    """The FP32 graph in the form ONNX Runtime's transformer optimizer fuses, fused and verified; the plain
+    FP32 graph when there is no PyTorch model to re-export or the fused graph fails verification."""
+    from trt_converters.onnxruntime_cpu.fusion import WANTED, export_fusable, fuse_for_onnxruntime, transformer_dims
+
+    options = state.options
+    entry: dict = {}
+    state.report["stages"]["ort_fusion"] = entry
+    final = options.ort_fused_onnx_path()
+    started = time.perf_counter()
+    heads, hidden = (0, 0)
+    if state.model is not None:
+        heads, hidden = transformer_dims(state.model)
+        sample = synthetic_inputs(state.io, export_sample_shapes(state.profiles, options.input_size), seed=0)
+        fusable = state.staging.path_for(options.artifact_dir() / ".ort-fusable.onnx")
+        log("[fuse] eager-attention legacy export for ONNX Runtime's transformer optimizer")
+        try:
+            export_fusable(state.model, state.io, _to_device(sample, options.device), state.profiles, fusable)
+        except StageError as exc:
+            log(f"warning: no fusable export ({exc}); INT8 from the plain FP32 graph")
+            entry.update(fused=False, why=str(exc))
+            return state.onnx_fp32
+    else:
+        fusable = state.onnx_fp32
+    result = fuse_for_onnxruntime(fusable, state.staging.path_for(final), num_heads=heads, hidden_size=hidden)
+    if fusable != state.onnx_fp32:
+        fusable.unlink(missing_ok=True)
+    entry.update(statistics=result.statistics, num_heads=heads, hidden_size=hidden,
+                 seconds=round(time.perf_counter() - started, 3))
+    log("[fuse] " + (", ".join(f"{k} {v}" for k, v in sorted(result.statistics.items())) or "nothing fused"))
+    if not any(result.statistics.get(op) for op in WANTED):
+        log("[fuse] no transformer layers fused; INT8 from the plain FP32 graph")
+        result.path.unlink(missing_ok=True)
+        entry.update(fused=False, why="no Attention or SkipLayerNormalization fused")
+        return state.onnx_fp32
+    if state.references and not options.skip_verify:
+        try:
+            entry["verify"] = _verify(state, result.path, "fp32", "fused FP32 graph")
+        except StageError as exc:
+            log(f"warning: {exc}; INT8 from the plain FP32 graph")
+            result.path.unlink(missing_ok=True)
+            entry.update(fused=False, why=str(exc))
+            return state.onnx_fp32
+    entry.update(fused=True, **_file_facts(result.path, final=final))
+    return result.path
 
 
 # Candidate graphs a lowering fallback tried and dropped: routine, kept for the report and --verbose.
@@ -595,6 +660,8 @@ def _stage_package(state: RunState) -> None:
     from trt_converters.triton.repository import package_core_model
 
     options = state.options
+    if options.tune:
+        options = state.options = _tuned(state)
     served_inputs = _triton_inputs(state)
     io = state.io.with_inputs(served_inputs)
     repo_stage = state.staging.root / "repository"
@@ -620,7 +687,8 @@ def _stage_package(state: RunState) -> None:
                                                           warmup=options.model_warmup
                                                           if options.model_warmup is not None
                                                           else options.triton_backend == "tensorrt_plan"))
-        written = write_pipeline(options.pipeline, request)
+        with _warnings_logged():
+            written = write_pipeline(options.pipeline, request)
         for folder in sorted({p.relative_to(repo_stage).parts[0] for p in written if p.is_relative_to(repo_stage)}):
             final = options.triton_repo / folder
             if final.exists() and not options.overwrite:
@@ -630,7 +698,37 @@ def _stage_package(state: RunState) -> None:
         entry["pipeline"] = {"name": options.pipeline, "entry_model": options.resolved_pipeline_name(),
                              "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
     entry["input_data"] = _write_input_data(state, io, staged)
+    requirements = _repository_requirements(options.triton_repo, list(staged.values()))
+    if requirements is not None:
+        target = options.triton_repo / "requirements.txt"
+        atomic_write_text(state.staging.path_for(target), requirements)
+        entry["requirements"] = str(target)
     state.report["stages"]["triton"] = entry
+
+
+def _tuned(state: RunState) -> ConvertOptions:
+    """The options with the instance count and intra-op threads that --tune measured fastest."""
+    from trt_converters.onnxruntime_cpu.tune import tune_cpu_serving
+
+    graph = state.serving_onnx or state.options.resolved_onnx_path()
+    if graph is None or not Path(graph).is_file():
+        raise UserError("--tune needs the ONNX graph it serves (--generate-onnx or an existing --onnx-path)")
+    shapes = {name: (1, *profile.opt[1:]) for name, profile in state.profiles.items()}
+    log("[tune] measuring instances x intra-op threads (batch-1 requests, opt shape)")
+    result = tune_cpu_serving(graph, synthetic_inputs(state.io, shapes, seed=0))
+    state.report["stages"]["tune"] = result.as_dict()
+    log(f"[tune] {result.instances} instance(s) x {result.intra_op_threads} intra-op thread(s)")
+    return state.options.model_copy(update={"instance_count": result.instances,
+                                            "intra_op_threads": result.intra_op_threads})
+
+
+def _repository_requirements(repo: Path, staged_models: list[Path]) -> str | None:
+    """requirements.txt for the repository as it will be: its other models and this run's."""
+    from trt_converters.triton.requirements import repository_requirements
+
+    names = {p.name for p in staged_models}
+    others = [p for p in repo.iterdir() if p.is_dir() and p.name not in names] if repo.is_dir() else []
+    return repository_requirements([*others, *staged_models])
 
 
 def _write_input_data(state: RunState, io: IOSpec, staged: dict[str, Path]) -> dict[str, str]:

@@ -6,55 +6,24 @@ A model script is code the user chose to run: it is executed as given. Checkpoin
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import sys
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.serving_runtime import torch_loading
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".th", ".safetensors")
-_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
 
 
 def import_model_class(script_path: Path, class_name: str):
     """Imports `script_path` under a private module name (sys.path untouched) and returns the class."""
-    script_path = Path(script_path)
-    if not script_path.is_file():
+    if not Path(script_path).is_file():
         raise UserError(f"--model-script-path {script_path} does not exist")
-    module_name = f"trt_converters_user_script_{abs(hash(str(script_path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, script_path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"--model-script-path {script_path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look classes up by module name
-    printed = io.StringIO()
-    saved_argv = sys.argv
-    # The script sees none of our arguments, and what it prints to stderr while importing is held back: a
-    # script that runs argparse at import must not print a usage line that passes for trt-convert's.
-    sys.argv = [str(script_path)]
     try:
-        with contextlib.redirect_stderr(printed):
-            spec.loader.exec_module(module)
-    except SystemExit as exc:
-        sys.modules.pop(module_name, None)
-        said = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
-        raise UserError(f"--model-script-path {script_path} exited while being imported (SystemExit {exc.code}"
-                        + (f", after printing {said[-1]!r}" if said else "") + "): it runs sys.exit() or argparse "
-                        "at import; put that code under `if __name__ == \"__main__\":`") from None
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise UserError(f"--model-script-path {script_path} failed to import: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.argv = saved_argv
-    sys.stderr.write(printed.getvalue())
-    model_class = getattr(module, class_name, None)
-    if model_class is None or not isinstance(model_class, type):
-        classes = sorted(n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)
-        raise UserError(f"--model-class-name {class_name!r} is not a class in {script_path.name}; "
-                        f"classes defined there: {', '.join(classes) or 'none'}")
-    return model_class
+        return torch_loading.import_model_class(script_path, class_name)
+    except torch_loading.LoadError as exc:
+        flag = "--model-script-path" if exc.part == "script" else "--model-class-name"
+        raise UserError(f"{flag} {exc}") from (None if exc.__cause__ is None else exc)
 
 
 def check_module_class(model_class, script_path: Path) -> None:
@@ -116,71 +85,10 @@ def read_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--ckpt-path {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise UserError(f"--ckpt-path {path} is not a readable safetensors file: {exc}") from None
-    import pickle
-
-    import torch
-
-    _check_checkpoint_format(path)
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's text advises retrying with weights_only=False; only its own diagnosis is passed on
-        detail = str(exc).partition("WeightsUnpickler error:")[2].strip().splitlines()
-        detail = detail[0].strip() if detail else ""
-        if "Unsupported global" not in detail:
-            raise UserError(f"--ckpt-path {path} is not a PyTorch checkpoint: it is corrupt or truncated "
-                            f"({detail or 'unreadable pickle'})") from None
-        raise UserError(f"--ckpt-path {path} holds more than tensors and cannot be loaded safely "
-                        f"(weights_only=True): {detail.split(' was not an allowed')[0]}; "
-                        "save it as model.state_dict()") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--ckpt-path {path} is not a readable PyTorch checkpoint: {first}") from None
-    return unwrap_state_dict(loaded, path)
-
-
-def _check_checkpoint_format(path: Path) -> None:
-    """torch.save writes a zip archive (or, before PyTorch 1.6, a pickle): anything else is not a checkpoint."""
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    if head.startswith(b"PK") or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
-        return
-    if len(head) == 9 and head[8:9] == b"{":
-        raise UserError(f"--ckpt-path {path} looks like a safetensors file: give it the .safetensors suffix")
-    raise UserError(f"--ckpt-path {path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor a "
-                    f"pickle (it starts with bytes {head[:4].hex(' ') or 'nothing: the file is empty'}); "
-                    "a corrupt or incomplete download?")
-
-
-def unwrap_state_dict(loaded, path: Path) -> dict:
-    """Unwraps {"model": sd}, {"state_dict": sd} (training checkpoints) and `module.` prefixes (DataParallel)."""
-    import torch
-
-    state = loaded
-    for _ in range(3):  # nested wrappers, e.g. {"state_dict": {"model": ...}}; bounded
-        if not isinstance(state, dict) or all(isinstance(v, torch.Tensor) for v in state.values()):
-            break
-        inner = next((state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
-        if inner is None:
-            break
-        state = inner
-    if not isinstance(state, dict):
-        raise UserError(f"--ckpt-path {path} holds a {type(state).__name__}, not a state_dict; "
-                        "save model.state_dict() instead of the whole model")
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise UserError(f"--ckpt-path {path} holds no tensors (keys: {', '.join(list(state)[:5])})")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
+        return torch_loading.read_state_dict(path)
+    except torch_loading.LoadError as exc:
+        raise UserError(f"--ckpt-path {exc}") from None
 
 
 def load_weights(model, state_dict: dict, *, strict: bool = True) -> list[str]:
@@ -188,25 +96,11 @@ def load_weights(model, state_dict: dict, *, strict: bool = True) -> list[str]:
 
     Returns warnings (non-strict mode's missing/unexpected keys) for the report.
     """
-    adapt = getattr(model, "adapt_state_dict", None)
-    if adapt is not None:
-        state_dict = adapt(state_dict)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(f"{k} {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-                        for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched)):
-        if keys:
-            shown = ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-            problems.append(f"{len(keys)} {label}: {shown}")
-    if mismatched or (strict and problems):
-        raise UserError("checkpoint does not match the model: " + "; ".join(problems)
-                        + ". Check --model-class-name and model_kwargs (or --model-kwargs)"
-                        + ("" if mismatched else ", or pass --no-strict to load what matches"))
-    model.load_state_dict(state_dict, strict=False)
-    return problems
+    try:
+        return torch_loading.load_weights(model, state_dict, strict=strict)
+    except torch_loading.LoadError as exc:
+        raise UserError(f"{exc}. Check --model-class-name and model_kwargs (or --model-kwargs)"
+                        + (", or pass --no-strict to load what matches" if exc.part == "weights_strict" else "")) from None
 
 
 def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None, *, model_kwargs: dict | None = None,

@@ -96,6 +96,9 @@ class ConvertOptions(BaseModel):
     tokenizer_path: Optional[Path] = None
     image_options: Optional[dict] = None
     onnx_int8: Optional[Literal["dynamic", "static"]] = None
+    ort_fusion: bool = True
+    cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
+    tune: bool = False
     ort_optimization_level: Optional[Literal["basic", "extended", "all"]] = None
     triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"
     instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
@@ -273,6 +276,9 @@ class ConvertOptions(BaseModel):
 
     def lowered_onnx_path(self, precision: str | None = None) -> Path:
         return self.artifact_dir() / f"model.{precision or self.precision}.onnx"
+
+    def ort_fused_onnx_path(self) -> Path:
+        return self.artifact_dir() / "model.ort-fused.onnx"
 
     def ort_int8_onnx_path(self) -> Path:
         return self.artifact_dir() / f"model.ort-int8-{self.onnx_int8}.onnx"

@@ -21,6 +21,14 @@ def test_onnxruntime_int8_graph_verified_and_marked(tmp_path, run_cli, tiny_chec
     stage = report["stages"][f"ort_int8_{mode}"]
     assert all(o["passed"] for o in stage["verify"]["outputs"])
     assert is_onnxruntime_targeted(tmp_path / "text" / f"model.ort-int8-{mode}.onnx")
+    from trt_converters.onnxruntime_cpu.targets import detect_cpu_target
+
+    assert stage["cpu_target"] == detect_cpu_target()  # --cpu-target auto
+    # A model without transformer layers: nothing worth fusing, so INT8 is made from the plain graph.
+    # (static quantization never fuses: its quantizer cannot take fused operators)
+    assert report["stages"].get("ort_fusion", {}).get("fused") is not True and stage["fused"] is False
+    assert ("ort_fusion" in report["stages"]) == (mode == "dynamic")
+    assert not (tmp_path / "text" / "model.ort-fused.onnx").exists()
 
 
 def test_tensorrt_refuses_an_onnxruntime_int8_graph(tmp_path, run_cli, tiny_checkpoints):

@@ -78,3 +78,17 @@ def tiny_roberta(tmp_path_factory) -> TinyRoberta:
     check_inputs = [padded_inputs(1, 7, 1), padded_inputs(3, 24, 2), padded_inputs(8, 32, 3)]
     return TinyRoberta(model, io, profiles, checkpoint, result.path, check_inputs,
                        pytorch_outputs(model, check_inputs))
+
+
+@pytest.fixture(scope="session")
+def fused_roberta(tiny_roberta, tmp_path_factory):
+    """tiny_roberta re-exported in the fusable form and fused by ONNX Runtime's transformer optimizer."""
+    from trt_converters.onnxruntime_cpu.fusion import export_fusable, fuse_for_onnxruntime, transformer_dims
+    from trt_converters.shapes import export_sample_shapes, synthetic_inputs
+
+    folder = tmp_path_factory.mktemp("fused_roberta")
+    sample = synthetic_inputs(tiny_roberta.io, export_sample_shapes(tiny_roberta.profiles, None))
+    fusable = export_fusable(tiny_roberta.model, tiny_roberta.io, sample, tiny_roberta.profiles,
+                             folder / "fusable.onnx").path
+    heads, hidden = transformer_dims(tiny_roberta.model)
+    return fuse_for_onnxruntime(fusable, folder / "fused.onnx", num_heads=heads, hidden_size=hidden)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.triton
 
 
 @pytest.fixture(scope="module")
-def served(tiny_roberta, tmp_path_factory):
+def served(tiny_roberta, fused_roberta, tmp_path_factory):
     from trt_converters.errors import UserError
     from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
     from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
@@ -29,7 +29,10 @@ def served(tiny_roberta, tmp_path_factory):
     work = tmp_path_factory.mktemp("cpu_serving")
     int8 = quantize_for_onnxruntime(tiny_roberta.fp32_onnx, work / "int8.onnx", mode="dynamic", io=tiny_roberta.io)
     repo = work / "repo"
-    graphs = {"ort_fp32": tiny_roberta.fp32_onnx, "ort_int8": int8}
+    graphs = {"ort_fp32": tiny_roberta.fp32_onnx, "ort_int8": int8, "ort_fused_fp32": fused_roberta.path}
+    for target in ("avx512_vnni", "avx2"):  # 8-bit and 7-bit weights of the fused graph
+        graphs[f"ort_fused_int8_{target}"] = quantize_for_onnxruntime(
+            fused_roberta.path, work / f"fused-int8-{target}.onnx", mode="dynamic", io=tiny_roberta.io, cpu_target=target)
     for name, path in graphs.items():
         write_onnxruntime_python_model(repo, name, path, tiny_roberta.io, max_batch_size=8,
                                        intra_op_threads=1, inter_op_threads=1)
@@ -65,6 +68,17 @@ def test_served_onnxruntime_models_equal_onnxruntime_run_directly(served):
             np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_repository_requirements_list_what_its_python_models_import(served):
+    from tests.triton.test_served_imports import constraint_pins
+
+    server, _ = served
+    lines = (server.repo / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if not line.startswith("#"))
+    # ONNX Runtime models: numpy, onnxruntime; the PyTorch baseline: torch and what its script imports
+    assert sorted(pins) == ["numpy", "onnxruntime", "safetensors", "torch", "transformers"]
+    assert pins == {name: constraint_pins()[name] for name in pins}
+
+
 def test_served_pytorch_baseline_equals_pytorch(served, tiny_roberta):
     server, _ = served
     requests = [padded_inputs(2, 12, 21)]
@@ -72,6 +86,17 @@ def test_served_pytorch_baseline_equals_pytorch(served, tiny_roberta):
     got = [{"logits": grpc_infer(server.grpc_url, "pytorch", r)} for r in requests]
     report = accuracy_report(expected, got, DEFAULT_TOLERANCES["fp32"])
     assert report.passed, report.worst()
+
+
+def test_served_fused_graphs_match_pytorch(served, tiny_roberta):
+    server, graphs = served
+    requests = [padded_inputs(1, 16, 31), padded_inputs(4, 30, 32)]
+    expected = pytorch_outputs(tiny_roberta.model, requests)
+    for name in (n for n in graphs if n.startswith("ort_fused")):
+        got = [{"logits": grpc_infer(server.grpc_url, name, r)} for r in requests]
+        tolerance = DEFAULT_TOLERANCES["fp32" if name.endswith("fp32") else "int8"]
+        report = accuracy_report(expected, got, tolerance)
+        assert report.passed, (name, report.worst())
 
 
 def test_concurrent_batch1_requests_to_int8_model_match_pytorch(served, tiny_roberta):
@@ -94,9 +119,9 @@ def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(t
     torch_folder = write_pytorch_baseline_model(tmp_path, "pt", model_script=ROBERTA_SCRIPT,
                                                 class_name="RobertaClassifier", checkpoint=tiny_roberta.checkpoint,
                                                 model_kwargs=TINY_KWARGS, io=tiny_roberta.io, intra_op_threads=2)
-    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py", "serving_runtime"]
     assert sorted(p.name for p in (torch_folder / "1").iterdir()) == [
-        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py"]
+        "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py", "serving_runtime"]
     ort_config, torch_config = read_config(ort_folder / "config.pbtxt"), read_config(torch_folder / "config.pbtxt")
     assert ort_config.backend == torch_config.backend == "python"
     assert ort_config.parameters["intra_op_thread_count"].string_value == "2"

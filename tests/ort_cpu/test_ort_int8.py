@@ -20,6 +20,8 @@ from trt_converters.onnxruntime_cpu.accuracy import INT8_TOLERANCE, accuracy_rep
 from trt_converters.onnxruntime_cpu.quantize import model_size_bytes
 from trt_converters.verify import DEFAULT_TOLERANCES
 
+TINY_LAYERS = 2  # conftest.TINY_KWARGS num_hidden_layers
+
 
 def op_counts(path: Path) -> Counter:
     import onnx
@@ -193,3 +195,130 @@ def test_accuracy_report_counts_top_class_agreement_and_can_fail():
     assert report.top_class_agreement == {"logits": (2, 3)}
     assert not report.passed and report.tolerance == INT8_TOLERANCE
     assert accuracy_report(reference, reference).passed
+
+
+def test_fused_graph_has_fused_attention_and_matches_pytorch(tiny_roberta, fused_roberta):
+    from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
+    from trt_converters.onnxruntime_cpu.targets import read_metadata
+
+    assert fused_roberta.statistics.get("Attention") == TINY_LAYERS
+    assert fused_roberta.statistics.get("SkipLayerNormalization") == 2 * TINY_LAYERS
+    ops = op_counts(fused_roberta.path)
+    assert ops["Attention"] == TINY_LAYERS and ops["SkipLayerNormalization"] == 2 * TINY_LAYERS
+    assert ops["Softmax"] == 0  # attention left no unfused pieces behind
+    assert is_onnxruntime_targeted(fused_roberta.path)
+    assert '"Attention": 2' in read_metadata(fused_roberta.path)[FUSION_KEY]
+    report = accuracy_report(tiny_roberta.references, run_onnx_model(fused_roberta.path, tiny_roberta.check_inputs),
+                             DEFAULT_TOLERANCES["fp32"])
+    assert report.passed, report.worst()
+
+
+def test_eager_attention_is_restored_after_the_fusable_export(tiny_roberta):
+    from trt_converters.onnxruntime_cpu.fusion import eager_attention
+
+    before = tiny_roberta.model.config._attn_implementation
+    with eager_attention(tiny_roberta.model) as switched:
+        assert switched and tiny_roberta.model.config._attn_implementation == "eager"
+    assert tiny_roberta.model.config._attn_implementation == before
+
+
+@pytest.mark.parametrize("target, bits", [("avx512_vnni", "8"), ("avx2", "7"), ("avx512", "7"), ("avx_vnni", "8")])
+def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(tiny_roberta, fused_roberta,
+                                                                               tmp_path, target, bits):
+    from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
+    from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx", mode="dynamic", io=tiny_roberta.io,
+                                   cpu_target=target)
+    metadata = read_metadata(out)
+    assert (metadata[CPU_TARGET_KEY], metadata[WEIGHT_BITS_KEY]) == (target, bits)
+    assert FUSION_KEY in metadata  # the fusion record survives quantization
+    ops = op_counts(out)
+    assert ops["QAttention"] == TINY_LAYERS and ops["MatMulInteger"] > 0 and ops["SkipLayerNormalization"] > 0
+    report = accuracy_report(tiny_roberta.references, run_onnx_model(out, tiny_roberta.check_inputs))
+    assert report.passed, report.worst()
+    with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
+        quantize_for_onnxruntime(out, tmp_path / "again.onnx", mode="dynamic", io=tiny_roberta.io)
+    with pytest.raises(UserError, match="static quantizer cannot take fused operators"):
+        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", mode="static", io=tiny_roberta.io)
+    assert not (tmp_path / "static.onnx").exists()
+
+
+def test_cpu_target_detection_and_names():
+    from trt_converters.onnxruntime_cpu.targets import detect_cpu_target, full_range_weights, resolve_cpu_target
+
+    assert detect_cpu_target({"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"
+    assert detect_cpu_target({"avx2", "avx512f", "avx512bw"}) == "avx512"
+    assert detect_cpu_target({"avx2", "avx_vnni"}) == "avx_vnni"
+    assert detect_cpu_target({"avx2"}) == "avx2"
+    assert resolve_cpu_target("auto") == detect_cpu_target()
+    assert full_range_weights("avx512_vnni") and not full_range_weights("avx2")
+    with pytest.raises(UserError, match="--cpu-target 'sse4' is not one of auto"):
+        resolve_cpu_target("sse4")
+
+
+def test_cli_fuses_before_int8_and_records_the_cpu_target(tiny_roberta, run_cli, tmp_path):
+    import json
+
+    from tests.ort_cpu.conftest import IO_CONFIG, ROBERTA_SCRIPT, TINY_KWARGS
+    from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
+
+    flags = ["--ckpt-path", tiny_roberta.checkpoint, "--model-script-path", ROBERTA_SCRIPT, "--model-class-name",
+             "RobertaClassifier", "--model-kwargs", json.dumps(TINY_KWARGS), "--model-io-config",
+             json.dumps(IO_CONFIG), "--model-name", "roberta", "--generate-onnx", "--onnx-int8", "dynamic"]
+    result = run_cli(flags + ["--output-dir", tmp_path, "--cpu-target", "avx2"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "roberta" / "report.json").read_text())
+    fusion, int8 = report["stages"]["ort_fusion"], report["stages"]["ort_int8_dynamic"]
+    assert fusion["fused"] and fusion["statistics"]["Attention"] == TINY_LAYERS
+    assert all(o["passed"] for o in fusion["verify"]["outputs"])
+    assert (int8["cpu_target"], int8["weight_bits"], int8["fused"]) == ("avx2", 7, True)
+    assert all(o["passed"] for o in int8["verify"]["outputs"])
+    graph = tmp_path / "roberta" / "model.ort-int8-dynamic.onnx"
+    assert read_metadata(graph)[WEIGHT_BITS_KEY] == "7" and op_counts(graph)["QAttention"] == TINY_LAYERS
+    assert (tmp_path / "roberta" / "model.ort-fused.onnx").is_file()
+    assert not list((tmp_path / "roberta").glob(".ort-fusable*"))
+
+    plain = run_cli(flags + ["--output-dir", tmp_path / "plain", "--no-ort-fusion"])
+    assert plain.exit_code == 0, plain.stderr
+    report = json.loads((tmp_path / "plain" / "roberta" / "report.json").read_text())
+    assert "ort_fusion" not in report["stages"] and not report["stages"]["ort_int8_dynamic"]["fused"]
+    graph = tmp_path / "plain" / "roberta" / "model.ort-int8-dynamic.onnx"
+    assert read_metadata(graph)[CPU_TARGET_KEY] == report["stages"]["ort_int8_dynamic"]["cpu_target"]
+    assert op_counts(graph)["QAttention"] == 0
+
+
+@pytest.mark.triton
+def test_cli_tune_records_threads_and_instances_in_config_and_serves(tiny_roberta, run_cli, tmp_path):
+    import json
+
+    import numpy as np
+
+    from tests.ort_cpu.conftest import IO_CONFIG, ROBERTA_SCRIPT, TINY_KWARGS, padded_inputs
+    from trt_converters.triton.server import LocalTritonServer
+    from tests.conftest import triton_infer
+
+    flags = ["--ckpt-path", tiny_roberta.checkpoint, "--model-script-path", ROBERTA_SCRIPT, "--model-class-name",
+             "RobertaClassifier", "--model-kwargs", json.dumps(TINY_KWARGS), "--model-io-config",
+             json.dumps(IO_CONFIG), "--model-name", "roberta", "--generate-onnx", "--onnx-int8", "dynamic",
+             "--output-dir", tmp_path / "out", "--triton-repo", tmp_path / "repo", "--generate-triton-config",
+             "--triton-backend", "python_onnxruntime", "--dynamic-batching"]
+    without_config = [f for f in flags if f != "--generate-triton-config"]
+    refused = run_cli(without_config + ["--tune"])
+    assert refused.exit_code == 2 and "needs --generate-triton-config" in refused.stderr
+    refused = run_cli(flags + ["--tune", "--instance-kind", "cpu", "--intra-op-threads", "2"])
+    assert refused.exit_code == 2 and "give either --tune or those flags" in refused.stderr
+    assert not (tmp_path / "out").exists()
+
+    result = run_cli(flags + ["--tune", "--instance-kind", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    tune = json.loads((tmp_path / "out" / "roberta" / "report.json").read_text())["stages"]["tune"]
+    assert len(tune["measurements"]) >= 4 and all(m["runs_per_s"] > 0 for m in tune["measurements"])
+    config = (tmp_path / "repo" / "roberta" / "config.pbtxt").read_text()
+    assert f"count: {tune['instances']}" in config
+    assert "intra_op_thread_count" in config and f'string_value: "{tune["intra_op_threads"]}"' in config
+    request = padded_inputs(2, 12, 5)
+    with LocalTritonServer(tmp_path / "repo", startup_timeout=180) as server:
+        served = triton_infer("grpc", server.grpc_url, "roberta", request, "logits")
+    expected = run_onnx_model(tmp_path / "out" / "roberta" / "model.ort-int8-dynamic.onnx", [request])[0]["logits"]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)

@@ -19,6 +19,10 @@ from trt_converters.spec import IOSpec
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 SENTENCES = ["I has a apple .", "she go to school yesterday", "This is a test sentence with some words .",
              "the well-known cats is sleeping on the mat"]
+# Longer than GECTOR_MAX_LENGTH tokens: the tagger sees only their beginning.
+LONG_SENTENCES = ["the well-known cats is sleeping on the mat and she go to school yesterday with a apple .",
+                  "Triton serves models over HTTP and gRPC quickly , are they well known  cats ?"]
+GECTOR_MAX_LENGTH = 16
 
 
 def read_config(path: Path):
@@ -62,6 +66,7 @@ def test_classifier_writes_tokenizer_core_postprocess_ensemble(tmp_path, roberta
     tokenizer = read_config(repo / "p_tokenizer" / "config.pbtxt")
     params = {k: v.string_value for k, v in tokenizer.parameters.items()}
     assert params["padding"] == "longest" and params["max_length"] == "64"
+    assert json.loads(params["length_buckets"]) == []  # default: pad to the longest (measured faster)
     assert json.loads(params["roles"]) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     post = read_config(repo / "p_postprocess" / "config.pbtxt")
     post_params = {k: v.string_value for k, v in post.parameters.items()}
@@ -79,10 +84,23 @@ def test_classifier_fixed_length_float_masks_and_one_logit_head(tmp_path, robert
     tokenizer = read_config(request.repo / "p_tokenizer" / "config.pbtxt")
     params = {k: v.string_value for k, v in tokenizer.parameters.items()}
     assert params["padding"] == "max_length" and params["max_length"] == "128"
+    assert json.loads(params["length_buckets"]) == []  # fixed length: nothing to bucket
     mask = next(o for o in tokenizer.output if o.name == "input_mask")
     assert list(mask.dims) == [128] and mask.data_type == 11  # TYPE_FP32
     post = read_config(request.repo / "p_postprocess" / "config.pbtxt")
     assert post.parameters["activation"].string_value == "sigmoid"
+
+
+@pytest.mark.parametrize("given, expected", [("none", []), ("8,24,200", [8, 24, 64]), ("[32]", [32]),
+                                             ("16,32,64,128", [16, 32, 64])])
+def test_classifier_length_buckets_option(tmp_path, roberta_tokenizer_dir, given, expected):
+    from trt_converters.pipelines.classifier import write_pipeline
+
+    request = request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), max_length="64",
+                          length_buckets=given)
+    write_pipeline(request)
+    params = read_config(request.repo / "p_tokenizer" / "config.pbtxt").parameters
+    assert json.loads(params["length_buckets"].string_value) == expected
 
 
 def test_classifier_user_errors_write_nothing(tmp_path, roberta_tokenizer_dir):
@@ -90,6 +108,8 @@ def test_classifier_user_errors_write_nothing(tmp_path, roberta_tokenizer_dir):
 
     with pytest.raises(UserError, match="2 labels given but core output 'logits' has 3"):
         write_pipeline(request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), labels="a,b"))
+    with pytest.raises(UserError, match="length_buckets='16,x' must list token lengths"):
+        write_pipeline(request_for(tmp_path, text_io(), tokenizer_path=str(roberta_tokenizer_dir), length_buckets="16,x"))
     with pytest.raises(UserError, match="needs tokenizer files"):
         write_pipeline(request_for(tmp_path, text_io()))
     with pytest.raises(UserError, match="no tokenizer role"):
@@ -142,6 +162,25 @@ def test_gector_writes_bls_model_with_labels_and_verb_forms(tmp_path, roberta_to
     assert params["max_length"] == "40" and params["pad_to_length"] == "0"
     assert float(params["min_error_prob"]) == 0.4
     assert [i.name for i in config.input] == ["text"] and [o.name for o in config.output] == ["corrected"]
+
+
+def test_gector_warns_when_verb_tags_have_no_dictionary(tmp_path, roberta_tokenizer_dir):
+    from trt_converters.pipelines.gector import write_pipeline
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_json(ckpt / "config.json", gector_config())
+    with pytest.warns(UserWarning, match=r"1 \$TRANSFORM_VERB_\* tags .* leave words unchanged"):
+        write_pipeline(request_for(tmp_path, gector_io(), tokenizer_path=str(roberta_tokenizer_dir),
+                                   checkpoint_dir=ckpt))
+    verbs = tmp_path / "verbs.txt"
+    verbs.write_text("go_goes:VB_VBZ\n", encoding="utf-8")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        write_pipeline(request_for(tmp_path, gector_io(), pipeline="q", tokenizer_path=str(roberta_tokenizer_dir),
+                                   checkpoint_dir=ckpt, verb_forms_path=str(verbs)))
 
 
 def test_gector_user_errors(tmp_path, roberta_tokenizer_dir):
@@ -218,12 +257,14 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
                            {"name": "attention_mask", "dtype": "int64", "shape": [-1], "value_range": [1, 2]}],
                 "outputs": [{"name": "logits", "dtype": "float32", "shape": [4]}]}))
 
-    # GECToR: RoBERTa tagger over GECTOR_LABELS; tokenizer and config.json beside the checkpoint.
+    # GECToR in gotutiyan's format: RoBERTa tagger over GECTOR_LABELS; beside the checkpoint its tokenizer
+    # (with the $START token its training adds) and config.json, whose max_length (not the YAML's 80)
+    # truncates the longest sentences.
     gector_dir = work / "gector_ckpt"
-    gector_dir.mkdir()
-    for item in Path(roberta_tokenizer_dir).iterdir():
-        (gector_dir / item.name).write_bytes(item.read_bytes())
-    write_json(gector_dir / "config.json", gector_config(max_length=64))
+    start_tokenizer = AutoTokenizer.from_pretrained(str(roberta_tokenizer_dir))
+    start_tokenizer.add_special_tokens({"additional_special_tokens": ["$START"]})
+    start_tokenizer.save_pretrained(str(gector_dir))
+    write_json(gector_dir / "config.json", gector_config(max_length=GECTOR_MAX_LENGTH))
     n_labels = len(GECTOR_LABELS) - 1
     gector_kwargs = dict(TINY, encoder_type="roberta", vocab_size=vocab, num_labels=n_labels,
                          num_detect_labels=2, max_position_embeddings=130)
@@ -350,14 +391,115 @@ def test_e5_matches_pytorch(served, protocol):
     assert np.abs(plain - got).max() > 1e-3
 
 
+def reference_gector(model, tokenizer, config: dict, sentences, verb_lines: str, iterations: int,
+                     keep_confidence=0.0, min_error_prob=0.0):
+    """gotutiyan/gector's `predict` (gector 1.2.0) restated independently for the test, on PyTorch:
+    rows padded to max_length, probabilities in torch, edits on the space-joined words."""
+    import torch
+
+    verbs = {}
+    for line in verb_lines.splitlines():
+        words, tags = line.split(":")
+        key = f"{words.split('_')[0]}_{tags.strip()}"
+        verbs.setdefault(key, words.split("_")[1])
+    id2label = {int(i): name for i, name in config["id2label"].items()}
+    keep = config["label2id"]["$KEEP"]
+    no_correction = [config["label2id"][name] for name in ("$KEEP", "<OOV>", "<PAD>")]
+
+    def transform(token, label):
+        simple = {"$TRANSFORM_CASE_LOWER": str.lower, "$TRANSFORM_CASE_UPPER": str.upper,
+                  "$TRANSFORM_CASE_CAPITAL": str.capitalize, "$TRANSFORM_AGREEMENT_PLURAL": lambda t: t + "s",
+                  "$TRANSFORM_AGREEMENT_SINGULAR": lambda t: t[:-1],
+                  "$TRANSFORM_SPLIT_HYPHEN": lambda t: " ".join(t.split("-")),
+                  "$TRANSFORM_CASE_CAPITAL_1": lambda t: t if len(t) <= 1 else t[0] + t[1:].capitalize()}
+        if label in simple:
+            return simple[label](token)
+        return verbs.get(token + "_" + label[len("$TRANSFORM_VERB_"):], token)
+
+    def one(token, label):
+        if "$APPEND_" in label:
+            return f"{token} {label.replace('$APPEND_', '')}"
+        if token == "$START" or label in ("<PAD>", "<OOV>", "$KEEP"):
+            return token
+        if "$TRANSFORM_" in label:
+            return transform(token, label)
+        if "$REPLACE_" in label:
+            return label.replace("$REPLACE_", "")
+        if label == "$DELETE":
+            return label
+        return f"{token} {label}" if "$MERGE_" in label else token
+
+    def edit(tokens, labels):
+        out = " ".join([one(t, lab) for t, lab in zip(tokens, labels)] + tokens[len(labels):])
+        for old, new in ((" $MERGE_HYPHEN ", "-"), (" $MERGE_SPACE ", ""), (" $DELETE", ""), ("$DELETE ", "")):
+            out = out.replace(old, new)
+        return out.split(" ")
+
+    sources = [["$START"] + text.split(" ") for text in sentences]
+    pending = list(range(len(sources)))
+    for _ in range(iterations):
+        if not pending:
+            break
+        batch = tokenizer([sources[i] for i in pending], return_tensors="pt", max_length=config["max_length"],
+                          padding="max_length", truncation=True, is_split_into_words=True)
+        masks = []
+        for row in range(len(pending)):
+            previous, mask = 0, []
+            for word in batch.word_ids(row):
+                mask.append(int(word is not None and word != previous))
+                previous = word
+            masks.append(mask)
+        with torch.no_grad():
+            logits_labels, logits_d = model(batch["input_ids"], batch["attention_mask"])
+        probs = torch.softmax(logits_labels, dim=-1)
+        probs[:, :, keep] += keep_confidence
+        ids = probs.argmax(dim=-1)
+        max_error = (torch.softmax(logits_d, dim=-1)[:, :, 1] * torch.tensor(masks)).max(dim=-1).values
+        ids[max_error < min_error_prob, :] = keep
+        ids[probs.max(dim=-1).values < min_error_prob] = keep
+        still = []
+        for row, index in enumerate(pending):
+            labels, corrects, previous = [], False, None
+            for position, word in enumerate(batch.word_ids(row)):
+                if word is not None and word != previous:
+                    labels.append(id2label[int(ids[row, position])])
+                    corrects |= int(ids[row, position]) not in no_correction
+                previous = word
+            if corrects:
+                sources[index] = edit(sources[index], labels)
+                still.append(index)
+        pending = still
+    return [" ".join(words).replace("$START ", "") for words in sources]
+
+
 @pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_gector_matches_decoding_on_pytorch_logits(served, protocol):
+def test_gector_reproduces_the_reference_implementation(served, protocol):
+    """Served through the real server: the corrections gotutiyan's predict makes, with config.json's max_length."""
+    from transformers import AutoTokenizer
+
+    folder = served["tokenizers"]["gector"]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    config = json.loads((folder / "config.json").read_text())
+    sentences = SENTENCES + LONG_SENTENCES + [""]
+    lengths = [len(tokenizer(["$START"] + s.split(" "), is_split_into_words=True)["input_ids"]) for s in sentences]
+    assert max(lengths) > GECTOR_MAX_LENGTH >= max(lengths[:len(SENTENCES)])  # the long ones are truncated
+    expected = reference_gector(served["models"]["gector"], tokenizer, config, sentences,
+                                served["verbs"].read_text(encoding="utf-8"), iterations=3)
+    assert expected[:-1] != sentences[:-1]  # the random tagger does edit: the comparison means something
+    got = infer(served["server"], protocol, "gector_gector", sentences, ["corrected"])["corrected"]
+    assert got.shape == (len(sentences), 1)
+    assert [row[0].decode() for row in got] == expected
+
+
+@pytest.mark.triton
+def test_gector_runtime_decoding_matches_the_server(served):
+    """The converter-side import of the serving runtime decodes PyTorch logits as the served copy does."""
     import torch
 
     from trt_converters.pipelines._text_common import load_tokenizer
-    from trt_converters.text.gector_decoding import GectorLabels, correct_sentences
-    from trt_converters.text.verb_forms import load_verb_forms
+    from trt_converters.serving_runtime.gector_decoding import GectorLabels, correct_sentences
+    from trt_converters.serving_runtime.verb_forms import load_verb_forms
 
     model = served["models"]["gector"]
 
@@ -367,13 +509,23 @@ def test_gector_matches_decoding_on_pytorch_logits(served, protocol):
         return labels.numpy(), detect.numpy()
 
     folder = served["tokenizers"]["gector"]
-    expected = correct_sentences(SENTENCES, predict, load_tokenizer(folder, split_words=True),
-                                 GectorLabels.from_config_file(folder / "config.json"), iterations=3,
-                                 max_length=64, batch_size=8, verb_forms=load_verb_forms(served["verbs"]))
-    assert expected != SENTENCES  # the random tagger does edit: the comparison means something
-    got = infer(served["server"], protocol, "gector_gector", SENTENCES + [""], ["corrected"])["corrected"]
-    assert got.shape == (len(SENTENCES) + 1, 1)
-    assert [row[0].decode() for row in got] == expected + [""]
+    labels = GectorLabels.from_config(json.loads((folder / "config.json").read_text()))
+    sentences = SENTENCES + LONG_SENTENCES
+    expected = correct_sentences(sentences, predict, load_tokenizer(folder, split_words=True), labels,
+                                 iterations=3, max_length=GECTOR_MAX_LENGTH, batch_size=8,
+                                 verb_forms=load_verb_forms(served["verbs"]))
+    got = infer(served["server"], "grpc", "gector_gector", sentences, ["corrected"])["corrected"]
+    assert [row[0].decode() for row in got] == expected
+
+
+def test_repository_requirements_cover_the_text_pipelines(served):
+    from tests.triton.test_served_imports import constraint_pins
+
+    text = (served["work"] / "repo" / "requirements.txt").read_text()
+    pins = dict(line.split("==") for line in text.splitlines() if not line.startswith("#"))
+    # tokenizer/GECToR models: numpy, tokenizers, transformers; python_onnxruntime core models: onnxruntime
+    assert sorted(pins) == ["numpy", "onnxruntime", "tokenizers", "transformers"]
+    assert pins == {name: constraint_pins()[name] for name in pins}
 
 
 @pytest.mark.triton

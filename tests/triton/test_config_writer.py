@@ -113,7 +113,7 @@ def test_configs_that_disagree_with_the_profile_are_refused(change, message):
     ({"pipeline": "crnn", "pipeline_options": {"blank_index": "x"}},
      "pipeline crnn: option blank_index='x' must be an integer"),
     ({"pipeline": "e5", "pipeline_options": {"txt_input": "q"}},
-     "pipeline e5: unknown option 'txt_input'; valid options: embeddings_output, input_roles, max_length"),
+     "pipeline e5: unknown option 'txt_input'; valid options: embeddings_output, input_roles, length_buckets, max_length"),
     ({"pipeline_options": {"top_k": 2}}, "pipeline option 'top_k' given without a pipeline"),
 ])
 def test_option_mistakes_are_one_line(values, message):

@@ -20,6 +20,23 @@ BATCHED = "mlp_ort_batched"
 BATCH_WAIT_US = 120_000_000
 CONCURRENT_BATCHES = [1, 2, 3, 1]
 RAGGED_BATCHES = [1, 2, 2, 1]
+PROBE = "import_probe"
+# A served model that reports what importing trt_converters does inside the python-backend stub.
+PROBE_MODEL = b"""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        try:
+            import trt_converters
+            outcome = "imported " + str(trt_converters.__file__)
+        except ImportError as exc:
+            outcome = type(exc).__name__ + ": " + str(exc)
+        out = pb_utils.Tensor("outcome", np.array([outcome.encode()], dtype=np.object_))
+        return [pb_utils.InferenceResponse(output_tensors=[out]) for _ in requests]
+"""
 
 
 def _tiny_onnx(path: Path) -> None:
@@ -111,8 +128,11 @@ def _ort_python_config(name=MODEL, preferred_batch_size=None):
 def _write_model(repo: Path, config, files: dict) -> Path:
     from google.protobuf import text_format
 
+    from trt_converters.serving_runtime import copy_runtime
+
     model_dir = repo / config.name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    copy_runtime(model_dir / "1")
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
     for name, content in files.items():
         target = model_dir / "1" / name
@@ -139,7 +159,18 @@ def ort_repo(tmp_path_factory, onnx_path):
     ragged = tmp_path_factory.mktemp("ragged") / "model.onnx"
     _ragged_onnx(ragged)
     _write_model(repo, _ragged_config(), {"model.py": ORT_PYTHON_MODEL, "model.onnx": ragged})
+    _write_model(repo, _probe_config(), {"model.py": PROBE_MODEL})
     return repo
+
+
+def _probe_config():
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name=PROBE, backend="python", max_batch_size=0)
+    config.input.add(name="x", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="outcome", data_type=mc.TYPE_STRING, dims=[1])
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +210,17 @@ def test_find_tritonserver(require_tritonserver):
 
     binary = find_tritonserver()
     assert binary.name == "tritonserver" and os.access(binary, os.X_OK)
+
+
+def test_served_models_cannot_import_trt_converters(server):
+    """The local server serves like a stock Triton: this package is not importable by python models."""
+    from tests.conftest import triton_infer
+
+    import trt_converters
+
+    assert trt_converters.__file__  # importable here, in the test process
+    outcome = triton_infer("http", server.http_url, PROBE, {"x": np.array([b"?"], dtype=np.object_)}, "outcome")
+    assert outcome[0].decode().startswith("ModuleNotFoundError: trt_converters is hidden from served models")
 
 
 def test_http_infer_matches_onnxruntime(server, onnx_path):

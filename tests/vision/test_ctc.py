@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trt_converters.vision.ctc import ctc_collapse, ctc_greedy_decode, ctc_labels
+from trt_converters.serving_runtime.ctc import ctc_collapse, ctc_greedy_decode, ctc_labels
 
 
 def one_hot_logits(path, num_classes):

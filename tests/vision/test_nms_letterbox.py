@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from trt_converters.vision import images, letterbox, nms
+from trt_converters.serving_runtime import images, letterbox, nms
 
 
 # ---------------------------------------------------------------- letterbox

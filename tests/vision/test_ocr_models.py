@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trt_converters.vision.ctc import ctc_greedy_decode, ctc_labels  # noqa: E402
-from trt_converters.vision.ocr_decoding import greedy_decode, strip_special_tokens  # noqa: E402
+from trt_converters.serving_runtime.ctc import ctc_greedy_decode, ctc_labels  # noqa: E402
+from trt_converters.serving_runtime.ocr_decoding import greedy_decode, strip_special_tokens  # noqa: E402
 
 START, PAD = 2, 1
 ENCODERS = {

@@ -22,10 +22,11 @@ from trt_converters.errors import UserError  # noqa: E402
 from trt_converters.options import read_config_file  # noqa: E402
 from trt_converters.pipelines import crnn as crnn_pipeline  # noqa: E402
 from trt_converters.pipelines import trocr as trocr_pipeline  # noqa: E402
+from trt_converters.serving_runtime import ocr_preprocess  # noqa: E402
 from trt_converters.pipelines.base import PipelineRequest  # noqa: E402
 from trt_converters.spec import IOSpec  # noqa: E402
-from trt_converters.vision.ctc import ctc_greedy_decode  # noqa: E402
-from trt_converters.vision.ocr_decoding import greedy_decode  # noqa: E402
+from trt_converters.serving_runtime.ctc import ctc_greedy_decode  # noqa: E402
+from trt_converters.serving_runtime.ocr_decoding import greedy_decode  # noqa: E402
 
 CHARSET = "0123456789abcdefghij"  # writer tests; the served CRNN uses configs/crnn_line.yaml's charset
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -142,7 +143,7 @@ def pick_eos(reference):
 
     eos only decides where decoding stops, so a probe run that never stops shows the candidates.
     """
-    pixel_values = trocr_pipeline.preprocess_images(LINES, {"image_size": [32, 96], "mean": [0.5] * 3,
+    pixel_values = ocr_preprocess.preprocess_images(LINES, {"image_size": [32, 96], "mean": [0.5] * 3,
                                                             "std": [0.5] * 3})
 
     def encode(px):
@@ -216,7 +217,7 @@ def crnn_reference(model, options, images):
     from PIL import Image
 
     gray = [img if img.shape[2] == 1 else np.asarray(Image.fromarray(img).convert("L"))[:, :, None] for img in images]
-    batch, steps = crnn_pipeline.batch_lines(gray, options)
+    batch, steps = ocr_preprocess.batch_lines(gray, options)
     with torch.no_grad():
         logits = model(torch.from_numpy(batch)).numpy()
     return ctc_greedy_decode(logits, options["labels"], blank_index=options["blank_index"], lengths=steps)
@@ -226,12 +227,12 @@ def trocr_reference(reference, options, tokenizer_file, images):
     """Hugging Face generate (greedy) on the pipeline's preprocessing, decoded with the same tokenizer."""
     from tokenizers import Tokenizer
 
-    pixel_values = torch.from_numpy(trocr_pipeline.preprocess_images(images, options))
+    pixel_values = torch.from_numpy(ocr_preprocess.preprocess_images(images, options))
     with torch.no_grad():
         rows = reference.generate(pixel_values, do_sample=False, num_beams=1, max_length=options["max_length"],
                                   decoder_start_token_id=options["start_token_id"],
                                   eos_token_id=options["eos_token_id"], pad_token_id=options["pad_token_id"])
-    return trocr_pipeline.tokens_to_text(rows.tolist(), options, Tokenizer.from_file(str(tokenizer_file)))
+    return ocr_preprocess.tokens_to_text(rows.tolist(), options, Tokenizer.from_file(str(tokenizer_file)))
 
 
 def infer(protocol, url, model, *, encoded=None, raw=None):
@@ -328,7 +329,7 @@ def test_crnn_batch_pads_to_common_width_and_reports_steps():
         repo=Path("."), core_model_name="c", pipeline_name="p", io=IOSpec.model_validate(CRNN_IO),
         max_batch_size=4, options={"charset": CHARSET, "pad_value": 1.0}))
     gray = [img[:, :, :1] for img in LINES]
-    batch, steps = crnn_pipeline.batch_lines(gray, options)
+    batch, steps = ocr_preprocess.batch_lines(gray, options)
     widths = [round(img.shape[1] * 32 / img.shape[0]) for img in gray]  # 144, 229, 48
     assert batch.shape == (3, 1, 32, 232)
     assert steps == [w // 4 for w in widths]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trt_converters.errors import UserError
-from trt_converters.vision import images, letterbox, nms
+from trt_converters.serving_runtime import images, letterbox, nms
 
 ROOT = Path(__file__).resolve().parents[2]
 HW = (128, 128)
@@ -47,9 +47,11 @@ def test_writer_lays_out_an_ensemble_with_self_contained_python_models(tmp_path)
     written = write_pipeline(_request(tmp_path))
     assert all(p.is_relative_to(tmp_path) and p.exists() for p in written)
     pre, post = tmp_path / f"{PIPELINE}_preprocess", tmp_path / f"{PIPELINE}_postprocess"
-    for helper in ("yolox_images.py", "yolox_letterbox.py"):
-        assert (pre / "1" / helper).read_text() == (ROOT / "trt_converters/vision" / helper[6:]).read_text()
-    assert (post / "1" / "yolox_nms.py").is_file() and (post / "1" / "model.py").is_file()
+    for folder in (pre, post):
+        for module in ("images.py", "letterbox.py", "nms.py", "triton_io.py"):
+            copied = folder / "1" / "serving_runtime" / module
+            assert copied.read_text() == (ROOT / "trt_converters/serving_runtime" / module).read_text()
+        assert (folder / "1" / "model.py").is_file()
     assert (post / "1" / "class_names.json").read_text().count('"') == 6
 
     ensemble = read_config(tmp_path / PIPELINE / "config.pbtxt")

@@ -8,24 +8,27 @@ Config parameters (string values):
 """
 
 import json
+import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy",)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.model_name = args["model_name"]
-        self.logits_input = _parameter(config, "logits_input", "logits")
-        self.labels = json.loads(_parameter(config, "labels", "[]"))
-        self.activation = _parameter(config, "activation", "softmax")
-        self.top_k = int(_parameter(config, "top_k", "1"))
+        self.logits_input = parameter(config, "logits_input", "logits")
+        self.labels = json.loads(parameter(config, "labels", "[]"))
+        self.activation = parameter(config, "activation", "softmax")
+        self.top_k = int(parameter(config, "top_k", "1"))
         if self.activation not in ("softmax", "sigmoid"):
             raise pb_utils.TritonModelException(f"{self.model_name}: activation must be softmax or sigmoid")
 
@@ -60,6 +63,5 @@ class TritonPythonModel:
             try:
                 responses.append(self._answer(request))
             except Exception as exc:  # answer this request with its error, keep serving the others
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}")))
+                responses.append(error_response(f"{self.model_name}: {exc}"))
         return responses

@@ -1,13 +1,21 @@
 """Triton BLS model: text-line image -> CRNN core model -> greedy CTC -> string.
 
 Written into `<repo>/<pipeline>/1/model.py` by `trt_converters.pipelines.crnn`; its config
-parameter `pipeline_options` (JSON) names the core model, its tensors and the charset.
+parameter `pipeline_options` (JSON) names the core model, its tensors and the charset. Uses the
+serving runtime copied beside this file (`serving_runtime/`).
 """
-import json
 
-from trt_converters.pipelines.crnn import core_batches, images_from_inputs
-from trt_converters.triton.bls import call_model, optional_input, text_responses
-from trt_converters.vision.ctc import ctc_greedy_decode
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime.ctc import ctc_greedy_decode  # noqa: E402
+from serving_runtime.ocr_preprocess import core_batches, images_from_inputs  # noqa: E402
+from serving_runtime.triton_io import call_model, optional_input, text_responses  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "pillow")
 
 
 class TritonPythonModel:

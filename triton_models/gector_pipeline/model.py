@@ -1,41 +1,47 @@
 """Triton python-backend (BLS) GECToR corrector: `text` (TYPE_STRING [batch, 1]) -> `corrected`.
 
 Tokenizes, calls the core tagger model by name for each correction round, and decodes its tags
-with `trt_converters.text.gector_decoding` (the same code that runs on PyTorch and ONNX Runtime).
-Files in the version folder: `tokenizer/`, `config.json` (label2id, d_label2id), and optionally
-`verb-form-vocab.txt`. Config parameters (string values): core_model, input_ids_input,
-attention_mask_input, ids_dtype, mask_dtype, labels_output, detect_output, iterations,
-min_error_prob, keep_confidence, add_special_tokens, max_length, pad_to_length (0: dynamic),
-batch_size (rows per core-model call, at most the core model's max_batch_size).
+with `serving_runtime.gector_decoding` (copied beside this file; the same code runs on PyTorch and
+ONNX Runtime logits in the converter and tests). Files in the version folder: `serving_runtime/`,
+`tokenizer/`, `config.json` (label2id), and optionally `verb-form-vocab.txt`. Config parameters
+(string values): core_model, input_ids_input, attention_mask_input, ids_dtype, mask_dtype,
+labels_output, detect_output, iterations, min_error_prob, keep_confidence, add_special_tokens,
+max_length, pad_to_length (0: dynamic), batch_size (rows per core-model call, at most the core
+model's max_batch_size).
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime import triton_io  # noqa: E402
+from serving_runtime.gector_decoding import GectorLabels, correct_sentences  # noqa: E402
+from serving_runtime.triton_io import call_model, error_response, parameter  # noqa: E402
+from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "tokenizers", "transformers")
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        from trt_converters.pipelines._text_common import load_tokenizer
-        from trt_converters.text.gector_decoding import GectorLabels
-        from trt_converters.text.verb_forms import load_verb_forms
+        from transformers import AutoTokenizer
 
         config = json.loads(args["model_config"])
         self.model_name = args["model_name"]
         folder = os.path.join(args["model_repository"], args["model_version"])
-        self.tokenizer = load_tokenizer(os.path.join(folder, "tokenizer"), split_words=True)
-        self.labels = GectorLabels.from_config_file(os.path.join(folder, "config.json"))
+        # saved by the writer with add_prefix_space, so pre-split words tokenize as inside a sentence
+        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            self.labels = GectorLabels.from_config(json.load(handle))
         verb_path = os.path.join(folder, "verb-form-vocab.txt")
         self.verb_forms = load_verb_forms(verb_path) if os.path.isfile(verb_path) else None
 
-        p = lambda key, default=None: _parameter(config, key, default)  # noqa: E731
+        p = lambda key, default=None: parameter(config, key, default)  # noqa: E731
         self.core_model = p("core_model")
         self.ids_input = p("input_ids_input", "input_ids")
         self.mask_input = p("attention_mask_input", "attention_mask")
@@ -58,18 +64,9 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"{self.model_name}: parameter core_model is not set")
 
     def _predict(self, input_ids, attention_mask):
-        request = pb_utils.InferenceRequest(
-            model_name=self.core_model,
-            requested_output_names=[self.labels_output, self.detect_output],
-            inputs=[pb_utils.Tensor(self.ids_input, input_ids.astype(self.ids_dtype)),
-                    pb_utils.Tensor(self.mask_input, attention_mask.astype(self.mask_dtype))],
-        )
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(f"core model {self.core_model!r} failed: {response.error().message()}")
-        labels = pb_utils.get_output_tensor_by_name(response, self.labels_output).as_numpy()
-        detect = pb_utils.get_output_tensor_by_name(response, self.detect_output).as_numpy()
-        return labels, detect
+        inputs = {self.ids_input: input_ids.astype(self.ids_dtype),
+                  self.mask_input: attention_mask.astype(self.mask_dtype)}
+        return call_model(self.core_model, inputs, [self.labels_output, self.detect_output])
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -77,15 +74,11 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: missing input "
-                                                                  f"{self.text_input!r}"))
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
                 continue
             array = tensor.as_numpy()
-            texts = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
-                     for v in array.reshape(-1)]
             owners.append((index, len(sentences), array.shape))
-            sentences += texts
+            sentences += triton_io.texts(array)
         if not sentences:
             return responses
         try:
@@ -99,8 +92,7 @@ class TritonPythonModel:
                 texts = corrected[start:start + count] if corrected is not None \
                     else self._correct(sentences[start:start + count])
             except Exception as exc:  # answer this request with its error, keep serving
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                responses[index] = error_response(f"{self.model_name}: {exc}")
                 continue
             values = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
             responses[index] = pb_utils.InferenceResponse(
@@ -108,7 +100,5 @@ class TritonPythonModel:
         return responses
 
     def _correct(self, sentences):
-        from trt_converters.text.gector_decoding import correct_sentences
-
         return correct_sentences(sentences, self._predict, self.tokenizer, self.labels,
                                  verb_forms=self.verb_forms, **self.decoding)

@@ -12,9 +12,17 @@ that fails gets an error response; the other requests of the call are still answ
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "onnxruntime")
+
 
 _ORT_TO_NUMPY = {
     "tensor(float)": np.float32,
@@ -38,8 +46,7 @@ class RequestError(Exception):
 
 
 def _parameter(config, key):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value.strip() or None
+    return (parameter(config, key) or "").strip() or None
 
 
 def _to_text(array):
@@ -161,8 +168,7 @@ class TritonPythonModel:
             try:
                 feeds = self._read_inputs(request)
             except RequestError as exc:
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                responses[index] = error_response(f"{self.model_name}: {exc}")
                 continue
             if self.batched:
                 key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
@@ -180,8 +186,7 @@ class TritonPythonModel:
                     try:
                         responses_by_index.update(self._run_group([(index, feeds)]))
                     except Exception as exc:  # answer this request with its error, keep serving
-                        responses_by_index[index] = pb_utils.InferenceResponse(
-                            output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                        responses_by_index[index] = error_response(f"{self.model_name}: {exc}")
             for index, response in responses_by_index.items():
                 responses[index] = response
         return responses

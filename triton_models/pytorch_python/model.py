@@ -4,9 +4,10 @@ Files in the version folder, beside this one (written by trt_converters.onnxrunt
     model_script.py     the user's model definition (code the user chose to run)
     checkpoint.<ext>    the state_dict checkpoint (loaded with weights_only=True)
     model_kwargs.json   keyword arguments for the model class
+    serving_runtime/    the serving runtime (trt_converters/serving_runtime), copied by the writer
 Config parameters: `model_class` (required), `torch_intra_op_threads`, `torch_inter_op_threads`.
-Loading goes through trt_converters.loading (the server puts this project on PYTHONPATH), so
-checkpoints load exactly as the converter loads them, with strict key matching.
+Loading goes through serving_runtime.torch_loading, the code trt-convert loads checkpoints with
+(strict key matching); trt_converters itself is not needed.
 
 Inputs are passed to forward() positionally in config order; a tensor, tuple/list or dict result
 is mapped to the config outputs in order (dicts by name). Requests of one execute() call with equal
@@ -15,22 +16,26 @@ non-batch shapes run as one forward pass and are split back per request.
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime import torch_loading  # noqa: E402
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt),
+# plus those model_script.py imports
+REQUIRES = ("numpy", "safetensors", "torch")
 
 
 class RequestError(Exception):
     """A request this model cannot answer; reported to its client, never fatal."""
 
 
-def _parameter(config, key):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value.strip() or None
-
-
 def _int_parameter(config, key, model_name):
-    value = _parameter(config, key)
+    value = parameter(config, key)
     if value is None:
         return None
     if not value.isdigit() or int(value) < 1:
@@ -41,8 +46,6 @@ def _int_parameter(config, key, model_name):
 class TritonPythonModel:
     def initialize(self, args):
         import torch
-
-        from trt_converters.loading import load_model
 
         self.config = json.loads(args["model_config"])
         self.model_name = args["model_name"]
@@ -56,15 +59,17 @@ class TritonPythonModel:
         if inter is not None:
             torch.set_num_interop_threads(inter)
 
-        class_name = _parameter(self.config, "model_class")
+        class_name = parameter(self.config, "model_class")
         if class_name is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: config parameter model_class is required")
         checkpoints = sorted(n for n in os.listdir(folder) if n.startswith("checkpoint."))
         kwargs_path = os.path.join(folder, "model_kwargs.json")
         kwargs = json.loads(open(kwargs_path).read()) if os.path.isfile(kwargs_path) else {}
-        self.model, _ = load_model(os.path.join(folder, "model_script.py"), class_name,
-                                   os.path.join(folder, checkpoints[0]) if checkpoints else None,
-                                   model_kwargs=kwargs)
+        model_class = torch_loading.import_model_class(os.path.join(folder, "model_script.py"), class_name)
+        self.model = model_class(**kwargs)
+        if checkpoints:
+            torch_loading.load_weights(self.model, torch_loading.read_state_dict(os.path.join(folder, checkpoints[0])))
+        self.model.eval()
         self.torch = torch
         self.inputs = [(i["name"], pb_utils.triton_string_to_numpy(i["data_type"])) for i in self.config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in self.config["output"]]
@@ -121,8 +126,7 @@ class TritonPythonModel:
             try:
                 arrays = self._read_inputs(request)
             except RequestError as exc:
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                responses[index] = error_response(f"{self.model_name}: {exc}")
                 continue
             key = tuple((a.shape[1:], a.dtype.str) for a in arrays) if self.batched else ("request", index)
             groups.setdefault(key, []).append((index, arrays))
@@ -135,8 +139,7 @@ class TritonPythonModel:
                     try:
                         answered.update(self._run_group([(index, arrays)]))
                     except Exception as exc:
-                        answered[index] = pb_utils.InferenceResponse(
-                            output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {exc}"))
+                        answered[index] = error_response(f"{self.model_name}: {exc}")
             for index, response in answered.items():
                 responses[index] = response
         return responses

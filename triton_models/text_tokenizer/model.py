@@ -6,6 +6,9 @@ Files: `<version>/tokenizer/` (saved with save_pretrained). Config parameters (s
   max_length   truncate to this many tokens
   padding      "max_length" (pad every row to max_length: fixed-length core models) or
                "longest" (pad to the longest text of this execute() call)
+  length_buckets  JSON list of lengths, with padding "longest": pad to the smallest bucket that holds
+               the longest text instead (capped at max_length), so that requests tokenized in different
+               calls share a shape and the server can batch them in the core model
   prefix       prepended to every text (E5's "query: " / "passage: ")
 Each output is cast to the data type its config entry declares (e.g. float masks for DeBERTa).
 All texts of one execute() call are tokenized together, so requests batched by the server share
@@ -14,18 +17,17 @@ one padded length and the core model can run them as one batch.
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime import triton_io  # noqa: E402
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
-
-
-def _texts(array):
-    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "tokenizers", "transformers")
 
 
 class TritonPythonModel:
@@ -36,13 +38,17 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         folder = os.path.join(args["model_repository"], args["model_version"], "tokenizer")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.text_input = _parameter(config, "text_input", "text")
-        self.max_length = int(_parameter(config, "max_length", "512"))
-        self.padding = _parameter(config, "padding", "longest")
+        self.text_input = parameter(config, "text_input", "text")
+        self.max_length = int(parameter(config, "max_length", "512"))
+        self.padding = parameter(config, "padding", "longest")
         if self.padding not in ("longest", "max_length"):
             raise pb_utils.TritonModelException(f"{self.model_name}: padding must be 'longest' or 'max_length'")
-        self.prefix = _parameter(config, "prefix", "")
-        roles = json.loads(_parameter(config, "roles", "{}"))
+        self.prefix = parameter(config, "prefix", "")
+        buckets = json.loads(parameter(config, "length_buckets", "[]"))
+        if not isinstance(buckets, list) or not all(isinstance(b, int) and b > 0 for b in buckets):
+            raise pb_utils.TritonModelException(f"{self.model_name}: length_buckets must be a JSON list of positive ints")
+        self.buckets = sorted(set(min(b, self.max_length) for b in buckets))
+        roles = json.loads(parameter(config, "roles", "{}"))
         self.outputs = []
         for entry in config.get("output", []):
             role = roles.get(entry["name"])
@@ -65,7 +71,20 @@ class TritonPythonModel:
             "attention_mask": encoding["attention_mask"],
             "token_type_ids": encoding.get("token_type_ids", np.zeros_like(ids)),
         }
+        if self.padding == "longest" and self.buckets:
+            fields = self._pad_to_bucket(fields)
         return fields
+
+    def _pad_to_bucket(self, fields):
+        width = fields["input_ids"].shape[1]
+        bucket = next((b for b in self.buckets if b >= width), width)
+        if bucket == width:
+            return fields
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        extra = [(0, 0), (bucket - width, 0)] if self.tokenizer.padding_side == "left" else [(0, 0), (0, bucket - width)]
+        return {"input_ids": np.pad(fields["input_ids"], extra, constant_values=pad_id),
+                "attention_mask": np.pad(fields["attention_mask"], extra, constant_values=0),
+                "token_type_ids": np.pad(fields["token_type_ids"], extra, constant_values=0)}
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -73,10 +92,9 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: missing input {self.text_input!r}"))
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
                 continue
-            batch = _texts(tensor.as_numpy())
+            batch = triton_io.texts(tensor.as_numpy())
             owners.append((index, len(texts), len(batch)))
             texts += batch
         if texts:

@@ -2,15 +2,21 @@
 
 Written into `<repo>/<pipeline>/1/model.py` by `trt_converters.pipelines.trocr`; its config
 parameter `pipeline_options` (JSON) names both core models, their tensors, the special tokens
-and the vocabulary (or a tokenizer.json beside this file).
+and the vocabulary (or a tokenizer.json beside this file). Uses the serving runtime copied
+beside this file (`serving_runtime/`).
 """
+
 import json
 import os
+import sys
 
-from trt_converters.pipelines.crnn import images_from_inputs
-from trt_converters.pipelines.trocr import preprocess_images, tokens_to_text
-from trt_converters.triton.bls import call_model, optional_input, text_responses
-from trt_converters.vision.ocr_decoding import greedy_decode
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_runtime.ocr_decoding import greedy_decode  # noqa: E402
+from serving_runtime.ocr_preprocess import images_from_inputs, preprocess_images, tokens_to_text  # noqa: E402
+from serving_runtime.triton_io import call_model, optional_input, text_responses  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "pillow", "tokenizers")
 
 
 class TritonPythonModel:

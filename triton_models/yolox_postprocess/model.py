@@ -6,7 +6,7 @@ Outputs: boxes [B, K, 4] (x1, y1, x2, y2), scores [B, K], classes [B, K] (int32)
          labels [B, K] (only with a class_names.json); K is the largest count in the request, shorter
          rows are padded with zeros / class -1 / empty label.
 Score = objectness * best class score; class-aware NMS (or class-agnostic), top max_detections.
-Helper `yolox_nms.py` is a copy of trt_converters/vision/nms.py.
+NMS comes from the serving runtime copied beside this file.
 """
 
 import json
@@ -17,24 +17,23 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import yolox_nms  # noqa: E402
+from serving_runtime import nms as yolox_nms  # noqa: E402
+from serving_runtime.triton_io import parameter  # noqa: E402
 
-
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy",)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.detections_name = _parameter(config, "detections_name", "detections")
-        self.score_threshold = float(_parameter(config, "score_threshold", 0.3))
-        self.iou_threshold = float(_parameter(config, "iou_threshold", 0.45))
-        self.max_detections = int(_parameter(config, "max_detections", 100))
-        self.class_agnostic = _parameter(config, "class_agnostic", "false") == "true"
+        self.detections_name = parameter(config, "detections_name", "detections")
+        self.score_threshold = float(parameter(config, "score_threshold", 0.3))
+        self.iou_threshold = float(parameter(config, "iou_threshold", 0.45))
+        self.max_detections = int(parameter(config, "max_detections", 100))
+        self.class_agnostic = parameter(config, "class_agnostic", "false") == "true"
         self.class_names = None
-        names_file = _parameter(config, "class_names_file")
+        names_file = parameter(config, "class_names_file")
         if names_file:
             path = os.path.join(os.path.dirname(os.path.abspath(__file__)), names_file)
             with open(path) as handle:

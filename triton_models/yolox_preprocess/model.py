@@ -7,7 +7,7 @@ Outputs:
     <input_name>    TYPE_FP32 [B, 3, H, W]  letterboxed (pad 114), 0..255, channel order from the config
     letterbox_info  TYPE_FP32 [B, 3]        ratio, original height, original width
 A request with a bad image gets an error naming the image; other requests are answered normally.
-Helpers `yolox_images.py` and `yolox_letterbox.py` are copies of trt_converters/vision modules.
+Image decoding and the letterbox come from the serving runtime copied beside this file.
 """
 
 import json
@@ -18,26 +18,24 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import yolox_images  # noqa: E402
-import yolox_letterbox  # noqa: E402
+from serving_runtime import images as yolox_images, letterbox as yolox_letterbox  # noqa: E402
+from serving_runtime.triton_io import parameter  # noqa: E402
+
+# pip packages this model needs besides the python backend (the repository's requirements.txt)
+REQUIRES = ("numpy", "pillow")
 
 
 class RequestError(Exception):
     """This request cannot be answered; the message goes to its client."""
 
 
-def _parameter(config, key, default=None):
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
-
-
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.target_hw = (int(_parameter(config, "input_height")), int(_parameter(config, "input_width")))
-        self.channel_order = _parameter(config, "channel_order", "BGR")
-        self.pad_value = int(_parameter(config, "pad_value", 114))
-        self.input_name = _parameter(config, "input_name", "images")
+        self.target_hw = (int(parameter(config, "input_height")), int(parameter(config, "input_width")))
+        self.channel_order = parameter(config, "channel_order", "BGR")
+        self.pad_value = int(parameter(config, "pad_value", 114))
+        self.input_name = parameter(config, "input_name", "images")
 
     def execute(self, requests):
         responses = []

@@ -4,9 +4,10 @@ Choices, measured on tiny RoBERTa graphs against PyTorch (random weights, 32x64 
 - Stale shape metadata first: the dynamo exporter writes value_info for weights that ONNX shape
   inference then contradicts ("Inferred shape and existing shape differ"), which stops
   quantize_dynamic. All value_info is dropped; the quantizer re-infers what it needs.
-- reduce_range (7-bit weights) is on by default: on CPUs without VNNI (AVX2, AVX-512 without VNNI)
-  the u8 x s8 kernels saturate; full-range weights gave max rel error 0.23 on an AVX2 machine,
-  7-bit weights 0.016. With VNNI both are accurate, so 7 bits is the portable default.
+- Weight range per target CPU (`cpu_target`, targets.CPU_TARGETS): without VNNI (AVX2, AVX-512
+  without VNNI) the u8 x s8 kernels saturate, full-range weights gave max rel error 0.23 on an AVX2
+  machine and 7-bit weights (reduce_range) 0.016; with VNNI 8-bit weights are accurate and more precise,
+  so they are used there. The target and the weight bits are recorded in the graph's metadata.
 - Dynamic quantizes MatMul and Gather (embedding tables), not Conv: ONNX Runtime's CPU provider has
   no ConvInteger kernel for int8 weights.
 - Static quantizes MatMul (and Conv) only. Quantizing Add (residuals, the attention mask with its
@@ -23,7 +24,18 @@ import tempfile
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
-from trt_converters.onnxruntime_cpu.targets import classify_loaded_graph, mark_onnxruntime_target
+from trt_converters.onnxruntime_cpu.targets import (
+    CPU_TARGET_KEY,
+    LOWERING_KEY,
+    ONNXRUNTIME_INTEGER_OPS,
+    WEIGHT_BITS_KEY,
+    classify_loaded_graph,
+    full_range_weights,
+    graph_metadata,
+    mark_onnxruntime_target,
+    resolve_cpu_target,
+    set_metadata,
+)
 from trt_converters.spec import IOSpec
 
 MODES = ("dynamic", "static")
@@ -35,14 +47,18 @@ _PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # leave room for the graph itself
 
 def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: IOSpec,
                              calibration: dict | None = None, per_channel: bool = True,
-                             calib_method: str = "max", reduce_range: bool = True,
-                             op_types: tuple[str, ...] | None = None, calib_percentile: float | None = None) -> Path:
+                             calib_method: str = "max", cpu_target: str = "auto",
+                             reduce_range: bool | None = None, op_types: tuple[str, ...] | None = None,
+                             calib_percentile: float | None = None) -> Path:
     """Writes an ONNX Runtime INT8 graph of `fp32_onnx` to `out_path` (atomically) and returns `out_path`.
 
     mode "dynamic": QInt8 weights, activations quantized at run time (MatMulInteger); no calibration.
     mode "static": QOperator graph (QLinearMatMul, ...) with activation ranges from `calibration`
     (input name -> array, samples stacked along dim 0; synthetic inputs when None).
-    The output carries the metadata marker `trt_converters.target=onnxruntime`.
+    cpu_target ("auto" = this machine, or a targets.CPU_TARGETS name) sets the weight range unless
+    reduce_range is given. The input may be a fused graph (fusion.py); it may not be INT8 already.
+    The output carries the metadata marker `trt_converters.target=onnxruntime`, the CPU target and
+    the weight bits.
     """
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
     if mode not in MODES:
@@ -55,9 +71,18 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
 
     import onnx
 
+    target = resolve_cpu_target(cpu_target)
+    if reduce_range is None:
+        reduce_range = not full_range_weights(target)
     model = onnx.load(str(fp32_onnx))
     kind = classify_loaded_graph(model)
-    if kind == "onnxruntime":
+    carried = {k: v for k, v in graph_metadata(model).items() if k.startswith("trt_converters.")}
+    fused_float = (carried.get(LOWERING_KEY, "").startswith("fused")
+                   and not {n.op_type for n in model.graph.node} & ONNXRUNTIME_INTEGER_OPS)
+    if fused_float and mode == "static":
+        raise UserError(f"{fp32_onnx.name} is a fused ONNX Runtime graph; ONNX Runtime's static quantizer cannot "
+                        "take fused operators: quantize the unfused FP32 graph, or use mode dynamic")
+    if kind == "onnxruntime" and not fused_float:
         raise UserError(f"{fp32_onnx.name} is already an ONNX Runtime INT8 graph; quantize the FP32 graph instead")
     if kind == "tensorrt_qdq":
         raise UserError(f"{fp32_onnx.name} is a TensorRT Q/DQ INT8 graph; ONNX Runtime on CPU runs it no faster "
@@ -87,6 +112,7 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
         if failure:
             raise StageError(f"ONNX Runtime {mode} quantization of {fp32_onnx.name} failed: {failure}")
         result = onnx.load(str(quantized))
+        set_metadata(result, {**carried, CPU_TARGET_KEY: target, WEIGHT_BITS_KEY: "7" if reduce_range else "8"})
         mark_onnxruntime_target(result, f"int8-{mode}")
         staged = Path(tmp) / out_path.name
         _save(result, staged, _too_large(result))
@@ -133,11 +159,15 @@ def _check_inputs_against_spec(graph_inputs: list[str], io: IOSpec, path: Path) 
 
 def _quantize_dynamic(source: Path, target: Path, per_channel: bool, reduce_range: bool,
                       op_types: tuple[str, ...] | None, large: bool) -> None:
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # Fused com.microsoft operators (Attention, SkipLayerNormalization) defeat ONNX shape inference, so
+    # the quantizer is told that tensors it cannot type are float.
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
                      reduce_range=reduce_range, op_types_to_quantize=list(op_types or DYNAMIC_OP_TYPES),
-                     use_external_data_format=large, extra_options={"MatMulConstBOnly": True})
+                     use_external_data_format=large,
+                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
 
 
 def _quantize_static(source: Path, target: Path, reader, per_channel: bool, reduce_range: bool,

@@ -33,9 +33,12 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
                        overwrite: bool = False) -> Path:
     """Writes <repo>/<model_name>/{config.pbtxt, 1/<files>} in a staging folder, then moves it into place.
 
-    `files` maps a name inside `1/` to a source path (copied) or to text (written).
+    `files` maps a name inside `1/` to a source path (copied) or to text (written); the serving
+    runtime its model.py imports is copied beside it, and the repository's requirements.txt updated.
     """
+    from trt_converters.serving_runtime import copy_runtime
     from trt_converters.triton.config import write_config
+    from trt_converters.triton.requirements import write_repository_requirements
 
     repo = Path(repo)
     target = repo / model_name
@@ -52,9 +55,11 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
                 shutil.copy2(source, version / name)
             else:
                 (version / name).write_text(source)
+        copy_runtime(version)
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
+    write_repository_requirements(repo)
     return target
 
 

@@ -3,7 +3,8 @@
 `<repo>/<pipeline_name>` takes `image` (encoded bytes, TYPE_STRING [1]) or `image_raw` (uint8
 [H, W, C]), resizes each line to the model height keeping its aspect ratio, pads the batch to a
 common width, calls the core CRNN model by name and CTC-decodes the logits of each line's own
-width. The resize/pad logic below is imported by the BLS model and by tests (one source).
+width. The resize/pad logic is in trt_converters/serving_runtime/ocr_preprocess.py (copied beside the
+BLS model, imported by tests).
 
 pipeline_options (YAML):
     charset (required), blank_index (0), width_downsample (4: input width per output step),
@@ -15,15 +16,13 @@ pipeline_options (YAML):
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
-
-import numpy as np
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
@@ -38,7 +37,6 @@ OPTIONS = {
     "max_width": Option("int", "widest resized line (default: the core input's max_shape)", minimum=1),
     "pad_batches": Option("bool", "run a request's lines as one padded batch (default true)"),
 }
-
 
 def number_list(value, *, name: str, length: int, kind=float) -> list | None:
     """A list option from YAML ([0.5, 0.5, 0.5]) or from --pipeline-option KEY=VALUE ("0.5,0.5,0.5", "32x96")."""
@@ -59,7 +57,7 @@ def number_list(value, *, name: str, length: int, kind=float) -> list | None:
 
 def resolve_options(request: PipelineRequest) -> dict:
     """Everything the BLS model needs, validated against the core model's IO spec."""
-    from trt_converters.vision.ctc import ctc_labels
+    from trt_converters.serving_runtime.ctc import ctc_labels
 
     options = dict(request.options)
     if len(request.io.inputs) != 1 or len(request.io.outputs) != 1:
@@ -125,77 +123,14 @@ def _flag(value, name: str) -> bool:
     raise UserError(f"crnn pipeline: {name} must be true or false, got {value!r}")
 
 
-def resize_line(image: np.ndarray, options: dict) -> np.ndarray:
-    """uint8 [H, W, C] -> float32 [C, image_height, W'] with W' keeping the aspect ratio (clamped)."""
-    from PIL import Image
-
-    height = options["image_height"]
-    src_h, src_w = image.shape[:2]
-    width = max(1, round(src_w * height / src_h))
-    width = max(width, options["min_width"])
-    if options["max_width"] is not None:
-        width = min(width, options["max_width"])
-    mode = "L" if image.shape[2] == 1 else "RGB"
-    pil = Image.fromarray(image[:, :, 0] if mode == "L" else image, mode)
-    resized = np.asarray(pil.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
-    if resized.ndim == 2:
-        resized = resized[:, :, None]
-    if options["mean"] is not None:
-        resized = resized - np.asarray(options["mean"], dtype=np.float32)
-    if options["std"] is not None:
-        resized = resized / np.asarray(options["std"], dtype=np.float32)
-    return np.ascontiguousarray(resized.transpose(2, 0, 1))
-
-
-def batch_lines(images: list[np.ndarray], options: dict) -> tuple[np.ndarray, list[int]]:
-    """uint8 HWC images -> (float32 [B, C, H, W_pad], CTC steps valid for each line)."""
-    lines = [resize_line(image, options) for image in images]
-    step = options["width_downsample"]
-    padded_width = step * math.ceil(max(line.shape[2] for line in lines) / step)
-    channels, height = lines[0].shape[:2]
-    fill = options["pad_value"]
-    if options["mean"] is not None:
-        fill = (fill - np.asarray(options["mean"], dtype=np.float32))
-    if options["std"] is not None:
-        fill = fill / np.asarray(options["std"], dtype=np.float32)
-    batch = np.empty((len(lines), channels, height, padded_width), dtype=np.float32)
-    batch[...] = np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1)
-    for row, line in zip(batch, lines):
-        row[:, :, : line.shape[2]] = line
-    return batch, [line.shape[2] // step for line in lines]
-
-
-def core_batches(images: list[np.ndarray], options: dict) -> list[tuple[np.ndarray, list[int]]]:
-    """The core-model calls for one request's lines, in order: one padded batch, or one per line."""
-    if options.get("pad_batches", True):
-        return [batch_lines(images, options)]
-    return [batch_lines([image], options) for image in images]
-
-
-def images_from_inputs(encoded, raw, *, channel_order: str) -> list[np.ndarray]:
-    """A request's `image` ([B, 1] bytes) or `image_raw` ([B, H, W, C] uint8) -> uint8 HWC images.
-
-    Raises InvalidImageError (a ValueError) with a message for the client.
-    """
-    from trt_converters.vision.images import InvalidImageError, decode_image, validate_hwc_image
-
-    if (encoded is None) == (raw is None):
-        raise InvalidImageError("send exactly one of the inputs 'image' (encoded bytes) or 'image_raw' (uint8 HWC)")
-    if encoded is not None:
-        return [decode_image(item, channel_order=channel_order) for item in np.asarray(encoded).reshape(-1)]
-    raw = np.asarray(raw)
-    if raw.ndim != 4:
-        raise InvalidImageError(f"image_raw must be uint8 [batch, height, width, channels], got shape {list(raw.shape)}")
-    return [validate_hwc_image(item, channel_order=channel_order) for item in raw]
-
-
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     options = resolve_options(request)
     version_dir = Path(request.repo) / request.pipeline_name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     model_py = version_dir / "model.py"
     shutil.copyfile(triton_model_source("crnn_pipeline"), model_py)
+    runtime = copy_runtime(version_dir)
     config = config_writer.image_to_text_config(
         request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
         instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
-    return [*config_writer.write_config(version_dir.parent, config), model_py]
+    return [*config_writer.write_config(version_dir.parent, config), model_py, *runtime]

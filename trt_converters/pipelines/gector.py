@@ -1,33 +1,37 @@
 """GECToR pipeline: one BLS python model `text` (TYPE_STRING [1]) -> `corrected` (TYPE_STRING [1]).
 
 The model (named after the pipeline) tokenizes, calls the core tagger by name once per
-correction round and decodes with `trt_converters.text.gector_decoding`. Written into its
-version folder: the tokenizer, the checkpoint's config.json (label vocabulary) and, when given,
-the verb-form dictionary.
+correction round and decodes with the serving runtime's `gector_decoding` (gotutiyan/gector's
+predict semantics). Written into its version folder: the serving runtime, the tokenizer, the
+checkpoint's config.json (label vocabulary) and, when given, the verb-form dictionary.
 Options: iterations (5), min_error_prob (0), keep_confidence (0), verb_forms_path,
 official_grammarly (default: config.json's is_official_model; official checkpoints were trained
 without special tokens), max_length (default: config.json's max_length, else the profile's),
-tokenizer_path, label_config_path (default: <checkpoint_dir>/config.json),
-labels_output / detect_output (default: logits_labels / logits_d), input_roles, text_input and
-output_names (the entry model's tensor names).
+batch_size (rows per core-model call; the core model's max_batch_size), tokenizer_path,
+label_config_path (default: <checkpoint_dir>/config.json), labels_output / detect_output
+(default: logits_labels / logits_d), input_roles, text_input and output_names (the entry model's
+tensor names).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import warnings
 from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines import _text_common as common
 from trt_converters.pipelines._options import Option, renamed_outputs, text_input_name
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.serving_runtime.gector_decoding import GectorLabels
+from trt_converters.serving_runtime.verb_forms import load_verb_forms
 from trt_converters.spec import TensorSpec
-from trt_converters.text.gector_decoding import GectorLabels, read_gector_config
-from trt_converters.text.verb_forms import load_verb_forms
 
 VERB_FORMS_FILE = "verb-form-vocab.txt"
 OPTIONS = {
-    **common.text_options("corrected"),
+    # the BLS model tokenizes itself (gotutiyan's way): no tokenizer model, so no length buckets
+    **{key: value for key, value in common.text_options("corrected").items() if key != "length_buckets"},
     "iterations": Option("int", "correction rounds (default 5)", minimum=1),
     "min_error_prob": Option("float", "skip sentences whose error probability is below this (default 0)",
                              minimum=0, maximum=1),
@@ -51,10 +55,16 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.require_batching(request)
     label_config_path = _label_config_path(request)
     label_config = read_gector_config(label_config_path)
-    labels = GectorLabels.from_config(label_config)
+    try:
+        labels = GectorLabels.from_config(label_config)
+    except ValueError as exc:
+        raise UserError(f"{label_config_path}: {exc}") from None
     verb_path = common.option(request, "verb_forms_path")
     if verb_path is not None:
-        load_verb_forms(verb_path)  # fail now, not when the server loads the model
+        try:
+            load_verb_forms(verb_path)  # fail now, not when the server loads the model
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     labels_output = _output(request, "labels_output", "logits_labels", 0)
     detect_output = _output(request, "detect_output", "logits_d", 1)
@@ -77,6 +87,12 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     max_length, fixed = common.sequence_length(request, tokenizer, default_max=int(config_max) if config_max else None)
     official = common.bool_option(request, "official_grammarly", bool(label_config.get("is_official_model", False)))
     batch_size = common.int_option(request, "batch_size", request.max_batch_size, minimum=1)
+
+    verb_tags = [name for name in labels.id2label if name.startswith("$TRANSFORM_VERB_")]
+    if verb_path is None and verb_tags:
+        warnings.warn(f"the GECToR labels include {len(verb_tags)} $TRANSFORM_VERB_* tags but no verb-form "
+                      "dictionary was given: those tags will leave words unchanged; pass "
+                      "--pipeline-option verb_forms_path=verb-form-vocab.txt", UserWarning, stacklevel=2)
 
     version = common.new_python_model(request, request.pipeline_name, "gector_pipeline")
     tokenizer.save_pretrained(str(version / common.TOKENIZER_FOLDER))
@@ -131,3 +147,17 @@ def _output(request: PipelineRequest, key: str, default_name: str, position: int
     if len(request.io.outputs) == 2:
         return request.io.outputs[position]
     raise UserError(f"cannot tell which core output is {default_name}: set pipeline option {key}")
+
+
+def read_gector_config(path: Path) -> dict:
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"GECToR config {path} not found: put the checkpoint's config.json "
+                        "(with label2id) in the checkpoint folder") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"GECToR config {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"GECToR config {path} must hold a JSON object with label2id")
+    return config

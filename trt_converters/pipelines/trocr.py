@@ -2,7 +2,7 @@
 
 `<repo>/<pipeline_name>` resizes each image to the fixed encoder size, normalizes it, calls the
 encoder core model once and the decoder core model (this run's core model) once per generated
-token, greedy, full prefix each step (`trt_converters.vision.ocr_decoding.greedy_decode`).
+token, greedy, full prefix each step (`serving_runtime.ocr_decoding.greedy_decode`).
 Run this writer with the decoder's config; the encoder is a separate `trt-convert` run.
 
 pipeline_options (YAML):
@@ -22,14 +22,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.triton.repository import triton_model_source
 from trt_converters.pipelines._options import Option
 from trt_converters.pipelines.crnn import number_list
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
+from trt_converters.triton.repository import triton_model_source
 
 TOKENIZER_FILENAME = "tokenizer.json"
 DEFAULT_MAX_LENGTH = 64
@@ -178,38 +177,13 @@ def _find_tokenizer(name: str, checkpoint_dir: Path | None) -> Path:
                     f"{', '.join(map(str, candidates))}); put tokenizer.json beside the checkpoint or pass --tokenizer-path")
 
 
-def preprocess_images(images: list[np.ndarray], options: dict) -> np.ndarray:
-    """uint8 RGB HWC images -> float32 [B, 3, H, W]: resize to image_size, scale to [0, 1], normalize."""
-    from PIL import Image
-
-    height, width = options["image_size"]
-    mean = np.asarray(options["mean"], dtype=np.float32)
-    std = np.asarray(options["std"], dtype=np.float32)
-    batch = np.empty((len(images), 3, height, width), dtype=np.float32)
-    for row, image in zip(batch, images):
-        resized = np.asarray(Image.fromarray(image, "RGB").resize((width, height), Image.BILINEAR), dtype=np.float32)
-        row[...] = ((resized / 255.0 - mean) / std).transpose(2, 0, 1)
-    return batch
-
-
-def tokens_to_text(rows, options: dict, tokenizer=None) -> list[str]:
-    """Generated id rows -> strings: drop the start token, stop at eos, map ids to text."""
-    from trt_converters.vision.ocr_decoding import ids_to_text, strip_special_tokens
-
-    texts = []
-    for row in rows:
-        ids = strip_special_tokens(row, start_token_id=options["start_token_id"],
-                                   eos_token_id=options["eos_token_id"], pad_token_id=options["pad_token_id"])
-        texts.append(tokenizer.decode(ids, skip_special_tokens=True) if tokenizer else ids_to_text(ids, options["vocab"]))
-    return texts
-
-
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     options, tokenizer = resolve_options(request)
     version_dir = Path(request.repo) / request.pipeline_name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     written = [version_dir / "model.py"]
     shutil.copyfile(triton_model_source("trocr_pipeline"), written[0])
+    written += copy_runtime(version_dir)
     if tokenizer is not None:
         written.append(version_dir / TOKENIZER_FILENAME)
         shutil.copyfile(tokenizer, written[-1])

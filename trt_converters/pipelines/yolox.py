@@ -15,8 +15,8 @@ Written into the repository next to the core model:
 Why an ensemble and not BLS: each step is scheduled by Triton on its own, so requests from many
 clients are dynamically batched into one core-model call (TensorRT engine) while the CPU steps of
 other requests run in parallel, without python code waiting on the GPU model. The pre/post
-models copy their numpy helpers (`trt_converters/vision/*.py`) beside `model.py`, so the
-repository runs in a stock Triton container without this package installed.
+models get the serving runtime (`trt_converters/serving_runtime/`) copied beside `model.py`, so
+the repository runs in a stock Triton container without this package installed.
 
 pipeline_options (YAML): score_threshold (0.3), iou_threshold (0.45), max_detections (100),
 class_agnostic (false), class_names (null or a list, one name per class), channel_order
@@ -33,13 +33,10 @@ from pathlib import Path
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, check_options
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
 from trt_converters.triton.repository import triton_model_source
 
-VISION = Path(__file__).resolve().parents[1] / "vision"
-# helper modules copied beside model.py, renamed so they cannot shadow other modules
-HELPERS = {"preprocess": {"images.py": "yolox_images.py", "letterbox.py": "yolox_letterbox.py"},
-           "postprocess": {"nms.py": "yolox_nms.py"}}
 OPTIONS = {
     "score_threshold": Option("float", "minimum score kept (default 0.3)", minimum=0, maximum=1),
     "iou_threshold": Option("float", "NMS IoU threshold (default 0.45)", minimum=0, maximum=1),
@@ -111,12 +108,12 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     repo = Path(request.repo)
     pre, post = f"{request.pipeline_name}_preprocess", f"{request.pipeline_name}_postprocess"
     written: list[Path] = []
-    written += _write_python_model(repo, pre, "yolox_preprocess", _preprocess_config(pre, request, settings), "preprocess")
+    written += _write_python_model(repo, pre, "yolox_preprocess", _preprocess_config(pre, request, settings))
     post_files = {}
     if settings["class_names"] is not None:
         post_files["class_names.json"] = json.dumps(settings["class_names"], indent=1)
     written += _write_python_model(repo, post, "yolox_postprocess", _postprocess_config(post, request, settings),
-                                   "postprocess", post_files)
+                                   post_files)
     ensemble_dir = repo / request.pipeline_name
     (ensemble_dir / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder, even empty
     written += config_writer.write_config(ensemble_dir, _ensemble_config(request, settings, pre, post))
@@ -185,12 +182,11 @@ def _ensemble_config(request: PipelineRequest, settings: dict, pre: str, post: s
 
 
 # -- files --------------------------------------------------------------------------------------
-def _write_python_model(repo: Path, name: str, source: str, config, role: str, extra: dict | None = None) -> list[Path]:
+def _write_python_model(repo: Path, name: str, source: str, config, extra: dict | None = None) -> list[Path]:
     version_dir = repo / name / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     written = [Path(shutil.copyfile(triton_model_source(source), version_dir / "model.py"))]
-    for original, copy_name in HELPERS[role].items():
-        written.append(Path(shutil.copyfile(VISION / original, version_dir / copy_name)))
+    written += copy_runtime(version_dir)
     for filename, text in (extra or {}).items():
         written.append(_write_text(version_dir / filename, text))
     written += config_writer.write_config(repo / name, config)

@@ -1,1 +1,1 @@
-"""Helpers for the text model scripts: checkpoint key fixes, GECToR formats, the bundled MiniLM."""
+"""Converter-side text helpers: GECToR checkpoint formats and the bundled MiniLM."""

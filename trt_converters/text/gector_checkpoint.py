@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import torch
 
 from trt_converters.errors import UserError
+from trt_converters.serving_runtime.checkpoint_keys import is_allennlp_state_dict, rename_allennlp_keys
 
-ALLENNLP_PREFIXES = {
-    "text_field_embedder.token_embedder_bert.bert_model.": "bert.",
-    "tag_labels_projection_layer._module.": "label_proj_layer.",
-    "tag_detect_projection_layer._module.": "d_proj_layer.",
-}
-WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 PAD_LABEL, OOV_LABEL = "<PAD>", "<OOV>"
 ALLENNLP_PADDING, ALLENNLP_UNKNOWN = "@@PADDING@@", "@@UNKNOWN@@"
 DETECT_LABELS = ("$CORRECT", "$INCORRECT")
@@ -61,48 +56,6 @@ KNOWN_ENCODERS: dict[str, dict] = {
     "microsoft/deberta-v3-base": {**_DEBERTA_V3, **_BASE},
     "microsoft/deberta-v3-large": {**_DEBERTA_V3, **_LARGE},
 }
-
-
-def is_allennlp_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return any(key.startswith(tuple(ALLENNLP_PREFIXES)) for key in state_dict)
-
-
-def rename_allennlp_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """AllenNLP key names -> Hugging Face GECToR names, dropping the pooler and position_ids."""
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        for old, new in ALLENNLP_PREFIXES.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        if key.startswith("bert.pooler.") or key.endswith("position_ids"):
-            continue
-        renamed[key] = value
-    return renamed
-
-
-def fit_to_model_shapes(
-    state_dict: Mapping[str, torch.Tensor], model_shapes: Mapping[str, torch.Size]
-) -> dict[str, torch.Tensor]:
-    """Apply the AllenNLP layout differences that shapes alone identify.
-
-    Embeddings one row short (no `$START`) get a zero row; a label head one row longer than the
-    model's loses its last row (@@PADDING@@ is last in Grammarly's labels.txt); a detection head
-    with more rows keeps its first ones (CORRECT, INCORRECT). Other mismatches are left for the
-    strict load to report.
-    """
-    fitted = dict(state_dict)
-    embeddings = fitted.get(WORD_EMBEDDINGS)
-    wanted = model_shapes.get(WORD_EMBEDDINGS)
-    if embeddings is not None and wanted is not None and embeddings.shape[0] == wanted[0] - 1:
-        fitted[WORD_EMBEDDINGS] = torch.cat([embeddings, torch.zeros_like(embeddings[:1])])
-    for key in ("label_proj_layer.weight", "label_proj_layer.bias"):
-        if key in fitted and key in model_shapes and fitted[key].shape[0] == model_shapes[key][0] + 1:
-            fitted[key] = fitted[key][:-1]
-    for key in ("d_proj_layer.weight", "d_proj_layer.bias"):
-        if key in fitted and key in model_shapes and fitted[key].shape[0] > model_shapes[key][0]:
-            fitted[key] = fitted[key][: model_shapes[key][0]]
-    return fitted
 
 
 def read_allennlp_vocabulary(vocab_dir: Path) -> tuple[list[str], list[str]]:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.serving_runtime import copy_runtime
 from trt_converters.spec import IOSpec
 from trt_converters.triton.config import (MODEL_FILES, Scheduling, add_warmup, check_against_profiles,
                                            model_config, write_config)
@@ -43,6 +44,7 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
     if backend == "python_onnxruntime":
         shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
+        copy_runtime(version_dir)
     config, warmup = core_model_config(options, io, profiles or {})
     write_config(model_dir, config, warmup)
     return model_dir

@@ -3,8 +3,13 @@
 The wheel carries `tritonserver` 2.51, its shared libraries and the Python backend, but keeps
 the per-Python-version backend stubs apart from the backend. `LocalTritonServer` assembles a
 backend directory with the stub that matches this interpreter, starts the server on free ports
-with this environment's `bin/` first on PATH (the stub finds numpy and our packages there), and
-waits for readiness. `check_repository` uses the same server as a config validator.
+and waits for readiness. `check_repository` uses the same server as a config validator.
+
+The stub takes its packages from the first `python` on PATH (it ignores PYTHONPATH). The server
+gets a small serving environment first on PATH: this interpreter, this environment's
+site-packages, and in front of them a package per hidden module whose import fails. By default
+`trt_converters` is hidden, so served models see what a stock Triton container with the
+repository's requirements.txt installed sees: a model that imports this package fails to load.
 """
 
 from __future__ import annotations
@@ -148,9 +153,9 @@ class LocalTritonServer:
 
     Use as a context manager, or call start() and stop(). After start(), `http_url` and
     `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
-    only with metrics=True. `env` adds or overrides environment variables for the server and
-    its Python backend stubs (e.g. PYTHONPATH for python-backend models). `user` runs the server as
-    that user (this process must be root), as a container does with a mounted repository.
+    only with metrics=True. `env` adds or overrides environment variables for the server.
+    `hidden_modules`: top-level packages python-backend models cannot import (see the module doc). `user`
+    runs the server as that user (this process must be root), as a container does with a mounted repository.
     """
 
     def __init__(
@@ -164,6 +169,7 @@ class LocalTritonServer:
         env: Mapping[str, str] | None = None,
         exit_timeout: int = 5,
         wait_for: str = "ready",
+        hidden_modules: Sequence[str] = ("trt_converters",),
         host: str = "127.0.0.1",
         ports: tuple[int, int, int] | None = None,
         distribution: TritonDistribution | None = None,
@@ -179,6 +185,7 @@ class LocalTritonServer:
         self.env = dict(env or {})
         self.exit_timeout = exit_timeout
         self.wait_for = wait_for
+        self.hidden_modules = tuple(hidden_modules)
         self.host = host
         self.ports = tuple(ports) if ports is not None else None  # http, grpc, metrics; None: free ports
         self.distribution = distribution
@@ -190,6 +197,7 @@ class LocalTritonServer:
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen | None = None
         self._workdir: Path | None = None
+        self._serving_bin: Path | None = None
         self._log_file = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -215,6 +223,8 @@ class LocalTritonServer:
             self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
+            self._serving_bin = (_serving_environment(self._workdir / "python", self.hidden_modules)
+                                 if self.hidden_modules else Path(sys.prefix) / "bin")
             for _ in range(1 if self.ports else _PORT_ATTEMPTS):
                 if self._launch(dist, backends):
                     return self
@@ -301,14 +311,7 @@ class LocalTritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             p for p in (_interpreter_libdir(), str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
         )
-        env["PATH"] = os.pathsep.join(
-            p for p in (str(Path(sys.prefix) / "bin"), env.get("PATH", "")) if p
-        )
-        # python-backend models may import trt_converters even where it is not installed
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (env.get("PYTHONPATH", ""), package_parent) if p
-        )
+        env["PATH"] = os.pathsep.join(p for p in (str(self._serving_bin), env.get("PATH", "")) if p)
         env.update(self.env)
         return env
 
@@ -466,6 +469,30 @@ def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[s
     return result
 
 
+def _serving_environment(root: Path, hidden_modules: Sequence[str]) -> Path:
+    """A virtual environment at `root` over this one's packages, with `hidden_modules` unimportable; its bin/."""
+    import site
+    import sysconfig
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "python3", f"python{version}"):
+        (bin_dir / name).symlink_to(base)
+    (root / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\n"
+                                     f"version = {sys.version.split()[0]}\n")
+    packages = root / "lib" / f"python{version}" / "site-packages"
+    packages.mkdir(parents=True)
+    for module in hidden_modules:
+        (packages / module).mkdir()
+        (packages / module / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({module!r} + ' is hidden from served models (LocalTritonServer): a model.py '\n"
+            f"                          'must not import it', name={module!r})\n")
+    # Plain paths: their .pth files (an editable install's finder among them) are not processed.
+    ours = [p for p in (*site.getsitepackages(), sysconfig.get_paths()["purelib"]) if Path(p).is_dir()]
+    (packages / "serving_environment.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    return bin_dir
 def _primary_group(user: str) -> int:
     import pwd
 

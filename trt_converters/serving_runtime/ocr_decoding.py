@@ -17,8 +17,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from trt_converters.errors import UserError
-
 EncodeFn = Callable[[np.ndarray], np.ndarray]
 DecodeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -35,7 +33,7 @@ def greedy_decode(
 ) -> np.ndarray:
     """Return token ids [B, L] (L <= max_length), start token included, HF-style padding after eos."""
     if max_length < 1:
-        raise UserError(f"max_length must be at least 1, got {max_length}: raise it in pipeline_options")
+        raise ValueError(f"max_length must be at least 1, got {max_length}: raise it in pipeline_options")
     if pad_token_id is None:
         pad_token_id = eos_token_id
     encoder_hidden_states = np.asarray(encode(pixel_values))
