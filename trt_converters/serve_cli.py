@@ -43,6 +43,27 @@ def check_repository_folder(repo: Path, models: tuple[str, ...]) -> None:
         raise UserError(f"--model {missing[0]!r} is not in {repo} (models: {', '.join(found)})")
 
 
+DEFAULT_CACHE_BYTES = 64 << 20
+
+
+def response_cache_bytes(repo: Path, models: tuple[str, ...], cache_size: str) -> int:
+    """Bytes for Triton's local response cache: a model's `response_cache { enable: true }` is ignored unless
+    the server starts a cache, so 'auto' starts one exactly when a served config asks for it."""
+    from trt_converters.spec import parse_byte_size
+    from trt_converters.triton.examples import repository_configs
+
+    if cache_size.strip() == "0":
+        return 0
+    if cache_size.strip().lower() != "auto":
+        try:
+            return parse_byte_size(cache_size)
+        except (ValueError, UserError):
+            raise UserError(f"--cache-size {cache_size!r}: give bytes (67108864), a size (64M, 1G), 0 or auto") from None
+    configs = repository_configs(repo)
+    wanted = [config for name, config in configs.items() if not models or name in models]
+    return DEFAULT_CACHE_BYTES if any(config.response_cache.enable for config in wanted) else 0
+
+
 def check_ports_free(host: str, ports: dict[str, int]) -> None:
     """One clear line before starting anything when a port is taken."""
     for label, port in ports.items():
@@ -102,8 +123,11 @@ def render_examples(repo: Path, states: dict[str, str], http_url: str) -> str:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Keep the server's log here.")
 @click.option("--startup-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86_400),
               help="Seconds to wait for the server and its models.")
+@click.option("--cache-size", default="auto", show_default=True,
+              help="Response cache size (bytes, 64M, 1G): 'auto' starts Triton's local cache with 64M when a served "
+                   "config enables response_cache, 0 starts none.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
-def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, startup_timeout, verbose):
+def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, startup_timeout, cache_size, verbose):
     """Serve a Triton model repository with the real tritonserver, in the foreground (Ctrl-C stops it)."""
     with errors_reported(verbose):
         from trt_converters.triton.server import (LocalTritonServer, PortInUseError, TritonServerError,
@@ -119,6 +143,9 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
         extra = ["--exit-on-error=false", "--strict-readiness=false"]
         if models:
             extra += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
+        cache_bytes = response_cache_bytes(repo, models, cache_size)
+        if cache_bytes:
+            extra.append(f"--cache-config=local,size={cache_bytes}")
         server = LocalTritonServer(repo, log_path=log_file, startup_timeout=startup_timeout, extra_args=extra,
                                    metrics=True, host=host, ports=(http_port, grpc_port, metrics_port),
                                    distribution=distribution, wait_for="live", exit_timeout=10)
@@ -144,6 +171,8 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
                        f"metrics  http://{server.metrics_url}/metrics")
             if log_file:
                 click.echo(f"log      {log_file}")
+            if cache_bytes:
+                click.echo(f"cache    local response cache, {cache_bytes >> 20} MiB")
             examples = render_examples(repo, states, server.http_url)
             if examples:
                 click.echo(f"\n{examples}")

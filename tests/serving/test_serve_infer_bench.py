@@ -80,7 +80,8 @@ def converted(tmp_path_factory):
         "--model-name", "e5", "--model-kwargs", json.dumps(TINY), "--model-io-config", json.dumps(IO),
         "--triton-repo", work / "repo", "--output-dir", work / "out", "--generate-onnx", "--generate-triton-config",
         "--triton-backend", "python_onnxruntime", "--instance-kind", "cpu", "--max-batch-size", "8",
-        "--input-size", "2", "16", "--tokenizer-path", minilm_checkpoint_dir(), "--pipeline-option", "max_length=128"])
+        "--input-size", "2", "16", "--tokenizer-path", minilm_checkpoint_dir(), "--pipeline-option", "max_length=128",
+        "--response-cache"])
     assert code == 0, err + out
     (work / "repo" / "needs_ort" / "1").mkdir(parents=True)
     (work / "repo" / "needs_ort" / "config.pbtxt").write_text(UNLOADABLE)
@@ -155,6 +156,7 @@ def test_serve_lists_models_urls_and_a_working_curl(served):
     assert states["needs_ort"].startswith("UNAVAILABLE") and "onnxruntime" in states["needs_ort"]
     assert f"http://127.0.0.1:{http}" in output and f"127.0.0.1:{grpc}" in output
     assert f"http://127.0.0.1:{metrics}/metrics" in output
+    assert "cache    local response cache, 64 MiB" in output  # the entry model asks for the response cache
     curls = [line for line in output.splitlines() if line.startswith("curl ")]
     assert len(curls) == 1 and "/v2/models/e5_e5/infer" in curls[0]  # steps of the ensemble are not entry points
     if shutil.which("curl") is None:
@@ -165,6 +167,23 @@ def test_serve_lists_models_urls_and_a_working_curl(served):
     (output_tensor,) = response["outputs"]
     got = np.array(output_tensor["data"], dtype=np.float32).reshape(output_tensor["shape"])
     np.testing.assert_allclose(got, _reference_embeddings(served["work"], texts), atol=1e-5)
+    again = subprocess.run(["bash", "-c", curls[0]], capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout)["outputs"] == response["outputs"]
+    assert _cache_hits(f"http://127.0.0.1:{http}/v2/models/e5_e5/stats") >= 1
+
+
+def _cache_hits(stats_url: str) -> int:
+    """The entry model's response-cache hits, waited for (bounded): statistics may lag the responses."""
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while True:
+        with urllib.request.urlopen(stats_url, timeout=30) as reply:
+            stats = json.loads(reply.read())
+        hits = int(stats["model_stats"][0]["inference_stats"]["cache_hit"]["count"])
+        if hits or time.monotonic() > deadline:
+            return hits
+        time.sleep(0.2)
 
 
 def test_infer_prints_the_answer_and_raw_json(served):
