@@ -99,7 +99,6 @@ class ConvertOptions(BaseModel):
     ort_fusion: bool = True
     cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
     tune: bool = False
-    ort_optimization_level: Optional[Literal["basic", "extended", "all"]] = None
     triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"
     instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
     instance_count: int = 1
