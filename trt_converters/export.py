@@ -59,20 +59,25 @@ def export_onnx(model, io: IOSpec, sample_inputs: dict, profiles: dict[str, Shap
                 _export_legacy(model, io, args, scratch, opset)
         graph = onnx.load(str(scratch), load_external_data=True)
     except StageError:
+        _remove_scratch(scratch)
         raise
     except Exception as exc:  # exporters raise many types; the message is what the user needs
+        _remove_scratch(scratch)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StageError(f"{exporter} ONNX export failed: {type(exc).__name__}: {message}") from exc
+    try:
+        renamed = _name_outputs(graph, io)
+        dropped = _drop_unused_inputs(graph)
+        actual_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
+        notes = [f"input {name!r} is not used by the model and was removed from the graph" for name in dropped]
+        if actual_opset != opset:
+            notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {actual_opset}")
+        # The exporter's own single-file graph is kept when nothing was changed in it: saving the same graph
+        # again costs seconds on a base-size model (a 500 MB protobuf).
+        unchanged = not renamed and not dropped and not scratch.with_name(scratch.name + ".data").exists()
+        _save_checked(graph, out_path, written=scratch if unchanged else None)
     finally:
-        for leftover in (scratch, scratch.with_name(scratch.name + ".data")):
-            leftover.unlink(missing_ok=True)
-    _name_outputs(graph, io)
-    dropped = _drop_unused_inputs(graph)
-    actual_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
-    notes = [f"input {name!r} is not used by the model and was removed from the graph" for name in dropped]
-    if actual_opset != opset:
-        notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {actual_opset}")
-    _save_checked(graph, out_path)
+        _remove_scratch(scratch)
     return ExportResult(path=out_path, exporter=exporter, opset=actual_opset,
                         seconds=time.perf_counter() - started,
                         graph_inputs=[i.name for i in graph.graph.input],
@@ -135,8 +140,8 @@ def _export_dynamo(model, io: IOSpec, args: tuple, profiles: dict[str, ShapeProf
         program.save(str(path), external_data=False)
 
 
-def _name_outputs(graph, io: IOSpec) -> None:
-    """Renames graph outputs to the IO spec's names where the exporter chose others (same order)."""
+def _name_outputs(graph, io: IOSpec) -> bool:
+    """Renames graph outputs to the IO spec's names where the exporter chose others (same order); True if any."""
     expected = [t.name for t in io.outputs]
     actual = [o.name for o in graph.graph.output]
     if len(actual) != len(expected):
@@ -144,12 +149,13 @@ def _name_outputs(graph, io: IOSpec) -> None:
                          f"({', '.join(expected)}); make forward() return them in that order")
     renames = {old: new for old, new in zip(actual, expected) if old != new}
     if not renames:
-        return
+        return False
     for node in graph.graph.node:
         node.output[:] = [renames.get(n, n) for n in node.output]
         node.input[:] = [renames.get(n, n) for n in node.input]
     for output in graph.graph.output:
         output.name = renames.get(output.name, output.name)
+    return True
 
 
 def _drop_unused_inputs(graph) -> list[str]:
@@ -172,13 +178,24 @@ def _names_read(graph_proto) -> set[str]:
     return names
 
 
-def _save_checked(graph, out_path: Path) -> None:
+def _remove_scratch(scratch: Path) -> None:
+    for leftover in (scratch, scratch.with_name(scratch.name + ".data")):
+        leftover.unlink(missing_ok=True)
+
+
+def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None:
+    """Writes `graph` (or moves `written`, a single-file copy of it) to `out_path` and checks the file."""
+    import os
+
     import onnx
 
-    large = _serialized_size(graph) > TWO_GIB
     data_name = out_path.name + ".data"
-    onnx.save_model(graph, str(out_path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=data_name if large else None)
+    if written is not None:
+        os.replace(written, out_path)
+    else:
+        large = _serialized_size(graph) > TWO_GIB
+        onnx.save_model(graph, str(out_path), save_as_external_data=large, all_tensors_to_one_file=True,
+                        location=data_name if large else None)
     try:
         onnx.checker.check_model(str(out_path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
