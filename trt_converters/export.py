@@ -74,7 +74,8 @@ def export_onnx(model, io: IOSpec, sample_inputs: dict, profiles: dict[str, Shap
             notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {actual_opset}")
         # The exporter's own single-file graph is kept when nothing was changed in it: saving the same graph
         # again costs seconds on a base-size model (a 500 MB protobuf).
-        unchanged = not renamed and not dropped and not scratch.with_name(scratch.name + ".data").exists()
+        unchanged = (not renamed and not dropped and not scratch.with_name(scratch.name + ".data").exists()
+                     and _serialized_size(graph) <= TWO_GIB)
         _save_checked(graph, out_path, written=scratch if unchanged else None)
     finally:
         _remove_scratch(scratch)
