@@ -308,6 +308,7 @@ def token_request(ids, mask):
 def run_cell(url: str, model: str, requests: list, concurrency: int, seconds: float, offset: int) -> dict:
     """`concurrency` threads send batch-1 requests back to back for `seconds`; latencies in ms."""
     import tritonclient.grpc as grpcclient
+    from trt_converters.threads import run_side_by_side
 
     lock = threading.Lock()
     latencies: list[float] = []
@@ -332,13 +333,7 @@ def run_cell(url: str, model: str, requests: list, concurrency: int, seconds: fl
             with lock:
                 latencies.append((time.perf_counter() - began) * 1000)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + 180)
-    wall = time.perf_counter() - started
+    wall = run_side_by_side(worker, concurrency, join_timeout=seconds + 180)
     return {"completed": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else "",
             "seconds": wall, "rate": len(latencies) / wall, "latencies": latencies, "load": load_average()}
 

@@ -208,6 +208,7 @@ def write_repository(args, io, artifacts) -> Path:
 def run_load(url: str, model: str, requests: list[dict], concurrency: int, total: int, time_cap: float) -> dict:
     """`concurrency` threads send batch-1 requests back to back until `total` are done or time runs out."""
     import tritonclient.grpc as grpcclient
+    from trt_converters.threads import run_side_by_side
 
     lock = threading.Lock()
     latencies: list[float] = []
@@ -240,13 +241,7 @@ def run_load(url: str, model: str, requests: list[dict], concurrency: int, total
             with lock:
                 latencies.append(time.perf_counter() - began)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=time_cap + 120)
-    wall = time.perf_counter() - started
+    wall = run_side_by_side(worker, concurrency, join_timeout=time_cap + 120)
     ordered = sorted(latencies)
 
     def percentile(q: float) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trt_converters.errors import StageError
+from trt_converters.threads import run_side_by_side
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,5 @@ def _runs_per_second(sessions: list, inputs: dict, concurrency: int, seconds: fl
             with lock:
                 done[0] += 1
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + 300)
-    return done[0] / (time.perf_counter() - started)
+    wall = run_side_by_side(client, concurrency, join_timeout=seconds + 300)
+    return done[0] / wall
