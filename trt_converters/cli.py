@@ -93,7 +93,7 @@ ADDED_FLAGS = [
     _option("--model-warmup/--no-model-warmup", default=None,
             help="Warm the core model up at load (batch 1 and the max batch).  [default: on for engines]"),
     _option("--response-cache/--no-response-cache", default=None,
-            help="Triton response cache on the model users call (the server needs --cache-config).  [default: off]"),
+            help="Triton response cache on the model users call (trt-serve starts the cache; other servers need --cache-config).  [default: off]"),
     _option("--max-queue-size", type=int, help="Dynamic batching: requests queued before new ones are rejected."),
     _option("--queue-timeout", type=int, help="Dynamic batching: microseconds a request may wait in the queue."),
     _option("--queue-timeout-action", type=click.Choice(["reject", "delay"]),

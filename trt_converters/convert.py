@@ -69,8 +69,8 @@ def run_conversion(options: ConvertOptions) -> dict:
         for warning in serving.warnings:
             log(f"warning: {warning}")
         if options.response_cache:
-            log("[serve] response cache on: the server uses it only when started with --cache-config "
-                "local,size=BYTES")
+            log("[serve] response cache on: trt-serve starts Triton's cache for it; another server needs "
+                "--cache-config local,size=BYTES")
     with Staging() as staging:
         state = RunState(options=options, staging=staging, io=io, profiles=profiles,
                          report=_report_header(options, profiles))
