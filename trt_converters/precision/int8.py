@@ -190,7 +190,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     tolerance = tolerance or DEFAULT_TOLERANCES["int8"]
     method = calibration_method(method)
     model_hash = file_sha256(fp32_onnx)
-    folded = fold_constants(onnx.load(str(fp32_onnx)))
+    folded = _at_modelopt_opset(fold_constants(onnx.load(str(fp32_onnx))))
     graph_inputs = [i.name for i in folded.graph.input]
     folded_path = work_dir / "model.onnx"
     save_model(folded, folded_path)
@@ -242,8 +242,10 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch, percentile)
                 scales_file = work_dir / "percentile.calib"
                 write_cache(scales_file, CacheHeader(name, model_hash, shapes), scales)
-                _run_modelopt(folded_path, candidates[name], data=data, method="max", shapes=shapes,
-                              high_precision=high_precision, cache=scales_file, exclude_fp16=exclude_fp16)
+                # Every activation scale comes from that cache: one batch serves ModelOpt's own calibration pass.
+                _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
+                              shapes=shapes, high_precision=high_precision, cache=scales_file,
+                              exclude_fp16=exclude_fp16)
             else:
                 _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
                               high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16)
@@ -315,7 +317,11 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         else:
             write_cache(cache, CacheHeader(chosen, model_hash, shapes), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
-    save_model(quantized, out_path)
+    kept = candidates[chosen]
+    if quantized is loaded[chosen] and not _has_side_files(kept):
+        kept.replace(out_path)  # the file the check ran holds this graph already
+    else:
+        save_model(quantized, out_path)
     return Int8Outcome(notes, details, kept_outputs if check is not None else None)
 
 
@@ -328,6 +334,31 @@ def _unquantized_kept_out_ops(model):
     kinds = {n.name: n.op_type for n in model.graph.node}
     readers = {name for name in quantized_nodes(model) if kinds[name] in OP_TYPES_KEPT_OUT_OF_INT8}
     return bypass_quantization(model, readers) if readers else model
+
+
+def _at_modelopt_opset(model):
+    """The folded graph at the opset ModelOpt's INT8 quantizer requires (19), converted here without the weights:
+    ModelOpt would otherwise convert the whole graph and save a copy of it (on RoBERTa-base about 6 s)."""
+    from trt_converters.precision.graph_shapes import convert_opset
+
+    try:
+        from modelopt.onnx.utils import QDQ_PRECISION_MIN_OPSET
+    except ImportError:  # another ModelOpt layout: it converts the graph itself
+        return model
+    required = QDQ_PRECISION_MIN_OPSET.get("int8")
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if required is None or current is None or current >= required:
+        return model
+    return convert_opset(model, required)
+
+
+def _first_batch(data: dict, batch: int) -> dict:
+    return {name: value[:batch] for name, value in data.items()}
+
+
+def _has_side_files(path: Path) -> bool:
+    """Whether the graph's tensors may live beside it (ModelOpt's `<name>_data`, save_model's `<name>.data`)."""
+    return any(p != path for p in path.parent.glob(path.name + "?data"))
 
 
 def _modelopt_method(method: str) -> str:
