@@ -75,7 +75,7 @@ def export_onnx(model, io: IOSpec, sample_inputs: dict, profiles: dict[str, Shap
         # The exporter's own single-file graph is kept when nothing was changed in it: saving the same graph
         # again costs seconds on a base-size model (a 500 MB protobuf).
         unchanged = (not renamed and not dropped and not scratch.with_name(scratch.name + ".data").exists()
-                     and _serialized_size(graph) <= TWO_GIB)
+                     and scratch.stat().st_size <= TWO_GIB)  # the file is the serialized graph
         _save_checked(graph, out_path, written=scratch if unchanged else None)
     finally:
         _remove_scratch(scratch)
@@ -194,9 +194,12 @@ def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None
     if written is not None:
         os.replace(written, out_path)
     else:
-        large = _serialized_size(graph) > TWO_GIB
-        onnx.save_model(graph, str(out_path), save_as_external_data=large, all_tensors_to_one_file=True,
-                        location=data_name if large else None)
+        serialized = _serialized(graph)  # once: ByteSize() would cost a serialization of its own
+        if serialized is not None:
+            out_path.write_bytes(serialized)
+        else:
+            onnx.save_model(graph, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name)
     try:
         onnx.checker.check_model(str(out_path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -206,8 +209,10 @@ def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None
         raise StageError(f"the exported graph fails onnx.checker: {first}") from None
 
 
-def _serialized_size(graph) -> float:
+def _serialized(graph) -> bytes | None:
+    """The graph's bytes, or None where it needs external data (over 2 GiB)."""
     try:
-        return graph.ByteSize()
-    except Exception:  # protobuf refuses to size messages over 2 GiB
-        return float("inf")
+        serialized = graph.SerializeToString()
+    except Exception:  # noqa: BLE001 - protobuf refuses messages over 2 GiB
+        return None
+    return serialized if len(serialized) <= TWO_GIB else None
