@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp16,int8")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--size", default="base", choices=["base", "tiny"], help="tiny: a quick check of the script")
+    parser.add_argument("--calib-method", help="INT8 --calib-method (default: the converter's, max)")
     args = parser.parse_args()
     import trt_converters
 
@@ -56,12 +57,13 @@ def main() -> None:
     results = {"label": args.label, "code": str(Path(trt_converters.__file__).parent), "machine": machine_line(),
                "runs": {}}
     results["command_flags"] = {p: PRECISIONS[p] for p in args.precisions.split(",")}
+    results["calib_method"] = args.calib_method or "default (max)"
     for precision in args.precisions.split(","):
         out = args.work / "speed" / args.label / precision
         before = load_average()
         flags = ["--generate-onnx", "--generate-trt", *PRECISIONS[precision]]
         if precision == "int8":
-            flags += calibration_flags(args.work)
+            flags += calibration_flags(args.work) + (["--calib-method", args.calib_method] if args.calib_method else [])
         report, wall = convert(prepared, out, flags, log_path=out.with_suffix(".log"))
         stages = {name: entry.get("seconds") for name, entry in report["stages"].items()}
         lowered = report["stages"].get(f"lower_{precision}", {})
@@ -74,6 +76,7 @@ def main() -> None:
     if args.size != "base":
         return
     suffix = "" if args.precisions == "fp16,int8" else "-" + args.precisions.replace(",", "-")
+    suffix += f"-{args.calib_method}" if args.calib_method else ""
     (RESULTS / f"conversion_speed_{args.label}{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
