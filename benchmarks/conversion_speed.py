@@ -26,11 +26,11 @@ from common import DEFAULT_WORK, RESULTS, convert, load_average, machine_line, p
 
 CORPUS = Path(__file__).resolve().parent / "data" / "sentences.tsv"
 CALIBRATION_SAMPLES = 64
-# INT8 with a loose budget: random weights miss the default INT8 budget (before and after alike), and a failed
-# run writes no report to time.
+# INT8 under its default budget: judged on the first 8 calibration sentences, the INT8 graph of the random-weight
+# model meets it by a wide margin (max abs error 0.015 against atol 0.05, cosine 0.9998), so no exclusion search
+# runs. (With synthetic calibration it missed the budget, and a failed run writes no report to time.)
 PRECISIONS = {"fp16": ["--use-fp16"],
-              "int8": ["--use-int8", "--calib-samples", str(CALIBRATION_SAMPLES), "--atol", "1", "--rtol", "1",
-                       "--min-cosine", "0.9"]}
+              "int8": ["--use-int8", "--calib-samples", str(CALIBRATION_SAMPLES)]}
 
 
 def calibration_flags(work: Path) -> list[str]:
