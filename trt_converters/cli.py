@@ -72,6 +72,9 @@ ADDED_FLAGS = [
             "error).  [default: max]"),
     _option("--calib-percentile", type=float, help="Percentile of |x| that --calib-method percentile clips at.  "
             "[default: 99.99]"),
+    _option("--int8-outlier-channels/--no-int8-outlier-channels", default=None, help="Compute the few input "
+            "channels of each INT8 MatMul whose calibration range dwarfs the rest apart, unquantized, so the INT8 "
+            "scale fits the others.  [default: on]"),
     _option("--int8-search/--no-int8-search", default=None, help="Search which nodes to keep out of INT8 even when "
             "the INT8 graph meets its budget (--no-int8-search: never).  [default: when it misses the budget]"),
     _option("--precision", "precision_mode", type=click.Choice(["auto", "fp32", "fp16", "int8"]),

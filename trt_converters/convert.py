@@ -537,6 +537,7 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
                              calibration_cache=options.calibration_cache,
                              calib_percentile=precision_options.calib_percentile,
                              int8_search=precision_options.int8_search if int8_search is None else int8_search,
+                             int8_outlier_channels=precision_options.int8_outlier_channels,
                              tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"),
                              check=check, calibration=state.calibration_data)
     for note in result.notes:
