@@ -3,8 +3,8 @@
 `int8` keeps the non-quantized layers in FP32; `int8_fp16` puts them in FP16 (ModelOpt's
 high_precision_dtype) with the sensitive ops of fp16.py still in FP32. The activation scales are saved
 as a TensorRT-style calibration cache (first line a header, then `tensor: <big-endian float32 hex>`);
-with a cache made from the same FP32 graph and method, ModelOpt takes the scales from it and the
-calibration data is not read.
+with a cache made from the same FP32 graph and method (for percentile, the same percentile), ModelOpt takes
+the scales from it and the calibration data is not read.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ class CacheHeader:
     method: str
     model_sha256: str
     shapes: str
+    percentile: float | None = None  # percentile caches only; None in caches written before it was recorded
+
+    def describe(self) -> str:
+        if self.method != "percentile":
+            return self.method
+        return f"percentile {self.percentile:g}" if self.percentile is not None else "percentile (value not recorded)"
 
 
 def calibration_method(name: str) -> str:
@@ -57,7 +63,18 @@ def read_cache_header(cache: Path) -> CacheHeader | None:
     fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     if "model-sha256" not in fields or "shapes" not in fields:
         return None
-    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"])
+    try:
+        percentile = float(fields["percentile"]) if "percentile" in fields else None
+    except ValueError:
+        percentile = None
+    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"], percentile)
+
+
+def cache_serves(header: CacheHeader | None, model_hash: str, method: str, percentile: float) -> bool:
+    """Whether a cache's scales are those this calibration would make: the same FP32 graph, the method asked for
+    (any, for auto) and, for percentile scales, the same percentile (unknown in older caches: not reused)."""
+    return header is not None and header.model_sha256 == model_hash and method in (header.method, "auto") \
+        and (header.method != "percentile" or header.percentile == percentile)
 
 
 def read_cache_scales(cache: Path) -> dict[str, float]:
@@ -69,7 +86,10 @@ def read_cache_scales(cache: Path) -> dict[str, float]:
 
 
 def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
-    lines = [f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"]
+    first = f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"
+    if header.percentile is not None:
+        first += f" percentile={header.percentile!r}"  # repr: read back as the same float
+    lines = [first]
     lines += [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
     cache.parent.mkdir(parents=True, exist_ok=True)
     scratch = cache.with_name(cache.name + ".tmp")
@@ -199,7 +219,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     exclude_fp16 = list(SENSITIVE_OP_TYPES)
 
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
-    reuse = header is not None and header.model_sha256 == model_hash and (header.method == method or method == "auto")
+    reuse = cache_serves(header, model_hash, method, percentile)
     candidates: dict[str, Path] = {}
     if reuse:
         shapes = header.shapes
@@ -207,13 +227,14 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
         data = synthetic_for_shapes(parse_shapes(shapes))
         notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
-                     f"method {method}); calibration data not read")
+                     f"method {header.describe()}); calibration data not read")
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
                       high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16)
     else:
         if cache is not None and cache.is_file():
-            why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else f"method {header.method}"
+            why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else \
+                f"method {header.describe()}"
             notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
         data = load_calibration()
         missing = [name for name in graph_inputs if name not in data]
@@ -241,7 +262,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                                   cache=None, exclude_fp16=[])
                 scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch, percentile)
                 scales_file = work_dir / "percentile.calib"
-                write_cache(scales_file, CacheHeader(name, model_hash, shapes), scales)
+                write_cache(scales_file, CacheHeader(name, model_hash, shapes, percentile), scales)
                 _run_modelopt(folded_path, candidates[name], data=data, method="max", shapes=shapes,
                               high_precision=high_precision, cache=scales_file, exclude_fp16=exclude_fp16)
             else:
