@@ -382,16 +382,21 @@ def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes
 
     from modelopt.onnx.quantization import quantize
 
+    from trt_converters.progress import calibration_seconds, graph_megabytes, heartbeat
+
     logging.getLogger("modelopt").setLevel(logging.WARNING)
     # ModelOpt logs a missing NVML as an ERROR on every CPU-only run; calibration here is CPU by design.
     logging.getLogger("modelopt.onnx").addFilter(_NO_GPU_COUNT_ERROR)
+    expected = calibration_seconds(graph_megabytes(source), next(iter(data.values())).shape[0],
+                                   fp16=high_precision == "fp16")
     try:
-        quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
-                 calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
-                 op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
-                 op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
-                 calibration_cache_path=str(cache) if cache else None, output_path=str(target),
-                 log_level="WARNING")
+        with heartbeat("ModelOpt INT8 quantization", expected):
+            quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
+                     calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
+                     op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
+                     op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
+                     calibration_cache_path=str(cache) if cache else None, output_path=str(target),
+                     log_level="WARNING")
     except UserError:
         raise
     except Exception as exc:  # ModelOpt and ONNX Runtime raise many types
