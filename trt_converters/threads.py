@@ -1,4 +1,4 @@
-"""The project's threads: closed-loop workers side by side, and one helper thread beside a long call; every join bounded."""
+"""The project's threads: closed-loop workers side by side, one helper thread beside a long call; joins bounded."""
 
 from __future__ import annotations
 
