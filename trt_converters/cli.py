@@ -80,7 +80,9 @@ ADDED_FLAGS = [
     _option("--precision", "precision_mode", type=click.Choice(["auto", "fp32", "fp16", "int8"]),
             help="Engine precision; auto tries INT8, INT8 with nodes kept out, FP16, FP32 and keeps the first that "
             "meets the budget (replaces --use-fp16/--use-int8)."),
-    _option("--calibration-cache", type=click.Path(dir_okay=False), help="Calibration cache to reuse/save."),
+    _option("--calibration-cache", type=click.Path(dir_okay=False),
+            help="Calibration cache: reused when made from the same FP32 graph, method and percentile; else "
+            "recalibrated and rewritten."),
     _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
     _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),
     _option("--ort-fusion/--no-ort-fusion", default=None,

@@ -3,8 +3,8 @@
 `int8` keeps the non-quantized layers in FP32; `int8_fp16` puts them in FP16 (ModelOpt's
 high_precision_dtype) with the sensitive ops of fp16.py still in FP32. The activation scales are saved
 as a TensorRT-style calibration cache (first line a header, then `tensor: <big-endian float32 hex>`);
-with a cache made from the same FP32 graph and method, ModelOpt takes the scales from it and the
-calibration data is not read.
+with a cache made from the same FP32 graph and method (for percentile, the same percentile), ModelOpt takes
+the scales from it and the calibration data is not read.
 """
 
 from __future__ import annotations
@@ -30,9 +30,15 @@ class CacheHeader:
     method: str
     model_sha256: str
     shapes: str
+    percentile: float | None = None  # percentile caches only; None in caches written before it was recorded
     # The outlier channels the scales were calibrated with (outlier_channels.py), kept in the header line,
     # which TensorRT's and ModelOpt's cache readers skip.
     outliers: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.method != "percentile":
+            return self.method
+        return f"percentile {self.percentile:g}" if self.percentile is not None else "percentile (value not recorded)"
 
 
 def _encode_outliers(outliers: dict[str, list[int]]) -> str:
@@ -80,8 +86,19 @@ def read_cache_header(cache: Path) -> CacheHeader | None:
     fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     if "model-sha256" not in fields or "shapes" not in fields:
         return None
-    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"],
+    try:
+        percentile = float(fields["percentile"]) if "percentile" in fields else None
+    except ValueError:
+        percentile = None
+    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"], percentile,
                        _decode_outliers(fields.get("outlier-channels", "")))
+
+
+def cache_serves(header: CacheHeader | None, model_hash: str, method: str, percentile: float) -> bool:
+    """Whether a cache's scales are those this calibration would make: the same FP32 graph, the method asked for
+    (any, for auto) and, for percentile scales, the same percentile (unknown in older caches: not reused)."""
+    return header is not None and header.model_sha256 == model_hash and method in (header.method, "auto") \
+        and (header.method != "percentile" or header.percentile == percentile)
 
 
 def read_cache_scales(cache: Path) -> dict[str, float]:
@@ -94,6 +111,8 @@ def read_cache_scales(cache: Path) -> dict[str, float]:
 
 def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
     first = f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"
+    if header.percentile is not None:
+        first += f" percentile={header.percentile!r}"  # repr: read back as the same float
     if header.outliers:
         first += " outlier-channels=" + _encode_outliers(header.outliers)
     lines = [first] + [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
@@ -230,8 +249,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
 
     mask_input = token_mask_input(folded)
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
-    reuse = header is not None and header.model_sha256 == model_hash and (header.method == method or method == "auto") \
-        and (outlier_channels or not header.outliers)
+    reuse = cache_serves(header, model_hash, method, percentile) and (outlier_channels or not header.outliers)
     candidates: dict[str, Path] = {}
     if reuse:
         shapes = header.shapes
@@ -241,14 +259,19 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
         data = synthetic_for_shapes(parse_shapes(shapes))
         notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
-                     f"method {method}); calibration data not read")
+                     f"method {header.describe()}); calibration data not read")
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
                       high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16,
                       exclude_nodes=_kept_out_nodes(folded))
     else:
         if cache is not None and cache.is_file():
-            why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else f"method {header.method}"
+            if header is None or header.model_sha256 != model_hash:
+                why = "another FP32 graph"
+            elif header.outliers and not outlier_channels:
+                why = "outlier channels computed apart (--int8-outlier-channels)"
+            else:
+                why = f"method {header.describe()}"
             notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
         data = load_calibration()
         missing = [name for name in graph_inputs if name not in data]
@@ -282,7 +305,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 scales = percentile_scales(folded, activation_scales(onnx.load(str(max_path))), data, batch, percentile,
                                            mask_input=mask_input)
                 scales_file = work_dir / "percentile.calib"
-                write_cache(scales_file, CacheHeader(name, model_hash, shapes, outliers), scales)
+                write_cache(scales_file, CacheHeader(name, model_hash, shapes, percentile, outliers), scales)
                 _run_modelopt(folded_path, candidates[name], data=data, method="max", shapes=shapes,
                               high_precision=high_precision, cache=scales_file, exclude_fp16=exclude_fp16,
                               exclude_nodes=_kept_out_nodes(folded))
@@ -362,7 +385,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         if chosen == "percentile":
             shutil_copy(work_dir / "percentile.calib", cache)
         else:
-            write_cache(cache, CacheHeader(chosen, model_hash, shapes, outliers), activation_scales(loaded[chosen]))
+            write_cache(cache, CacheHeader(chosen, model_hash, shapes, outliers=outliers), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
     save_model(quantized, out_path)
     return Int8Outcome(notes, details, kept_outputs if check is not None else None)
@@ -457,17 +480,22 @@ def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes
 
     from modelopt.onnx.quantization import quantize
 
+    from trt_converters.progress import calibration_seconds, graph_megabytes, heartbeat
+
     logging.getLogger("modelopt").setLevel(logging.WARNING)
     # ModelOpt logs a missing NVML as an ERROR on every CPU-only run; calibration here is CPU by design.
     logging.getLogger("modelopt.onnx").addFilter(_NO_GPU_COUNT_ERROR)
+    expected = calibration_seconds(graph_megabytes(source), next(iter(data.values())).shape[0],
+                                   fp16=high_precision == "fp16")
     try:
-        quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
-                 calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
-                 op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
-                 nodes_to_exclude=[re.escape(name) + "$" for name in exclude_nodes] or None,
-                 op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
-                 calibration_cache_path=str(cache) if cache else None, output_path=str(target),
-                 log_level="WARNING")
+        with heartbeat("ModelOpt INT8 quantization", expected):
+            quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
+                     calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
+                     op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
+                     nodes_to_exclude=[re.escape(name) + "$" for name in exclude_nodes] or None,
+                     op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
+                     calibration_cache_path=str(cache) if cache else None, output_path=str(target),
+                     log_level="WARNING")
     except UserError:
         raise
     except Exception as exc:  # ModelOpt and ONNX Runtime raise many types
