@@ -8,8 +8,8 @@ channels (an unquantized MatMul of width |outliers|), added back together: the g
 function, and the INT8 range shrinks to the ordinary channels'. The channels are chosen once, from the
 calibration data (a static form of the mixed-precision decomposition of Dettmers et al., LLM.int8(), 2022).
 
-Padded positions of a text batch are computed but masked out of the answer; their activations reached up to
-2.5x the real tokens' maximum there, so statistics are taken over the positions the attention mask keeps.
+Padded positions of a text batch are computed but masked out of the answer; on all-MiniLM-L6-v2 their activations
+reached 3.4x the maximum of the real tokens other than [CLS], so statistics are taken over the positions the attention mask keeps.
 """
 
 from __future__ import annotations
