@@ -72,12 +72,17 @@ ADDED_FLAGS = [
             "error).  [default: max]"),
     _option("--calib-percentile", type=float, help="Percentile of |x| that --calib-method percentile clips at.  "
             "[default: 99.99]"),
+    _option("--int8-outlier-channels/--no-int8-outlier-channels", default=None, help="Compute the few input "
+            "channels of each INT8 MatMul whose calibration range dwarfs the rest apart, unquantized, so the INT8 "
+            "scale fits the others.  [default: on]"),
     _option("--int8-search/--no-int8-search", default=None, help="Search which nodes to keep out of INT8 even when "
             "the INT8 graph meets its budget (--no-int8-search: never).  [default: when it misses the budget]"),
     _option("--precision", "precision_mode", type=click.Choice(["auto", "fp32", "fp16", "int8"]),
             help="Engine precision; auto tries INT8, INT8 with nodes kept out, FP16, FP32 and keeps the first that "
             "meets the budget (replaces --use-fp16/--use-int8)."),
-    _option("--calibration-cache", type=click.Path(dir_okay=False), help="Calibration cache to reuse/save."),
+    _option("--calibration-cache", type=click.Path(dir_okay=False),
+            help="Calibration cache: reused when made from the same FP32 graph, method and percentile; else "
+            "recalibrated and rewritten."),
     _option("--tokenizer-path", type=click.Path(), help="Hugging Face tokenizer folder (text calibration, pipelines)."),
     _option("--onnx-int8", type=click.Choice(["dynamic", "static"]), help="ONNX Runtime INT8 graph for CPU serving."),
     _option("--ort-fusion/--no-ort-fusion", default=None,

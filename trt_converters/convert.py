@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trt_converters import library_logs
+from trt_converters import library_logs, progress
 from trt_converters.atomic import Staging, atomic_write_text
 from trt_converters.errors import StageError, UserError
 from trt_converters.options import ConvertOptions
@@ -47,6 +47,12 @@ class RunState:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _progress_lines(stage: str):
+    """Long opaque calls inside the block show their progress as `[stage] ...` lines (progress.py)."""
+    stream = sys.stderr  # bound now: the exporters redirect sys.stderr while they run, for every thread
+    return progress.reporting(lambda message: print(f"[{stage}] {message}", file=stream, flush=True))
 
 
 def run_conversion(options: ConvertOptions) -> dict:
@@ -245,8 +251,10 @@ def _stage_export(state: RunState) -> None:
         log(f"[export] {exporter} exporter, opset {options.opset}, sample shapes "
             + ", ".join(f"{k}{list(v)}" for k, v in export_shapes.items()))
         try:
-            result = export_onnx(model, state.io, _to_device(sample, options.device), state.profiles, target,
-                                 exporter=exporter, opset=options.opset)
+            with _progress_lines("export"), progress.heartbeat(f"{exporter} export",
+                                                              _export_seconds(model, exporter)):
+                result = export_onnx(model, state.io, _to_device(sample, options.device), state.profiles, target,
+                                     exporter=exporter, opset=options.opset)
             verification = None if options.skip_verify else _verify(state, target, "fp32", f"{exporter} ONNX export")
         except StageError as exc:
             attempts.append(f"{exporter}: {exc}")
@@ -265,6 +273,12 @@ def _stage_export(state: RunState) -> None:
             state.report["stages"]["verify_fp32"] = verification
         return
     raise StageError("no exporter produced a verified graph: " + " | ".join(attempts))
+
+
+def _export_seconds(model, exporter: str) -> float:
+    tensors = model.state_dict()
+    megabytes = sum(t.numel() * t.element_size() for t in tensors.values()) / 1e6
+    return progress.export_seconds(megabytes, len(tensors), exporter)
 
 
 def _to_device(inputs: dict, device: str) -> dict:
@@ -529,7 +543,8 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
         # The lowering judges its candidates on the verification data: the kept one is verified by that run.
         input_sets, references, _ = _verification_data(state, precision)
         check = (input_sets, references, _tolerance(options, precision))
-    with _warnings_logged() as warned, library_logs.captured(echo=options.verbose) as library_log:
+    with _warnings_logged() as warned, library_logs.captured(echo=options.verbose) as library_log, \
+            _progress_lines("lower"):
         result = lower_graph(state.onnx_fp32, state.staging.path_for(final), precision=precision,
                              io=state.io, profiles=state.profiles, calib_data=options.calib_data,
                              calib_samples=options.calib_samples, calib_method=precision_options.calib_method,
@@ -537,6 +552,7 @@ def _lower(state: RunState, precision: str, *, int8_search: bool | None = None) 
                              calibration_cache=options.calibration_cache,
                              calib_percentile=precision_options.calib_percentile,
                              int8_search=precision_options.int8_search if int8_search is None else int8_search,
+                             int8_outlier_channels=precision_options.int8_outlier_channels,
                              tolerance=_tolerance(options, precision), log=lambda m: log(f"[lower] {m}"),
                              check=check, calibration=state.calibration_data)
     for note in result.notes:

@@ -30,6 +30,7 @@ class PrecisionOptions:
     calib_data: Path | None
     calib_samples: int | None
     int8_search: bool | None  # None: search when the INT8 graph misses its budget
+    int8_outlier_channels: bool  # outlier input channels of INT8 MatMuls computed apart (outlier_channels.py)
     atol: float | None
     rtol: float | None
     min_cosine: float | None
@@ -91,6 +92,7 @@ class ConvertOptions(BaseModel):
     calib_method: str = "max"
     calib_percentile: Optional[float] = None
     int8_search: Optional[bool] = None
+    int8_outlier_channels: Optional[bool] = None
     precision_mode: Optional[Literal["auto", "fp32", "fp16", "int8"]] = None
     calibration_cache: Optional[Path] = None
     tokenizer_path: Optional[Path] = None
@@ -259,9 +261,14 @@ class ConvertOptions(BaseModel):
             raise UserError(f"--min-cosine {self.min_cosine} must be between -1 and 1")
         if self.int8_search and not int8_paths[:1] == ["tensorrt"]:
             raise UserError("--int8-search applies to --use-int8 or --precision int8|auto")
+        if self.int8_outlier_channels is not None and not int8_paths[:1] == ["tensorrt"]:
+            raise UserError("--int8-outlier-channels/--no-int8-outlier-channels apply to --use-int8 or "
+                            "--precision int8|auto")
         return PrecisionOptions(mode=self.precision, calib_method=method, calib_percentile=self.calib_percentile,
                                 calib_data=self.calib_data, calib_samples=self.calib_samples,
-                                int8_search=self.int8_search, atol=self.atol, rtol=self.rtol,
+                                int8_search=self.int8_search,
+                                int8_outlier_channels=self.int8_outlier_channels is not False,
+                                atol=self.atol, rtol=self.rtol,
                                 min_cosine=self.min_cosine)
 
     def artifact_dir(self) -> Path:

@@ -15,7 +15,8 @@ CALIBRATION = ["The quick brown fox jumps over the lazy dog.", "Embeddings map s
                "A cat sits on the mat.", "Inference servers batch requests dynamically.",
                "Quantization trades precision for speed.", "She sells sea shells by the sea shore.",
                "The stock market rose sharply on Monday.", "Please restart the server after the update."] * 4
-MINIMUM_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
+# INT8 measured 0.994 with outlier channels computed apart (precision/outlier_channels.py), 0.968 without.
+MINIMUM_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.985}
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,11 @@ def _build_model(name: str):
               "outputs": [{"name": "scores", "dtype": "float32", "shape": [3]}]}
     else:
         module = TinyBert()
+        if name == "bert_outlier":  # one residual channel 40x the others, as real BERTs have a few
+            import torch
+
+            with torch.no_grad():
+                module.bert.encoder.layer[1].attention.output.LayerNorm.weight[5] = 40.0
         io = {"inputs": [_text_tensor("input_ids", "int64", 100), _text_tensor("attention_mask", "int64", 2)],
               "outputs": [{"name": "last_hidden_state", "dtype": "float32", "shape": [-1, 32]},
                           {"name": "pooler_output", "dtype": "float32", "shape": [32]}]}

@@ -99,7 +99,7 @@ def test_percentile_clips_below_max_and_is_cached(exported, tmp_path, monkeypatc
     import onnx
 
     import trt_converters.calibration as calibration
-    from trt_converters.precision.int8 import activation_scales, read_cache_scales
+    from trt_converters.precision.int8 import activation_scales, read_cache_header, read_cache_scales
 
     model = exported("cnn")
     npz = tmp_path / "normal.npz"  # a Gaussian tail, where the 99.99th percentile sits clearly below the max
@@ -126,8 +126,38 @@ def test_percentile_clips_below_max_and_is_cached(exported, tmp_path, monkeypatc
     monkeypatch.setattr(calibration, "load_calibration_data", lambda *a, **k: pytest.fail("recalibrated"))
     again = lower_graph(model.onnx_path, tmp_path / "again.onnx", precision="int8_fp16", io=model.io,
                         profiles=model.profiles, calib_method="percentile", calibration_cache=caches["percentile"])
-    assert any("calibration data not read" in n for n in again.notes)
+    assert any("method percentile 99.99); calibration data not read" in n for n in again.notes)
     assert _op_counts(again.path)["QuantizeLinear"] == _op_counts(results["percentile"].path)["QuantizeLinear"]
+
+    monkeypatch.undo()  # another percentile: its scales differ, so the cache must not serve it
+    other = lower_graph(model.onnx_path, tmp_path / "other.onnx", precision="int8_fp16", io=model.io,
+                        profiles=model.profiles, calib_data=npz, calib_method="percentile", calib_percentile=99.0,
+                        calibration_cache=caches["percentile"])
+    assert any("was made for method percentile 99.99: recalibrated" in n for n in other.notes), other.notes
+    assert read_cache_header(caches["percentile"]).percentile == 99.0
+    assert read_cache_scales(caches["percentile"]) != clipped
+
+
+def test_cache_header_records_the_percentile(tmp_path):
+    from trt_converters.precision.int8 import CacheHeader, cache_serves, read_cache_header, write_cache
+
+    cache = tmp_path / "p.calib"
+    write_cache(cache, CacheHeader("percentile", "abc", "x:8x4", 99.9), {"t": 0.5})
+    header = read_cache_header(cache)
+    assert header == CacheHeader("percentile", "abc", "x:8x4", 99.9)
+    assert cache_serves(header, "abc", "percentile", 99.9) and cache_serves(header, "abc", "auto", 99.9)
+    assert not cache_serves(header, "abc", "percentile", 99.99) and not cache_serves(header, "abc", "auto", 99.99)
+    assert not cache_serves(header, "abc", "max", 99.9) and not cache_serves(header, "other", "percentile", 99.9)
+
+    older = tmp_path / "older.calib"  # written before the percentile was recorded: its percentile is unknown
+    older.write_text("TRT-trt_converters-percentile model-sha256=abc shapes=x:8x4\nt: 3f000000\n")
+    header = read_cache_header(older)
+    assert header.percentile is None and header.describe() == "percentile (value not recorded)"
+    assert not any(cache_serves(header, "abc", method, 99.99) for method in ("percentile", "auto"))
+
+    write_cache(cache, CacheHeader("max", "abc", "x:8x4"), {"t": 0.5})  # other methods: no percentile
+    assert "percentile" not in cache.read_text().splitlines()[0]
+    assert cache_serves(read_cache_header(cache), "abc", "max", 99.9)
 
 
 def test_entropy_calibration(exported, calibration_npz, tmp_path):

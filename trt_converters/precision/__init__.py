@@ -36,7 +36,8 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
                 calib_data: Path | None = None, calib_samples: int | None = None, calib_method: str = "max",
                 tokenizer_path: Path | None = None, image_options: dict | None = None,
                 calibration_cache: Path | None = None, calib_percentile: float | None = None,
-                int8_search: bool | None = None, tolerance=None, log=None, check: tuple | None = None,
+                int8_search: bool | None = None, int8_outlier_channels: bool = True, tolerance=None, log=None,
+                check: tuple | None = None,
                 calibration: dict | None = None) -> LoweringResult:
     """Writes the lowered graph to `out_path` (moved into place only when complete)."""
     from trt_converters.errors import StageError
@@ -68,6 +69,7 @@ def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, 
                                          tokenizer_path=tokenizer_path, image_options=image_options,
                                          calibration_cache=Path(calibration_cache) if calibration_cache else None,
                                          percentile=calib_percentile, search=int8_search, tolerance=tolerance,
+                                         outlier_channels=int8_outlier_channels,
                                          log=log or (lambda message: None))
         if not staged.is_file():
             raise StageError(f"{precision} lowering wrote no graph")
@@ -108,7 +110,7 @@ def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, S
 
 def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
                 work_dir: Path, *, calib_data, calib_samples, calib_method, tokenizer_path, image_options,
-                calibration_cache, percentile, search, tolerance, log, check,
+                calibration_cache, percentile, search, tolerance, log, check, outlier_channels,
                 calibration) -> tuple[list[str], dict, list | None]:
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
     from trt_converters.precision.int8 import quantize_int8
@@ -138,7 +140,8 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
                             method=calib_method, load_calibration=load_calibration,
                             synthetic_for_shapes=synthetic_for_shapes, opt_batch=opt_batch,
                             cache=calibration_cache, work_dir=work_dir, percentile=percentile or DEFAULT_PERCENTILE,
-                            search=search, tolerance=tolerance, log=log, check=check)
+                            search=search, tolerance=tolerance, log=log, check=check,
+                            outlier_channels=outlier_channels)
     notes = outcome.notes
     if precision == "int8_fp16":
         from trt_converters.precision.fp16 import describe_fp32_ops, ops_kept_in_fp32

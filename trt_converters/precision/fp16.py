@@ -14,6 +14,7 @@ from pathlib import Path
 
 from trt_converters.errors import StageError
 from trt_converters.precision.graph_shapes import infer_shapes
+from trt_converters.progress import autocast_seconds, heartbeat
 
 # Kept in FP32: reductions and normalizations accumulate over many elements, exp/log/pow overflow
 # FP16's 65504 range first.
@@ -72,10 +73,11 @@ def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None, e
     # AutoCast re-infers types six times; ONNX shape inference serializes the whole graph, weights included, each
     # time (12 of its 25 s on RoBERTa-base), while its standalone type inference walks only the nodes and gave the
     # same nodes, casts and initializers there. ONNX inference stays the fallback for graphs the walk cannot type.
-    try:
-        return convert(True)
-    except Exception:  # noqa: BLE001 - any failure of the fast path is retried the way AutoCast does by default
-        return convert(False)
+    with heartbeat("FP16 by ModelOpt AutoCast", autocast_seconds(len(model.graph.node), model.ByteSize() / 1e6)):
+        try:
+            return convert(True)
+        except Exception:  # noqa: BLE001 - any failure of the fast path is retried the way AutoCast does by default
+            return convert(False)
 
 
 def converter_fp16(model):

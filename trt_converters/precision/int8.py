@@ -3,8 +3,8 @@
 `int8` keeps the non-quantized layers in FP32; `int8_fp16` puts them in FP16 (ModelOpt's
 high_precision_dtype) with the sensitive ops of fp16.py still in FP32. The activation scales are saved
 as a TensorRT-style calibration cache (first line a header, then `tensor: <big-endian float32 hex>`);
-with a cache made from the same FP32 graph and method, ModelOpt takes the scales from it and the
-calibration data is not read.
+with a cache made from the same FP32 graph and method (for percentile, the same percentile), ModelOpt takes
+the scales from it and the calibration data is not read.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import time
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from trt_converters.errors import StageError, UserError
 from trt_converters.precision.methods import AUTO_CANDIDATES, DEFAULT_PERCENTILE
+from trt_converters.precision.outlier_channels import (channel_ranges, choose_outliers, masked_scales,
+                                                       token_mask_input, weight_matmul_inputs)
 
 HISTOGRAM_BINS = 4096
 CACHE_HEADER_PREFIX = "TRT-trt_converters"
@@ -28,6 +30,33 @@ class CacheHeader:
     method: str
     model_sha256: str
     shapes: str
+    percentile: float | None = None  # percentile caches only; None in caches written before it was recorded
+    # The outlier channels the scales were calibrated with (outlier_channels.py), kept in the header line,
+    # which TensorRT's and ModelOpt's cache readers skip.
+    outliers: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.method != "percentile":
+            return self.method
+        return f"percentile {self.percentile:g}" if self.percentile is not None else "percentile (value not recorded)"
+
+
+def _encode_outliers(outliers: dict[str, list[int]]) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(outliers, separators=(",", ":")).encode()).decode()
+
+
+def _decode_outliers(text: str) -> dict[str, list[int]]:
+    import base64
+    import json
+
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(text.encode()))
+        return {str(k): [int(c) for c in v] for k, v in decoded.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def calibration_method(name: str) -> str:
@@ -57,7 +86,19 @@ def read_cache_header(cache: Path) -> CacheHeader | None:
     fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     if "model-sha256" not in fields or "shapes" not in fields:
         return None
-    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"])
+    try:
+        percentile = float(fields["percentile"]) if "percentile" in fields else None
+    except ValueError:
+        percentile = None
+    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"], percentile,
+                       _decode_outliers(fields.get("outlier-channels", "")))
+
+
+def cache_serves(header: CacheHeader | None, model_hash: str, method: str, percentile: float) -> bool:
+    """Whether a cache's scales are those this calibration would make: the same FP32 graph, the method asked for
+    (any, for auto) and, for percentile scales, the same percentile (unknown in older caches: not reused)."""
+    return header is not None and header.model_sha256 == model_hash and method in (header.method, "auto") \
+        and (header.method != "percentile" or header.percentile == percentile)
 
 
 def read_cache_scales(cache: Path) -> dict[str, float]:
@@ -69,8 +110,12 @@ def read_cache_scales(cache: Path) -> dict[str, float]:
 
 
 def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
-    lines = [f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"]
-    lines += [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
+    first = f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"
+    if header.percentile is not None:
+        first += f" percentile={header.percentile!r}"  # repr: read back as the same float
+    if header.outliers:
+        first += " outlier-channels=" + _encode_outliers(header.outliers)
+    lines = [first] + [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
     cache.parent.mkdir(parents=True, exist_ok=True)
     scratch = cache.with_name(cache.name + ".tmp")
     scratch.write_text("\n".join(lines) + "\n")
@@ -101,8 +146,9 @@ def activation_scales(model) -> dict[str, float]:
 
 
 def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: int,
-                      percentile: float = DEFAULT_PERCENTILE) -> dict[str, float]:
-    """Scales that clip each activation at the given percentile of |x| over the calibration data.
+                      percentile: float = DEFAULT_PERCENTILE, mask_input: str | None = None) -> dict[str, float]:
+    """Scales that clip each activation at the given percentile of |x| over the calibration data (over the
+    positions `mask_input` keeps, for tensors laid out [batch, sequence, ...]).
 
     `max_scales` (from a max calibration) names the activations and sets each histogram's range; the
     percentile's magnitude is turned into a scale with the same ratio ONNX Runtime's max calibrator used.
@@ -131,8 +177,11 @@ def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: in
         feeds = {name: value[start:start + batch] for name, value in data.items()}
         values = dict(zip(fetched, session.run(fetched, feeds)))
         values.update({name: feeds[name] for name in max_scales if name in graph_inputs})
+        kept_positions = feeds[mask_input].astype(bool) if mask_input else None
         for name, value in values.items():
             magnitude = np.abs(np.asarray(value, dtype=np.float32))
+            if kept_positions is not None and magnitude.shape[:2] == kept_positions.shape:
+                magnitude = magnitude[kept_positions]
             observed[name] = max(observed[name], float(magnitude.max(initial=0.0)))
             histograms[name] += np.histogram(magnitude, bins=HISTOGRAM_BINS, range=(0.0, ranges[name]))[0]
     scales = {}
@@ -171,14 +220,15 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                   load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
                   opt_batch: int, cache: Path | None, work_dir: Path, percentile: float = DEFAULT_PERCENTILE,
                   search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None,
-                  check: tuple | None = None) -> Int8Outcome:
+                  check: tuple | None = None, outlier_channels: bool = True) -> Int8Outcome:
     """Writes the Q/DQ graph to `out_path`. `load_calibration` is called only without a usable cache.
 
     The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under `tolerance`
     (the INT8 budget): `method` 'auto' keeps the calibration method with the smallest error; `search` None
     searches exclusions when the budget is missed, True always, False never. With `check` (input sets, their
     reference outputs, the budget: the caller's verification data) graphs are measured on those instead, and the
-    kept graph's outputs on them are returned, so the caller need not run it again to verify it.
+    kept graph's outputs on them are returned, so the caller need not run it again to verify it. With
+    `outlier_channels` the MatMul inputs' outlier channels are computed apart (outlier_channels.py).
     """
     import onnx
 
@@ -193,27 +243,35 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     folded = _at_modelopt_opset(fold_constants(onnx.load(str(fp32_onnx))))
     graph_inputs = [i.name for i in folded.graph.input]
     folded_path = work_dir / "model.onnx"
-    save_model(folded, folded_path)
     notes: list[str] = []
     details: dict = {}
     exclude_fp16 = list(SENSITIVE_OP_TYPES)
 
+    mask_input = token_mask_input(folded)
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
-    reuse = header is not None and header.model_sha256 == model_hash and (header.method == method or method == "auto")
+    reuse = cache_serves(header, model_hash, method, percentile) and (outlier_channels or not header.outliers)
     candidates: dict[str, Path] = {}
     if reuse:
         shapes = header.shapes
         method = header.method
+        outliers = header.outliers
+        folded = _split(folded, outliers, folded_path, notes)
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
         data = synthetic_for_shapes(parse_shapes(shapes))
         notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
-                     f"method {method}); calibration data not read")
+                     f"method {header.describe()}); calibration data not read")
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
-                      high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16)
+                      high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16,
+                      exclude_nodes=_kept_out_nodes(folded))
     else:
         if cache is not None and cache.is_file():
-            why = "another FP32 graph" if header is None or header.model_sha256 != model_hash else f"method {header.method}"
+            if header is None or header.model_sha256 != model_hash:
+                why = "another FP32 graph"
+            elif header.outliers and not outlier_channels:
+                why = "outlier channels computed apart (--int8-outlier-channels)"
+            else:
+                why = f"method {header.describe()}"
             notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
         data = load_calibration()
         missing = [name for name in graph_inputs if name not in data]
@@ -223,6 +281,11 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         samples = next(iter(data.values())).shape[0]
         batch = max(1, min(opt_batch, samples))
         shapes = calibration_shapes(data, batch)
+        ranges = channel_ranges(folded, list(weight_matmul_inputs(folded)), data, batch, mask_input)
+        outliers = choose_outliers(ranges) if outlier_channels else {}
+        folded = _split(folded, outliers, folded_path, notes)
+        if mask_input:
+            notes.append(f"activation ranges over the positions {mask_input} keeps (padding left out)")
         methods = list(AUTO_CANDIDATES) if method == "auto" else [method]
         described = {m: f"percentile {percentile:g}" if m == "percentile" else m for m in methods}
         notes.append(f"INT8 calibration: {', '.join(described.values())} over {samples} samples on ONNX Runtime CPU")
@@ -238,21 +301,23 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 if max_path is None or high_precision != "fp32":
                     max_path = work_dir / "model.max-fp32.onnx"
                     _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
-                                  cache=None, exclude_fp16=[])
+                                  cache=None, exclude_fp16=[], exclude_nodes=_kept_out_nodes(folded))
                 max_graph = onnx.load(str(max_path))
-                scales = percentile_scales(folded, activation_scales(max_graph), data, batch, percentile)
+                scales = percentile_scales(folded, activation_scales(max_graph), data, batch, percentile,
+                                           mask_input=mask_input)
                 scales_file = work_dir / "percentile.calib"
-                write_cache(scales_file, CacheHeader(name, model_hash, shapes), scales)
+                write_cache(scales_file, CacheHeader(name, model_hash, shapes, percentile, outliers), scales)
                 if high_precision == "fp32" and _rescaled_with_cache(max_graph, scales_file):
                     save_model(max_graph, candidates[name])
                 else:
                     # Every activation scale comes from that cache: one batch serves ModelOpt's calibration pass.
                     _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
                                   shapes=shapes, high_precision=high_precision, cache=scales_file,
-                                  exclude_fp16=exclude_fp16)
+                                  exclude_fp16=exclude_fp16, exclude_nodes=_kept_out_nodes(folded))
             else:
                 _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
-                              high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16)
+                              high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16,
+                              exclude_nodes=_kept_out_nodes(folded))
                 if name == "max" and high_precision == "fp32":
                     max_path = candidates[name]
 
@@ -263,7 +328,11 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     for name, path in candidates.items():
         original = onnx.load(str(path))
         loaded[name] = _unquantized_kept_out_ops(original)
-        if loaded[name] is not original:
+        changed = loaded[name] is not original
+        if name == "max" and not reuse and mask_input:  # ModelOpt's maxima include the padded positions
+            _replace_activation_scales(loaded[name], masked_scales(activation_scales(loaded[name]), ranges, outliers))
+            changed = True
+        if changed:
             save_model(loaded[name], path)  # the file is what the check runs
     if check is not None:
         check_sets, references, tolerance = check
@@ -278,6 +347,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         notes.append("calibration auto: error/budget " + ", ".join(f"{k} {v:.3g}" for k, v in ratios.items())
                      + f" -> {chosen}")
     details["calib_method"] = chosen
+    details["outlier_channels"] = {name: len(channels) for name, channels in outliers.items()}
+    details["padding_left_out_of_ranges"] = bool(mask_input) and not reuse
     details["calib_method_errors"] = {k: round(v, 4) for k, v in ratios.items()}
     quantized = loaded[chosen]
     ratio = ratios[chosen]
@@ -319,7 +390,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         if chosen == "percentile":
             shutil_copy(work_dir / "percentile.calib", cache)
         else:
-            write_cache(cache, CacheHeader(chosen, model_hash, shapes), activation_scales(loaded[chosen]))
+            write_cache(cache, CacheHeader(chosen, model_hash, shapes, outliers=outliers), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
     kept = candidates[chosen]
     if quantized is loaded[chosen] and not _has_side_files(kept):
@@ -384,6 +455,52 @@ def _has_side_files(path: Path) -> bool:
     return any(p != path for p in path.parent.glob(path.name + "?data"))
 
 
+def _split(folded, outliers: dict[str, list[int]], path: Path, notes: list[str]):
+    """The graph with its outlier channels computed apart (outlier_channels.py), saved at `path`."""
+    from trt_converters.precision.fp16 import save_model
+    from trt_converters.precision.outlier_channels import split_outlier_channels
+
+    if outliers:
+        folded = split_outlier_channels(folded, outliers)
+        count = sum(len(c) for c in outliers.values())
+        notes.append(f"{count} outlier channel(s) of {len(outliers)} MatMul input(s) computed apart, out of INT8 "
+                     f"(largest: {_largest_outliers(outliers)})")
+    save_model(folded, path)
+    return folded
+
+
+def _largest_outliers(outliers: dict[str, list[int]]) -> str:
+    name, channels = max(outliers.items(), key=lambda item: len(item[1]))
+    return f"{len(channels)} of {name}"
+
+
+def _kept_out_nodes(model) -> list[str]:
+    """Nodes ModelOpt is told to leave out of INT8: the outlier-channel MatMuls, and the MatMuls of two
+    activations (attention scores, attention x values), whose softmax input quantized at 1/127 of its range
+    loses the small attention weights of long sequences (all-MiniLM-L6-v2, 256 tokens: cosine 0.976 with
+    them in INT8, 0.998 without)."""
+    from trt_converters.precision.outlier_channels import activation_matmuls, side_matmul_names
+
+    return side_matmul_names(model) + activation_matmuls(model)
+
+
+def _replace_activation_scales(model, scales: dict[str, float]) -> None:
+    """Sets, in place, the scale initializer of each activation QuantizeLinear named in `scales`."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in model.graph.initializer}
+    quantized = {node.output[0]: node.input[0] for node in model.graph.node
+                 if node.op_type == "QuantizeLinear" and node.input[0] in scales}
+    for node in model.graph.node:  # the Quantize and its Dequantize (they may hold copies of the scale)
+        tensor = node.input[0] if node.op_type == "QuantizeLinear" else quantized.get(node.input[0])
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and tensor in scales \
+                and node.input[1] in initializers:
+            old = initializers[node.input[1]]
+            scale = np.asarray(scales[tensor], dtype=numpy_helper.to_array(old).dtype).reshape(tuple(old.dims))
+            old.CopyFrom(numpy_helper.from_array(scale, node.input[1]))
+
+
 def _modelopt_method(method: str) -> str:
     return "entropy" if method == "entropy" else "max"
 
@@ -410,21 +527,28 @@ OP_TYPES_KEPT_OUT_OF_INT8 = ["Add"]
 
 
 def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes: str, high_precision: str,
-                  cache: Path | None, exclude_fp16: list[str]) -> None:
+                  cache: Path | None, exclude_fp16: list[str], exclude_nodes: list[str]) -> None:
     import logging
+    import re
 
     from modelopt.onnx.quantization import quantize
+
+    from trt_converters.progress import calibration_seconds, graph_megabytes, heartbeat
 
     logging.getLogger("modelopt").setLevel(logging.WARNING)
     # ModelOpt logs a missing NVML as an ERROR on every CPU-only run; calibration here is CPU by design.
     logging.getLogger("modelopt.onnx").addFilter(_NO_GPU_COUNT_ERROR)
+    expected = calibration_seconds(graph_megabytes(source), next(iter(data.values())).shape[0],
+                                   fp16=high_precision == "fp16")
     try:
-        quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
-                 calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
-                 op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
-                 op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
-                 calibration_cache_path=str(cache) if cache else None, output_path=str(target),
-                 log_level="WARNING")
+        with heartbeat("ModelOpt INT8 quantization", expected):
+            quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
+                     calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
+                     op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
+                     nodes_to_exclude=[re.escape(name) + "$" for name in exclude_nodes] or None,
+                     op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
+                     calibration_cache_path=str(cache) if cache else None, output_path=str(target),
+                     log_level="WARNING")
     except UserError:
         raise
     except Exception as exc:  # ModelOpt and ONNX Runtime raise many types
