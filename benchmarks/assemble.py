@@ -19,6 +19,8 @@ SECTIONS = [
     ("cpu_models", "python benchmarks/cpu_models.py"),
     ("cpu_models_tiny", "python benchmarks/cpu_models.py --size tiny"),
     ("conversion_cost", "python benchmarks/conversion_cost.py"),
+    ("conversion_speed", "python benchmarks/conversion_speed.py (before/after runs, then --table)"),
+    ("minilm_int8_accuracy", "python benchmarks/minilm_int8_accuracy.py"),
     ("serving_pipelines", "python benchmarks/serving_pipelines.py"),
     ("cpu_serving", "python benchmarks/cpu_serving.py (ONNX Runtime INT8 serving; written by its own script)"),
     ("gpu_models", "python benchmarks/cpu_models.py --device cuda (on a GPU machine)"),

@@ -11,6 +11,7 @@ and real padding masks. The converter verifies INT8 on the first 8 of those samp
 
     python benchmarks/conversion_speed.py --label after --precisions int8     # this checkout
     /other/venv/bin/python benchmarks/conversion_speed.py --label before      # the code that venv imports
+    python benchmarks/conversion_speed.py --table before,before-2 after,after-2   # the stage table of saved runs
 """
 
 from __future__ import annotations
@@ -43,14 +44,46 @@ def calibration_flags(work: Path) -> list[str]:
     return ["--calib-data", str(text), "--tokenizer-path", str(minilm_checkpoint_dir())]
 
 
+def stage_table(before: list[str], after: list[str]) -> str:
+    """Markdown: each stage's median seconds (and each run's) for runs saved under the `before` and `after` labels."""
+    import statistics
+
+    runs = {side: [json.loads((RESULTS / f"conversion_speed_{label}.json").read_text()) for label in labels]
+            for side, labels in (("before", before), ("after", after))}
+    rows = ["| precision | stage | before s: median (runs) | after s: median (runs) |", "|---|---|---|---|"]
+
+    def cell(values: list) -> str:
+        values = [0.0 if v is None else v for v in values]
+        return f"{statistics.median(values):.1f} ({' / '.join(f'{v:.1f}' for v in values)})"
+
+    for precision in ("fp16", "int8"):
+        first = runs["before"][0]["runs"].get(precision)
+        if first is None:
+            continue
+        for stage in [*first["stages"], "CLI wall"]:
+            got = {side: [r["runs"][precision]["wall_s"] if stage == "CLI wall" else r["runs"][precision]["stages"].get(stage)
+                          for r in found] for side, found in runs.items()}
+            rows.append(f"| {precision} | {stage} | {cell(got['before'])} | {cell(got['after'])} |")
+        loads = {side: " / ".join(r["runs"][precision]["load_before"] for r in found) for side, found in runs.items()}
+        rows.append(f"| {precision} | load average before each run | {loads['before']} | {loads['after']} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--label", required=True)
+    parser.add_argument("--label", help="a name for this run's results (required unless --table)")
+    parser.add_argument("--table", nargs=2, metavar=("BEFORE_LABELS", "AFTER_LABELS"),
+                        help="print the stage table of saved runs, e.g. --table before-1,before-2 after-1,after-2")
     parser.add_argument("--precisions", default="fp16,int8")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--size", default="base", choices=["base", "tiny"], help="tiny: a quick check of the script")
     parser.add_argument("--calib-method", help="INT8 --calib-method (default: the converter's, max)")
     args = parser.parse_args()
+    if args.table:
+        print(stage_table(*(labels.split(",") for labels in args.table)), end="")
+        return
+    if not args.label:
+        parser.error("--label is required")
     import trt_converters
 
     prepared = prepare("roberta", args.size, args.work)
