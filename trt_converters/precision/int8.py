@@ -154,32 +154,15 @@ def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: in
     percentile's magnitude is turned into a scale with the same ratio ONNX Runtime's max calibrator used.
     """
     import numpy as np
-    import onnx
-    import onnxruntime as ort
 
-    graph_inputs = {i.name for i in model.graph.input}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    present = {o.name for o in probe.graph.output}
-    for name in max_scales:
-        if name not in graph_inputs and name not in present:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    fetched = [name for name in max_scales if name not in graph_inputs]
+    from trt_converters.precision.outlier_channels import activation_batches
+
     histograms = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in max_scales}
     observed = dict.fromkeys(max_scales, 0.0)
     # ONNX Runtime's scale is about amax / 127.5; twice that range holds every value the max pass saw.
     ranges = {name: max(scale, 1e-12) * 255.0 for name, scale in max_scales.items()}
-    samples = next(iter(data.values())).shape[0]
-    for start in range(0, samples, batch):
-        feeds = {name: value[start:start + batch] for name, value in data.items()}
-        values = dict(zip(fetched, session.run(fetched, feeds)))
-        values.update({name: feeds[name] for name in max_scales if name in graph_inputs})
-        kept_positions = feeds[mask_input].astype(bool) if mask_input else None
-        for name, value in values.items():
-            magnitude = np.abs(np.asarray(value, dtype=np.float32))
+    for values, kept_positions in activation_batches(model, list(max_scales), data, batch, mask_input):
+        for name, magnitude in values.items():
             if kept_positions is not None and magnitude.shape[:2] == kept_positions.shape:
                 magnitude = magnitude[kept_positions]
             observed[name] = max(observed[name], float(magnitude.max(initial=0.0)))

@@ -57,9 +57,9 @@ def weight_matmul_inputs(model) -> dict[str, list]:
     return groups
 
 
-def channel_ranges(model, tensors: list[str], data: dict, batch: int, mask_input: str | None) -> dict[str, ChannelRanges]:
-    """Runs the FP32 graph over the calibration data once and keeps each tensor's per-channel (last axis)
-    maximum magnitude, over the positions `mask_input` keeps (all positions without one) and over all."""
+def activation_batches(model, tensors: list[str], data: dict, batch: int, mask_input: str | None):
+    """Runs the FP32 graph over `data`, `batch` samples at a time, and yields ({tensor: |value|}, kept) per
+    batch: `kept` marks the [batch, sequence] positions `mask_input` keeps (None without one)."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -75,15 +75,23 @@ def channel_ranges(model, tensors: list[str], data: dict, batch: int, mask_input
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     fetched = [name for name in tensors if name not in graph_inputs]
-    ranges: dict[str, ChannelRanges] = {}
     samples = next(iter(data.values())).shape[0]
     for start in range(0, samples, batch):
         feeds = {name: value[start:start + batch] for name, value in data.items()}
         values = dict(zip(fetched, session.run(fetched, feeds)))
         values.update({name: feeds[name] for name in tensors if name in graph_inputs})
-        kept_positions = feeds[mask_input].astype(bool) if mask_input else None
+        yield ({name: np.abs(np.asarray(value, dtype=np.float32)) for name, value in values.items()},
+               feeds[mask_input].astype(bool) if mask_input else None)
+
+
+def channel_ranges(model, tensors: list[str], data: dict, batch: int, mask_input: str | None) -> dict[str, ChannelRanges]:
+    """Runs the FP32 graph over the calibration data once and keeps each tensor's per-channel (last axis)
+    maximum magnitude, over the positions `mask_input` keeps (all positions without one) and over all."""
+    import numpy as np
+
+    ranges: dict[str, ChannelRanges] = {}
+    for values, kept_positions in activation_batches(model, tensors, data, batch, mask_input):
         for name, value in values.items():
-            value = np.abs(np.asarray(value, dtype=np.float32))
             if value.ndim < 2:
                 continue
             every = value.reshape(-1, value.shape[-1]).max(axis=0)
