@@ -82,6 +82,8 @@ def test_auto_falls_back_to_fp32_when_no_lowered_graph_meets_the_budget(tmp_path
     (["--use-int8", "--calib-percentile", "99.9"], "applies to --calib-method percentile"),
     (["--onnx-int8", "static", "--calib-method", "auto"], "not available for --onnx-int8"),
     (["--use-int8", "--min-cosine", "2"], "--min-cosine 2.0 must be between -1 and 1"),
+    (["--use-fp16", "--no-int8-outlier-channels"], "apply to --use-int8 or --precision int8|auto"),
+    (["--onnx-int8", "dynamic", "--int8-outlier-channels"], "apply to --use-int8 or --precision int8|auto"),
 ])
 def test_precision_options_are_checked_before_the_model_is_loaded(tmp_path, run_cli, flags, message):
     result = run_cli(["--ckpt-path", tmp_path / "missing.pt", "--model-script-path", TINY_MODELS,
