@@ -268,7 +268,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         outliers = choose_outliers(ranges) if outlier_channels else {}
         folded = _split(folded, outliers, folded_path, notes)
         if mask_input:
-            notes.append(f"activation ranges over the positions {mask_input} keeps (padding left out)")
+            notes.append(f"outlier channels and max/percentile scales from the positions {mask_input} keeps "
+                         "(padding left out; entropy is ModelOpt's own and counts it)")
         methods = list(AUTO_CANDIDATES) if method == "auto" else [method]
         described = {m: f"percentile {percentile:g}" if m == "percentile" else m for m in methods}
         notes.append(f"INT8 calibration: {', '.join(described.values())} over {samples} samples on ONNX Runtime CPU")
@@ -331,7 +332,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                      + f" -> {chosen}")
     details["calib_method"] = chosen
     details["outlier_channels"] = {name: len(channels) for name, channels in outliers.items()}
-    details["padding_left_out_of_ranges"] = bool(mask_input) and not reuse
+    details["padding_left_out_of_ranges"] = bool(mask_input) and not reuse and chosen in ("max", "percentile")
     details["calib_method_errors"] = {k: round(v, 4) for k, v in ratios.items()}
     quantized = loaded[chosen]
     ratio = ratios[chosen]
