@@ -194,12 +194,9 @@ def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None
     if written is not None:
         os.replace(written, out_path)
     else:
-        serialized = _serialized(graph)  # once: ByteSize() would cost a serialization of its own
-        if serialized is not None:
-            out_path.write_bytes(serialized)
-        else:
-            onnx.save_model(graph, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name)
+        from trt_converters.precision.fp16 import save_model
+
+        save_model(graph, out_path, limit=TWO_GIB)  # tensors in `data_name` beside it above the limit
     try:
         onnx.checker.check_model(str(out_path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -208,11 +205,3 @@ def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None
         out_path.with_name(data_name).unlink(missing_ok=True)
         raise StageError(f"the exported graph fails onnx.checker: {first}") from None
 
-
-def _serialized(graph) -> bytes | None:
-    """The graph's bytes, or None where it needs external data (over 2 GiB)."""
-    try:
-        serialized = graph.SerializeToString()
-    except Exception:  # noqa: BLE001 - protobuf refuses messages over 2 GiB
-        return None
-    return serialized if len(serialized) <= TWO_GIB else None

@@ -173,8 +173,8 @@ def _require_finite(outputs: dict) -> None:
                                                                               where=" on the check inputs"))
 
 
-def save_model(model, path: Path) -> None:
-    """onnx.save, with tensors in a side file when the graph passes protobuf's 2 GiB limit.
+def save_model(model, path: Path, *, limit: int = 2**31 - 1) -> None:
+    """onnx.save, with tensors in a side file when the graph passes protobuf's 2 GiB limit (`limit` bytes).
 
     Serialized once: ByteSize() costs a whole serialization itself (about 1 s on RoBERTa-base's 500 MB)."""
     import onnx
@@ -183,7 +183,7 @@ def save_model(model, path: Path) -> None:
         serialized = model.SerializeToString()
     except Exception:  # noqa: BLE001 - protobuf refuses messages over 2 GiB
         serialized = None
-    if serialized is not None and len(serialized) < 2**31 - 1:
+    if serialized is not None and len(serialized) <= limit:
         Path(path).write_bytes(serialized)
     else:
         onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")

@@ -239,6 +239,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         method = header.method
         outliers = header.outliers
         folded = _split(folded, outliers, folded_path, notes)
+        kept_out = _kept_out_nodes(folded)
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
         data = synthetic_for_shapes(parse_shapes(shapes))
         notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
@@ -246,7 +247,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
                       high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16,
-                      exclude_nodes=_kept_out_nodes(folded))
+                      exclude_nodes=kept_out)
     else:
         if cache is not None and cache.is_file():
             if header is None or header.model_sha256 != model_hash:
@@ -267,6 +268,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         ranges = channel_ranges(folded, list(weight_matmul_inputs(folded)), data, batch, mask_input)
         outliers = choose_outliers(ranges) if outlier_channels else {}
         folded = _split(folded, outliers, folded_path, notes)
+        kept_out = _kept_out_nodes(folded)
         if mask_input:
             notes.append(f"outlier channels and max/percentile scales from the positions {mask_input} keeps "
                          "(padding left out; entropy is ModelOpt's own and counts it)")
@@ -285,7 +287,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 if max_path is None or high_precision != "fp32":
                     max_path = work_dir / "model.max-fp32.onnx"
                     _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
-                                  cache=None, exclude_fp16=[], exclude_nodes=_kept_out_nodes(folded))
+                                  cache=None, exclude_fp16=[], exclude_nodes=kept_out)
                 max_graph = onnx.load(str(max_path))
                 scales = percentile_scales(folded, activation_scales(max_graph), data, batch, percentile,
                                            mask_input=mask_input)
@@ -297,11 +299,11 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                     # Every activation scale comes from that cache: one batch serves ModelOpt's calibration pass.
                     _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
                                   shapes=shapes, high_precision=high_precision, cache=scales_file,
-                                  exclude_fp16=exclude_fp16, exclude_nodes=_kept_out_nodes(folded))
+                                  exclude_fp16=exclude_fp16, exclude_nodes=kept_out)
             else:
                 _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
                               high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16,
-                              exclude_nodes=_kept_out_nodes(folded))
+                              exclude_nodes=kept_out)
                 if name == "max" and high_precision == "fp32":
                     max_path = candidates[name]
 
