@@ -245,24 +245,26 @@ def write_repository(args, built, names, tokenizer_dir: Path) -> Path:
 
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
-    from trt_converters.onnxruntime_cpu.serving import write_model_folder, write_onnxruntime_python_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.serving import CpuServing, write_model_folder, write_onnxruntime_python_model
     from trt_converters.pipelines import PipelineRequest, write_pipeline
     from trt_converters.triton.config import to_text
 
     repo = args.workdir / "repo"
     shutil.rmtree(repo, ignore_errors=True)
-    common = dict(max_batch_size=args.max_batch_size, intra_op_threads=args.threads, inter_op_threads=1)
-    write_pytorch_baseline_model(repo, "pytorch", model_script=SCRIPT, class_name="BertClassifier",
-                                 checkpoint=built["checkpoint"], model_kwargs=built["kwargs"], io=built["fixed"],
-                                 **common)
+    # the queue delay these figures were taken with
+    serving = CpuServing(max_batch_size=args.max_batch_size, intra_op_threads=args.threads, inter_op_threads=1,
+                         max_queue_delay_us=1000)
+    write_pytorch_baseline_model(repo, "pytorch", TorchModule(SCRIPT, "BertClassifier", built["checkpoint"],
+                                                              built["kwargs"]), built["fixed"], serving)
     for name, path in built["paths"].items():
         io = built["fixed"] if name == "seed002_core" else built["dynamic"]
-        write_onnxruntime_python_model(repo, name, path, io, **common)
+        write_onnxruntime_python_model(repo, name, path, io, serving)
     tuned = built["tune"]
     write_onnxruntime_python_model(repo, "ours_core_tuned", built["paths"]["ours_core"], built["dynamic"],
-                                   max_batch_size=args.max_batch_size, instance_count=tuned["instances"],
-                                   intra_op_threads=tuned["intra_op_threads"], inter_op_threads=1)
+                                   CpuServing(max_batch_size=args.max_batch_size, instance_count=tuned["instances"],
+                                              intra_op_threads=tuned["intra_op_threads"], inter_op_threads=1,
+                                              max_queue_delay_us=1000))
     buckets = {"length_buckets": "16,32,64,128"}
     pipelines = {"seed002": ("seed002_core", built["fixed"], {}), "ours_tuned": ("ours_core_tuned", built["dynamic"], buckets),
                  "ours_longest": ("ours_core", built["dynamic"], {"length_buckets": "none"}),
@@ -279,7 +281,7 @@ def write_repository(args, built, names, tokenizer_dir: Path) -> Path:
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     config.dynamic_batching.preferred_batch_size.extend([1, 2, 4, 8])
     config.dynamic_batching.max_queue_delay_microseconds = 100000
-    folder = write_model_folder(repo, "seed", config, {"model.py": SEED_MODEL})
+    folder = write_model_folder(repo, "seed", config, Path(SEED_MODEL))
     shutil.copytree(tokenizer_dir, folder / "1" / "hf_model")
     return repo
 

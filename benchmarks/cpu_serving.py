@@ -188,19 +188,21 @@ def measure_accuracy(args, artifacts, log) -> dict:
 def write_repository(args, io, artifacts) -> Path:
     import shutil
 
-    from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
-    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.serving import CpuServing, write_onnxruntime_python_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
 
     repo = args.workdir / "repo"
     shutil.rmtree(repo, ignore_errors=True)
-    common = dict(io=io, max_batch_size=args.max_batch_size, intra_op_threads=args.threads, inter_op_threads=1)
+    # the queue delay these figures were taken with
+    serving = CpuServing(max_batch_size=args.max_batch_size, intra_op_threads=args.threads, inter_op_threads=1,
+                         max_queue_delay_us=1000)
     for name in args.models:
         if name == "pytorch":
-            write_pytorch_baseline_model(repo, name, model_script=ROBERTA_SCRIPT, class_name="RobertaClassifier",
-                                         checkpoint=artifacts["paths"]["checkpoint"],
-                                         model_kwargs=artifacts["kwargs"], **common)
+            module = TorchModule(ROBERTA_SCRIPT, "RobertaClassifier", artifacts["paths"]["checkpoint"],
+                                 artifacts["kwargs"])
+            write_pytorch_baseline_model(repo, name, module, io, serving)
         else:
-            write_onnxruntime_python_model(repo, name, artifacts["paths"][name], **common)
+            write_onnxruntime_python_model(repo, name, artifacts["paths"][name], io, serving)
     return repo
 
 

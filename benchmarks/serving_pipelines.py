@@ -153,7 +153,8 @@ def run_cli(args: list) -> dict:
 
 def build_repository(name: str, spec: dict, work: Path) -> Path:
     """The three variants of pipeline `name` in one repository; returns the repository."""
-    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.serving import CpuServing
     from trt_converters.spec import parse_io_config
 
     repo, out = work / name / "repo", work / name / "out"
@@ -174,10 +175,11 @@ def build_repository(name: str, spec: dict, work: Path) -> Path:
             for model_dir in (repo / core, *repo.glob(f"{name}_{variant}*")):
                 _drop_dynamic_batching(model_dir / "config.pbtxt")
         if variant == "torch_db":
-            write_pytorch_baseline_model(repo, core, model_script=spec["script"], class_name=spec["class"],
-                                         checkpoint=spec["ckpt"], model_kwargs=spec["kwargs"],
-                                         io=parse_io_config(spec["io"]), max_batch_size=8, instance_count=1,
-                                         intra_op_threads=1, inter_op_threads=1, overwrite=True)
+            # the queue delay these figures were taken with
+            write_pytorch_baseline_model(repo, core, TorchModule(spec["script"], spec["class"], spec["ckpt"],
+                                                                 spec["kwargs"]), parse_io_config(spec["io"]),
+                                         CpuServing(max_batch_size=8, instance_count=1, intra_op_threads=1,
+                                                    inter_op_threads=1, max_queue_delay_us=1000), overwrite=True)
     return repo
 
 

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.triton
 def served(tiny_roberta, fused_roberta, tmp_path_factory):
     from trt_converters.errors import UserError
     from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
-    from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
-    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
+    from trt_converters.onnxruntime_cpu.serving import CpuServing, write_onnxruntime_python_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
     from trt_converters.triton.server import LocalTritonServer, find_triton_distribution
 
     try:
@@ -34,11 +34,11 @@ def served(tiny_roberta, fused_roberta, tmp_path_factory):
         graphs[f"ort_fused_int8_{target}"] = quantize_for_onnxruntime(
             fused_roberta.path, work / f"fused-int8-{target}.onnx", mode="dynamic", io=tiny_roberta.io, cpu_target=target)
     for name, path in graphs.items():
-        write_onnxruntime_python_model(repo, name, path, tiny_roberta.io, max_batch_size=8,
-                                       intra_op_threads=1, inter_op_threads=1)
-    write_pytorch_baseline_model(repo, "pytorch", model_script=ROBERTA_SCRIPT, class_name="RobertaClassifier",
-                                 checkpoint=tiny_roberta.checkpoint, model_kwargs=TINY_KWARGS, io=tiny_roberta.io,
-                                 max_batch_size=8, intra_op_threads=1)
+        write_onnxruntime_python_model(repo, name, path, tiny_roberta.io,
+                                       CpuServing(max_batch_size=8, intra_op_threads=1, inter_op_threads=1))
+    write_pytorch_baseline_model(repo, "pytorch", TorchModule(ROBERTA_SCRIPT, "RobertaClassifier",
+                                                              tiny_roberta.checkpoint, TINY_KWARGS),
+                                 tiny_roberta.io, CpuServing(max_batch_size=8, intra_op_threads=1))
     with LocalTritonServer(repo, log_path=work / "server.log", startup_timeout=120) as server:
         yield server, graphs
 
@@ -110,15 +110,15 @@ def test_concurrent_batch1_requests_to_int8_model_match_pytorch(served, tiny_rob
 
 def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(tiny_roberta, tmp_path):
     from trt_converters.errors import UserError
-    from trt_converters.onnxruntime_cpu.serving import write_onnxruntime_python_model
-    from trt_converters.onnxruntime_cpu.pytorch_baseline import write_pytorch_baseline_model
-    from trt_converters.triton.config import read_config
+    from trt_converters.onnxruntime_cpu.serving import CpuServing, write_onnxruntime_python_model
+    from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
+    from trt_converters.triton.config import DEFAULT_MAX_QUEUE_DELAY_US, read_config
 
     ort_folder = write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io,
-                                                max_batch_size=4, intra_op_threads=2, inter_op_threads=1)
-    torch_folder = write_pytorch_baseline_model(tmp_path, "pt", model_script=ROBERTA_SCRIPT,
-                                                class_name="RobertaClassifier", checkpoint=tiny_roberta.checkpoint,
-                                                model_kwargs=TINY_KWARGS, io=tiny_roberta.io, intra_op_threads=2)
+                                                CpuServing(max_batch_size=4, intra_op_threads=2, inter_op_threads=1))
+    torch_folder = write_pytorch_baseline_model(
+        tmp_path, "pt", TorchModule(ROBERTA_SCRIPT, "RobertaClassifier", tiny_roberta.checkpoint, TINY_KWARGS),
+        tiny_roberta.io, CpuServing(intra_op_threads=2))
     assert sorted(p.name for p in (ort_folder / "1").iterdir()) == ["model.onnx", "model.py", "serving_runtime"]
     assert sorted(p.name for p in (torch_folder / "1").iterdir()) == [
         "checkpoint.pt", "model.py", "model_kwargs.json", "model_script.py", "serving_runtime"]
@@ -130,11 +130,12 @@ def test_model_folder_writers_write_cpu_python_configs_and_refuse_to_overwrite(t
     for config in (ort_config, torch_config):
         assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU
         assert config.HasField("dynamic_batching")
+        assert config.dynamic_batching.max_queue_delay_microseconds == DEFAULT_MAX_QUEUE_DELAY_US
     before = (ort_folder / "config.pbtxt").read_text()
     with pytest.raises(UserError, match="already exists"):
-        write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io, max_batch_size=2)
+        write_onnxruntime_python_model(tmp_path, "ort", tiny_roberta.fp32_onnx, tiny_roberta.io,
+                                       CpuServing(max_batch_size=2))
     assert (ort_folder / "config.pbtxt").read_text() == before
     with pytest.raises(UserError, match="does not exist"):
-        write_pytorch_baseline_model(tmp_path, "missing", model_script=tmp_path / "nope.py", class_name="X",
-                                     checkpoint=None, model_kwargs=None, io=tiny_roberta.io)
+        write_pytorch_baseline_model(tmp_path, "missing", TorchModule(tmp_path / "nope.py", "X"), tiny_roberta.io)
     assert not (tmp_path / "missing").exists()

@@ -15,7 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import error_response, model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy",)
@@ -23,8 +23,7 @@ REQUIRES = ("numpy",)
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        self.model_name = args["model_name"]
+        config, self.model_name, _ = model_arguments(args)
         self.logits_input = parameter(config, "logits_input", "logits")
         self.labels = json.loads(parameter(config, "labels", "[]"))
         self.activation = parameter(config, "activation", "softmax")

@@ -20,7 +20,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.gector_decoding import GectorLabels, correct_sentences  # noqa: E402
-from serving_runtime.triton_io import call_model, error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import call_model, error_response, model_arguments, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -31,9 +31,7 @@ class TritonPythonModel:
     def initialize(self, args):
         from transformers import AutoTokenizer
 
-        config = json.loads(args["model_config"])
-        self.model_name = args["model_name"]
-        folder = os.path.join(args["model_repository"], args["model_version"])
+        config, self.model_name, folder = model_arguments(args)
         # saved by the writer with add_prefix_space, so pre-split words tokenize as inside a sentence
         self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:

@@ -10,7 +10,6 @@ All requests of one execute() call whose non-batch shapes agree run as one ONNX 
 that fails gets an error response; the other requests of the call are still answered.
 """
 
-import json
 import os
 import sys
 
@@ -18,7 +17,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.batching import RequestError, answer_in_groups  # noqa: E402
+from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "onnxruntime")
@@ -41,10 +41,6 @@ _ORT_TO_NUMPY = {
 }
 
 
-class RequestError(Exception):
-    """A request this model cannot answer; reported to its client, never fatal."""
-
-
 def _parameter(config, key):
     return (parameter(config, key) or "").strip() or None
 
@@ -61,13 +57,12 @@ class TritonPythonModel:
     def initialize(self, args):
         import onnxruntime as ort
 
-        self.config = json.loads(args["model_config"])
-        self.model_name = args["model_name"]
+        self.config, self.model_name, folder = model_arguments(args)
         self.batched = int(self.config.get("max_batch_size", 0)) > 0
 
         # default_model_filename is the python backend's own (model.py), hence a parameter here
         filename = _parameter(self.config, "onnx_file") or "model.onnx"
-        path = os.path.join(args["model_repository"], args["model_version"], filename)
+        path = os.path.join(folder, filename)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: ONNX file not found at {path}")
 
@@ -144,52 +139,9 @@ class TritonPythonModel:
             tensors.append(pb_utils.Tensor(name, value))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
-    def _run_group(self, members):
-        """Run (index, feeds) pairs with equal non-batch shapes as one call; index -> response."""
-        if len(members) == 1:
-            index, feeds = members[0]
-            return {index: self._response(self._run(feeds))}
-        sizes = [next(iter(feeds.values())).shape[0] for _, feeds in members]
-        names = list(members[0][1])
-        stacked = {n: np.concatenate([feeds[n] for _, feeds in members], axis=0) for n in names}
-        results = self._run(stacked)
-        total = sum(sizes)
-        if any(np.ndim(r) == 0 or np.shape(r)[0] != total for r in results):
-            raise RequestError("outputs are not batched along dimension 0")
-        bounds = np.cumsum(sizes)[:-1]
-        per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
-        return {index: self._response([parts[k] for parts in per_output])
-                for k, (index, _) in enumerate(members)}
-
     def execute(self, requests):
-        responses = [None] * len(requests)
-        groups = {}
-        for index, request in enumerate(requests):
-            try:
-                feeds = self._read_inputs(request)
-            except RequestError as exc:
-                responses[index] = error_response(f"{self.model_name}: {exc}")
-                continue
-            if self.batched:
-                key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
-            else:
-                key = ("request", index)
-            groups.setdefault(key, []).append((index, feeds))
-
-        for members in groups.values():
-            try:
-                responses_by_index = self._run_group(members)
-            except Exception:
-                # One bad request must not fail the others: fall back to one call each.
-                responses_by_index = {}
-                for index, feeds in members:
-                    try:
-                        responses_by_index.update(self._run_group([(index, feeds)]))
-                    except Exception as exc:  # answer this request with its error, keep serving
-                        responses_by_index[index] = error_response(f"{self.model_name}: {exc}")
-            for index, response in responses_by_index.items():
-                responses[index] = response
-        return responses
+        return answer_in_groups(requests, self._read_inputs, self._run, self._response, batched=self.batched,
+                                model_name=self.model_name)
 
     def finalize(self):
         self.session = None

@@ -23,15 +23,12 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import torch_loading  # noqa: E402
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.batching import RequestError, answer_in_groups  # noqa: E402
+from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt),
 # plus those model_script.py imports
 REQUIRES = ("numpy", "safetensors", "torch")
-
-
-class RequestError(Exception):
-    """A request this model cannot answer; reported to its client, never fatal."""
 
 
 def _int_parameter(config, key, model_name):
@@ -47,10 +44,8 @@ class TritonPythonModel:
     def initialize(self, args):
         import torch
 
-        self.config = json.loads(args["model_config"])
-        self.model_name = args["model_name"]
+        self.config, self.model_name, folder = model_arguments(args)
         self.batched = int(self.config.get("max_batch_size", 0)) > 0
-        folder = os.path.join(args["model_repository"], args["model_version"])
 
         intra = _int_parameter(self.config, "torch_intra_op_threads", self.model_name)
         inter = _int_parameter(self.config, "torch_inter_op_threads", self.model_name)
@@ -75,7 +70,7 @@ class TritonPythonModel:
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in self.config["output"]]
 
     def _read_inputs(self, request):
-        arrays = []
+        arrays = {}
         for name, dtype in self.inputs:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
@@ -85,14 +80,15 @@ class TritonPythonModel:
                 array = array.astype(dtype)
             if self.batched and array.ndim == 0:
                 raise RequestError(f"input {name!r} has no batch dimension")
-            arrays.append(array)
-        if self.batched and len({a.shape[0] for a in arrays}) > 1:
-            raise RequestError(f"inputs disagree on batch size: {sorted({a.shape[0] for a in arrays})}")
+            arrays[name] = array
+        if self.batched and len({a.shape[0] for a in arrays.values()}) > 1:
+            raise RequestError(f"inputs disagree on batch size: {sorted({a.shape[0] for a in arrays.values()})}")
         return arrays
 
     def _forward(self, arrays):
+        """Outputs of forward() on {input name: array}, inputs passed positionally in config order."""
         with self.torch.inference_mode():
-            result = self.model(*[self.torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+            result = self.model(*[self.torch.from_numpy(np.ascontiguousarray(arrays[name])) for name, _ in self.inputs])
         if isinstance(result, dict):
             result = [result[name] for name, _ in self.outputs]
         elif not isinstance(result, (tuple, list)):
@@ -106,43 +102,9 @@ class TritonPythonModel:
                    for (name, dtype), value in zip(self.outputs, results)]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
-    def _run_group(self, members):
-        if len(members) == 1:
-            index, arrays = members[0]
-            return {index: self._response(self._forward(arrays))}
-        sizes = [arrays[0].shape[0] for _, arrays in members]
-        stacked = [np.concatenate([arrays[k] for _, arrays in members], axis=0) for k in range(len(self.inputs))]
-        results = self._forward(stacked)
-        if any(np.ndim(r) == 0 or np.shape(r)[0] != sum(sizes) for r in results):
-            raise RequestError("outputs are not batched along dimension 0")
-        bounds = np.cumsum(sizes)[:-1]
-        parts = [np.split(r, bounds, axis=0) for r in results]
-        return {index: self._response([p[k] for p in parts]) for k, (index, _) in enumerate(members)}
-
     def execute(self, requests):
-        responses = [None] * len(requests)
-        groups = {}
-        for index, request in enumerate(requests):
-            try:
-                arrays = self._read_inputs(request)
-            except RequestError as exc:
-                responses[index] = error_response(f"{self.model_name}: {exc}")
-                continue
-            key = tuple((a.shape[1:], a.dtype.str) for a in arrays) if self.batched else ("request", index)
-            groups.setdefault(key, []).append((index, arrays))
-        for members in groups.values():
-            try:
-                answered = self._run_group(members)
-            except Exception:
-                answered = {}
-                for index, arrays in members:  # one bad request must not fail the others
-                    try:
-                        answered.update(self._run_group([(index, arrays)]))
-                    except Exception as exc:
-                        answered[index] = error_response(f"{self.model_name}: {exc}")
-            for index, response in answered.items():
-                responses[index] = response
-        return responses
+        return answer_in_groups(requests, self._read_inputs, self._forward, self._response, batched=self.batched,
+                                model_name=self.model_name)
 
     def finalize(self):
         self.model = None

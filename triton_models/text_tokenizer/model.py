@@ -24,7 +24,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import error_response, model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "tokenizers", "transformers")
@@ -34,10 +34,8 @@ class TritonPythonModel:
     def initialize(self, args):
         from transformers import AutoTokenizer
 
-        config = json.loads(args["model_config"])
-        self.model_name = args["model_name"]
-        folder = os.path.join(args["model_repository"], args["model_version"], "tokenizer")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        config, self.model_name, folder = model_arguments(args)
+        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
         self.text_input = parameter(config, "text_input", "text")
         self.max_length = int(parameter(config, "max_length", "512"))
         self.padding = parameter(config, "padding", "longest")

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime.ocr_decoding import greedy_decode  # noqa: E402
 from serving_runtime.ocr_preprocess import images_from_inputs, preprocess_images, tokens_to_text  # noqa: E402
-from serving_runtime.triton_io import call_model, optional_input, text_responses  # noqa: E402
+from serving_runtime.triton_io import call_model, model_arguments, optional_input, text_responses  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "pillow", "tokenizers")
@@ -21,13 +21,12 @@ REQUIRES = ("numpy", "pillow", "tokenizers")
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
+        config, _, folder = model_arguments(args)
         self.options = json.loads(config["parameters"]["pipeline_options"]["string_value"])
         self.tokenizer = None
         if self.options.get("tokenizer_file"):
             from tokenizers import Tokenizer
 
-            folder = os.path.join(args["model_repository"], args["model_version"])
             self.tokenizer = Tokenizer.from_file(os.path.join(folder, self.options["tokenizer_file"]))
 
     def execute(self, requests):

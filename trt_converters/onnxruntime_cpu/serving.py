@@ -9,35 +9,50 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec
-from trt_converters.triton.repository import triton_model_source
+from trt_converters.triton.config import DEFAULT_MAX_QUEUE_DELAY_US
+from trt_converters.triton.python_model import FileSource
 
-DEFAULT_MAX_QUEUE_DELAY_US = 1000
+
+@dataclass(frozen=True)
+class CpuServing:
+    """How a python-backend model serves on CPU: batching, instances and its runtime's thread pools."""
+
+    max_batch_size: int = 8
+    instance_count: int = 1
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
+
+    def thread_parameters(self, intra_key: str, inter_key: str) -> dict[str, str]:
+        """The thread counts that are set, as config parameters under the model's own keys."""
+        counts = {intra_key: self.intra_op_threads, inter_key: self.inter_op_threads}
+        return {key: str(value) for key, value in counts.items() if value is not None}
 
 
-def cpu_python_config(model_name: str, io: IOSpec, *, max_batch_size: int, instance_count: int,
-                      max_queue_delay_us: int, parameters: dict[str, str]):
+def cpu_python_config(model_name: str, io: IOSpec, serving: CpuServing, parameters: Mapping[str, str]):
     """ModelConfig of a python-backend model on KIND_CPU with dynamic batching."""
     from trt_converters.triton.config import Scheduling, model_config
 
-    return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=max_batch_size,
-                        scheduling=Scheduling(dynamic_batching=max_batch_size > 0,
-                                              max_queue_delay_us=max_queue_delay_us),
-                        instance_kind="cpu", instance_count=instance_count, parameters=parameters)
+    return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=serving.max_batch_size,
+                        scheduling=Scheduling(dynamic_batching=serving.max_batch_size > 0,
+                                              max_queue_delay_us=serving.max_queue_delay_us),
+                        instance_kind="cpu", instance_count=serving.instance_count, parameters=dict(parameters))
 
 
-def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Path | str], *,
-                       overwrite: bool = False) -> Path:
-    """Writes <repo>/<model_name>/{config.pbtxt, 1/<files>} in a staging folder, then moves it into place.
+def write_model_folder(repo: Path, model_name: str, config, source: str | Path,
+                       files: Mapping[str, FileSource] | None = None, *, overwrite: bool = False) -> Path:
+    """Writes the python-backend model <repo>/<model_name>/ in a staging folder, then moves it into place.
 
-    `files` maps a name inside `1/` to a source path (copied) or to text (written); the serving
-    runtime its model.py imports is copied beside it, and the repository's requirements.txt updated.
+    `source` and `files` are those of triton/python_model.py's `write_python_model`; the repository's
+    requirements.txt is updated.
     """
-    from trt_converters.serving_runtime import copy_runtime
-    from trt_converters.triton.config import write_config
+    from trt_converters.triton.python_model import write_python_model
     from trt_converters.triton.requirements import write_repository_requirements
 
     repo = Path(repo)
@@ -47,15 +62,7 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
     repo.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{model_name}-", dir=repo) as tmp:
         staged = Path(tmp) / model_name
-        version = staged / "1"
-        version.mkdir(parents=True)
-        write_config(staged, config)
-        for name, source in files.items():
-            if isinstance(source, Path):
-                shutil.copy2(source, version / name)
-            else:
-                (version / name).write_text(source)
-        copy_runtime(version)
+        write_python_model(staged, source, config, files=files)
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
@@ -63,11 +70,8 @@ def write_model_folder(repo: Path, model_name: str, config, files: dict[str, Pat
     return target
 
 
-def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path, io: IOSpec, *,
-                                   max_batch_size: int = 8, instance_count: int = 1,
-                                   intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                                   max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US,
-                                   overwrite: bool = False) -> Path:
+def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path, io: IOSpec,
+                                   serving: CpuServing = CpuServing(), *, overwrite: bool = False) -> Path:
     """A python-backend model folder that runs `onnx_path` with ONNX Runtime (CPU); returns the folder."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -75,13 +79,7 @@ def write_onnxruntime_python_model(repo: Path, model_name: str, onnx_path: Path,
     if onnx_path.with_name(onnx_path.name + ".data").exists():
         raise UserError(f"{onnx_path.name} keeps its weights in an external .data file; "
                         "this writer copies single-file graphs only")
-    parameters = {}
-    if intra_op_threads is not None:
-        parameters["intra_op_thread_count"] = str(intra_op_threads)
-    if inter_op_threads is not None:
-        parameters["inter_op_thread_count"] = str(inter_op_threads)
-    config = cpu_python_config(model_name, io, max_batch_size=max_batch_size, instance_count=instance_count,
-                               max_queue_delay_us=max_queue_delay_us, parameters=parameters)
-    return write_model_folder(repo, model_name, config,
-                              {"model.py": triton_model_source("onnxruntime_python"), "model.onnx": onnx_path},
+    parameters = serving.thread_parameters("intra_op_thread_count", "inter_op_thread_count")
+    config = cpu_python_config(model_name, io, serving, parameters)
+    return write_model_folder(repo, model_name, config, "onnxruntime_python", {"model.onnx": onnx_path},
                               overwrite=overwrite)

@@ -1,24 +1,22 @@
 """Pieces the text pipelines share: Triton configs, python-model folders, tokenizer copies.
 
-Every python-backend model written here is `<repo>/<name>/config.pbtxt` + `<name>/1/model.py`
-(copied from `triton_models/<source>/model.py`) + the serving runtime + its data files in `1/`.
+Every python-backend model written here is `<repo>/<name>/config.pbtxt` + `<name>/<version>/model.py`
+(copied from `triton_models/<source>/model.py`) + the serving runtime + its data files, all through
+triton/python_model.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, entry_names
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
-from trt_converters.triton.repository import triton_model_source
+from trt_converters.triton.python_model import FileSource, version_folder, write_model_files
 
-VERSION = "1"
 TOKENIZER_FOLDER = "tokenizer"
 DEFAULT_MAX_LENGTH = 512
 # Dynamic-length text is padded to the longest text of each tokenizer call unless pipeline option length_buckets
@@ -85,17 +83,15 @@ def bool_option(request: PipelineRequest, key: str, default: bool) -> bool:
 
 
 # -- model folders and configs ---------------------------------------------------------------
-def new_python_model(request: PipelineRequest, model_name: str, source: str) -> Path:
-    """Create `<repo>/<model_name>/1/` with model.py and the serving runtime copied in; returns the version folder."""
+def new_python_model(request: PipelineRequest, model_name: str, source: str,
+                     files: dict[str, FileSource] | None = None) -> Path:
+    """Create `<repo>/<model_name>/<version>/` with model.py, the serving runtime and `files`; returns that folder."""
     folder = request.repo / model_name
     if folder.exists():
         raise UserError(f"model {model_name!r} already exists in {request.repo}: choose another pipeline "
                         "name or remove that folder")
-    version = folder / VERSION
-    version.mkdir(parents=True)
-    shutil.copy2(triton_model_source(source), version / "model.py")
-    copy_runtime(version)
-    return version
+    write_model_files(folder, source, files)
+    return version_folder(folder)
 
 
 def python_model_config(request: PipelineRequest, name: str, *, parameters: dict, batching: bool = True,

@@ -79,7 +79,7 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.add_tensor(ensemble.output, names["score"], "TYPE_FP32", [top_k])
     common.add_tensor(ensemble.output, names["probabilities"], "TYPE_FP32", [len(labels)])
     ensemble_dir = request.repo / request.pipeline_name
-    (ensemble_dir / common.VERSION).mkdir(parents=True, exist_ok=True)
+    common.version_folder(ensemble_dir)  # ensembles need a version folder, even empty
     common.write_config(ensemble_dir, ensemble)
     return common.written_files(tokenizer_dir, post_version.parent, ensemble_dir)
 

@@ -16,15 +16,13 @@ pipeline_options (YAML):
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
-from trt_converters.triton.repository import triton_model_source
+from trt_converters.triton.python_model import FileSource, write_python_model
 
 OPTIONS = {
     "charset": Option("any", "the symbols of the classes other than the blank (a string or a list; required)"),
@@ -124,13 +122,13 @@ def _flag(value, name: str) -> bool:
 
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:
-    options = resolve_options(request)
-    version_dir = Path(request.repo) / request.pipeline_name / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    model_py = version_dir / "model.py"
-    shutil.copyfile(triton_model_source("crnn_pipeline"), model_py)
-    runtime = copy_runtime(version_dir)
+    return write_image_to_text_model(request, "crnn_pipeline", resolve_options(request))
+
+
+def write_image_to_text_model(request: PipelineRequest, source: str, options: dict,
+                              files: dict[str, FileSource] | None = None) -> list[Path]:
+    """The `image` -> `text` BLS model of an OCR pipeline (crnn, trocr); returns the files written."""
     config = config_writer.image_to_text_config(
         request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
         instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
-    return [*config_writer.write_config(version_dir.parent, config), model_py, *runtime]
+    return write_python_model(Path(request.repo) / request.pipeline_name, source, config, files=files)

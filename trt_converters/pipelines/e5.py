@@ -47,6 +47,6 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     common.add_tensor(ensemble.input, text, "TYPE_STRING", [1])
     common.add_tensor(ensemble.output, output, embeddings.triton_dtype, embeddings.shape)
     ensemble_dir = request.repo / request.pipeline_name
-    (ensemble_dir / common.VERSION).mkdir(parents=True, exist_ok=True)
+    common.version_folder(ensemble_dir)  # ensembles need a version folder, even empty
     common.write_config(ensemble_dir, ensemble)
     return common.written_files(tokenizer_dir, ensemble_dir)

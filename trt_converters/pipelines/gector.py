@@ -16,7 +16,6 @@ tensor names).
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -94,11 +93,11 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
                       "dictionary was given: those tags will leave words unchanged; pass "
                       "--pipeline-option verb_forms_path=verb-form-vocab.txt", UserWarning, stacklevel=2)
 
-    version = common.new_python_model(request, request.pipeline_name, "gector_pipeline")
-    tokenizer.save_pretrained(str(version / common.TOKENIZER_FOLDER))
-    shutil.copy2(label_config_path, version / "config.json")
+    data_files = {"config.json": Path(label_config_path)}
     if verb_path is not None:
-        shutil.copy2(verb_path, version / VERB_FORMS_FILE)
+        data_files[VERB_FORMS_FILE] = Path(verb_path)
+    version = common.new_python_model(request, request.pipeline_name, "gector_pipeline", data_files)
+    tokenizer.save_pretrained(str(version / common.TOKENIZER_FOLDER))
 
     text, corrected = text_input_name(request), renamed_outputs(request, ["corrected"])["corrected"]
     config = common.python_model_config(request, request.pipeline_name, role="entry", parameters={

@@ -19,16 +19,12 @@ pipeline_options (YAML):
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.pipelines._options import Option
-from trt_converters.pipelines.crnn import number_list
-from trt_converters.serving_runtime import copy_runtime
-from trt_converters.triton import config as config_writer
-from trt_converters.triton.repository import triton_model_source
+from trt_converters.pipelines.crnn import number_list, write_image_to_text_model
 
 TOKENIZER_FILENAME = "tokenizer.json"
 DEFAULT_MAX_LENGTH = 64
@@ -179,15 +175,5 @@ def _find_tokenizer(name: str, checkpoint_dir: Path | None) -> Path:
 
 def write_pipeline(request: PipelineRequest) -> list[Path]:
     options, tokenizer = resolve_options(request)
-    version_dir = Path(request.repo) / request.pipeline_name / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    written = [version_dir / "model.py"]
-    shutil.copyfile(triton_model_source("trocr_pipeline"), written[0])
-    written += copy_runtime(version_dir)
-    if tokenizer is not None:
-        written.append(version_dir / TOKENIZER_FILENAME)
-        shutil.copyfile(tokenizer, written[-1])
-    config = config_writer.image_to_text_config(
-        request.pipeline_name, max_batch_size=request.max_batch_size, parameters={"pipeline_options": options},
-        instance_count=request.serving.instances("entry"), response_cache=request.serving.response_cache)
-    return [*config_writer.write_config(version_dir.parent, config), *written]
+    files = {TOKENIZER_FILENAME: Path(tokenizer)} if tokenizer is not None else None
+    return write_image_to_text_model(request, "trocr_pipeline", options, files)

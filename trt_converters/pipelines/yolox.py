@@ -27,15 +27,13 @@ input_size ([H, W], only when the core input's spatial dims are dynamic), python
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, check_options
 from trt_converters.pipelines.base import PipelineRequest
-from trt_converters.serving_runtime import copy_runtime
 from trt_converters.triton import config as config_writer
-from trt_converters.triton.repository import triton_model_source
+from trt_converters.triton.python_model import version_folder, write_python_model
 
 OPTIONS = {
     "score_threshold": Option("float", "minimum score kept (default 0.3)", minimum=0, maximum=1),
@@ -108,14 +106,14 @@ def write_pipeline(request: PipelineRequest) -> list[Path]:
     repo = Path(request.repo)
     pre, post = f"{request.pipeline_name}_preprocess", f"{request.pipeline_name}_postprocess"
     written: list[Path] = []
-    written += _write_python_model(repo, pre, "yolox_preprocess", _preprocess_config(pre, request, settings))
+    written += write_python_model(repo / pre, "yolox_preprocess", _preprocess_config(pre, request, settings))
     post_files = {}
     if settings["class_names"] is not None:
         post_files["class_names.json"] = json.dumps(settings["class_names"], indent=1)
-    written += _write_python_model(repo, post, "yolox_postprocess", _postprocess_config(post, request, settings),
-                                   post_files)
+    written += write_python_model(repo / post, "yolox_postprocess", _postprocess_config(post, request, settings),
+                                  files=post_files)
     ensemble_dir = repo / request.pipeline_name
-    (ensemble_dir / "1").mkdir(parents=True, exist_ok=True)  # ensembles need a version folder, even empty
+    version_folder(ensemble_dir)  # ensembles need a version folder, even empty
     written += config_writer.write_config(ensemble_dir, _ensemble_config(request, settings, pre, post))
     return written
 
@@ -138,7 +136,7 @@ def _python_config(name: str, request: PipelineRequest, settings: dict, role: st
     counts = request.serving.instance_counts
     instances = request.serving.instances(role) if role in counts or "*" in counts else settings["instances"]
     return config_writer.python_model_config(name, max_batch_size=request.max_batch_size, instance_count=instances,
-                                             max_queue_delay_us=100)
+                                             max_queue_delay_us=config_writer.DEFAULT_MAX_QUEUE_DELAY_US)
 
 
 def _preprocess_config(name: str, request: PipelineRequest, settings: dict):
@@ -181,25 +179,6 @@ def _ensemble_config(request: PipelineRequest, settings: dict, pre: str, post: s
     return config
 
 
-# -- files --------------------------------------------------------------------------------------
-def _write_python_model(repo: Path, name: str, source: str, config, extra: dict | None = None) -> list[Path]:
-    version_dir = repo / name / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    written = [Path(shutil.copyfile(triton_model_source(source), version_dir / "model.py"))]
-    written += copy_runtime(version_dir)
-    for filename, text in (extra or {}).items():
-        written.append(_write_text(version_dir / filename, text))
-    written += config_writer.write_config(repo / name, config)
-    return written
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-# -- option parsing -----------------------------------------------------------------------------
 def _input_size(image, override) -> tuple[int, int]:
     _, height, width = image.shape
     if override is not None:

@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Callable
+
+
+def model_arguments(args: dict) -> tuple[dict, str, str]:
+    """(model config, model name, version folder) from the `args` Triton passes to initialize()."""
+    folder = os.path.join(args["model_repository"], args["model_version"])
+    return json.loads(args["model_config"]), args["model_name"], folder
 
 
 def parameter(config: dict, key: str, default=None):

@@ -24,6 +24,8 @@ WARMUP_FOLDER = "warmup"  # Triton reads input_data_file from <model>/warmup/
 # A sentence of ordinary length: text models warm up on what they will see, not on empty strings.
 WARMUP_SENTENCE = "Triton warms this model up with a sentence of ordinary length before serving requests."
 PIPELINE_ROLES = ("tokenizer", "preprocess", "postprocess", "entry")
+# Dynamic batching's wait for more requests when nothing else sets one: the original tool's 100 µs.
+DEFAULT_MAX_QUEUE_DELAY_US = 100
 _VERSION_POLICY = re.compile(r"^(all|latest(?::(\d+))?|specific:(\d+(?:,\d+)*))$")
 
 
@@ -49,7 +51,7 @@ class Scheduling:
 
     dynamic_batching: bool = False
     preferred_batch_sizes: Optional[list[int]] = None
-    max_queue_delay_us: int = 100
+    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
     max_queue_size: Optional[int] = None
     queue_timeout_us: Optional[int] = None
     queue_timeout_action: str = "reject"

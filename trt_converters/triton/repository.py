@@ -1,4 +1,4 @@
-"""Triton model repository layout for a converted core model: `<name>/config.pbtxt` and `<name>/1/<model file>`."""
+"""Triton model repository layout for a converted core model: `<name>/config.pbtxt` and `<name>/<version>/<model file>`."""
 
 from __future__ import annotations
 
@@ -6,28 +6,10 @@ import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
-from trt_converters.serving_runtime import copy_runtime
 from trt_converters.spec import IOSpec
 from trt_converters.triton.config import (MODEL_FILES, Scheduling, add_warmup, check_against_profiles,
                                            model_config, write_config)
-
-VERSION = "1"
-
-
-def triton_model_source(name: str) -> Path:
-    """`model.py` of one of this project's python-backend models (`triton_models/<name>/`).
-
-    Found beside the package in a source checkout, or under `<prefix>/share/trt-converters/` where a wheel
-    install put the data files.
-    """
-    import sys
-
-    for folder in (Path(__file__).resolve().parents[2] / "triton_models",
-                   Path(sys.prefix) / "share" / "trt-converters" / "triton_models"):
-        if (folder / name / "model.py").is_file():
-            return folder / name / "model.py"
-    raise UserError(f"python-backend model {name!r} not found: triton_models/ is missing from this installation; "
-                    "install trt-converters from its source checkout (pip install -e .)")
+from trt_converters.triton.python_model import version_folder, write_python_model
 
 
 def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None,
@@ -39,14 +21,13 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
         what = "a TensorRT engine (--generate-trt)" if backend == "tensorrt_plan" else "an ONNX graph (--generate-onnx)"
         raise UserError(f"--triton-backend {backend} needs {what}")
     model_dir = Path(repo) / options.model_name
-    version_dir = model_dir / VERSION
-    version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(artifact, version_dir / MODEL_FILES[backend])
-    if backend == "python_onnxruntime":
-        shutil.copyfile(triton_model_source("onnxruntime_python"), version_dir / "model.py")
-        copy_runtime(version_dir)
     config, warmup = core_model_config(options, io, profiles or {})
-    write_config(model_dir, config, warmup)
+    if backend == "python_onnxruntime":
+        write_python_model(model_dir, "onnxruntime_python", config, files={MODEL_FILES[backend]: Path(artifact)},
+                           warmup_files=warmup)
+    else:
+        shutil.copyfile(artifact, version_folder(model_dir) / MODEL_FILES[backend])
+        write_config(model_dir, config, warmup)
     return model_dir
 
 
