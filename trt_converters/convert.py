@@ -787,10 +787,7 @@ def _triton_inputs(state: RunState) -> list[str]:
     requested = state.options.triton_inputs
     if requested is None:
         return [name for name in declared if name in graph]
-    unknown = [name for name in requested if name not in declared]
-    if unknown:
-        raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
-                        f"({', '.join(declared)})")
+    state.io.check_triton_inputs(requested)
     needed = [name for name in graph if name not in requested]
     if needed:
         raise UserError(f"--triton-inputs leaves out {needed[0]!r}, which the exported graph needs; add it "
@@ -803,12 +800,8 @@ def _triton_inputs(state: RunState) -> list[str]:
 
 
 def _file_facts(path: Path | None, *, final: Path | None = None) -> dict:
-    import hashlib
+    from trt_converters.onnx_files import file_sha256
 
     if path is None or not Path(path).is_file():
         return {}
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": str(final or path), "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(final or path), "bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}

@@ -194,7 +194,7 @@ def _save_checked(graph, out_path: Path, *, written: Path | None = None) -> None
     if written is not None:
         os.replace(written, out_path)
     else:
-        from trt_converters.precision.fp16 import save_model
+        from trt_converters.onnx_files import save_model
 
         save_model(graph, out_path, limit=TWO_GIB)  # tensors in `data_name` beside it above the limit
     try:

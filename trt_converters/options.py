@@ -199,11 +199,7 @@ class ConvertOptions(BaseModel):
 
         check_options(self)
         if self.triton_inputs is not None and self.model_io_config is not None:
-            declared = [t.name for t in self.model_io_config.inputs]
-            unknown = [name for name in self.triton_inputs if name not in declared]
-            if unknown:
-                raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
-                                f"({', '.join(declared)})")
+            self.model_io_config.check_triton_inputs(self.triton_inputs)
         if self.pipeline is not None:
             from trt_converters.pipelines import available_pipelines, validate_pipeline_options
 

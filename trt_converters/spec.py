@@ -110,6 +110,14 @@ class IOSpec(BaseModel):
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
 
+    def check_triton_inputs(self, names: list[str]) -> None:
+        """UserError unless every name given to --triton-inputs is an input of this spec."""
+        declared = [t.name for t in self.inputs]
+        unknown = [name for name in names if name not in declared]
+        if unknown:
+            raise UserError(f"--triton-inputs names {unknown[0]!r}, which is not an input in --model-io-config "
+                            f"({', '.join(declared)})")
+
     def with_inputs(self, names: list[str]) -> "IOSpec":
         """The same spec keeping only the named inputs, in the spec's order."""
         return IOSpec(inputs=[t for t in self.inputs if t.name in names], outputs=self.outputs)

@@ -27,7 +27,7 @@ def _ranges(folded, data):
 
 
 def test_the_planted_channel_is_split_off_and_the_function_is_unchanged(exported, calibration_npz, tmp_path):
-    from trt_converters.precision.fp16 import save_model
+    from trt_converters.onnx_files import save_model
     from trt_converters.precision.outlier_channels import choose_outliers, side_matmul_names, split_outlier_channels
 
     model = exported("bert_outlier")

@@ -13,6 +13,7 @@ import collections
 from pathlib import Path
 
 from trt_converters.errors import StageError
+from trt_converters.onnx_files import save_model
 from trt_converters.precision.graph_shapes import infer_shapes
 from trt_converters.progress import autocast_seconds, heartbeat
 
@@ -171,22 +172,6 @@ def _require_finite(outputs: dict) -> None:
         if bad:
             raise StageError("FP16 lowering: " + non_finite_reference_message(name, bad, "the FP32 graph",
                                                                               where=" on the check inputs"))
-
-
-def save_model(model, path: Path, *, limit: int = 2**31 - 1) -> None:
-    """onnx.save, with tensors in a side file when the graph passes protobuf's 2 GiB limit (`limit` bytes).
-
-    Serialized once: ByteSize() costs a whole serialization itself (about 1 s on RoBERTa-base's 500 MB)."""
-    import onnx
-
-    try:
-        serialized = model.SerializeToString()
-    except Exception:  # noqa: BLE001 - protobuf refuses messages over 2 GiB
-        serialized = None
-    if serialized is not None and len(serialized) <= limit:
-        Path(path).write_bytes(serialized)
-    else:
-        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
 
 
 def _first_line(exc: Exception) -> str:

@@ -9,7 +9,6 @@ the scales from it and the calibration data is not read.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import struct
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.onnx_files import file_sha256, save_model
 from trt_converters.precision.methods import AUTO_CANDIDATES, DEFAULT_PERCENTILE
 from trt_converters.precision.outlier_channels import (channel_ranges, choose_outliers, masked_scales,
                                                        token_mask_input, weight_matmul_inputs)
@@ -64,14 +64,6 @@ def calibration_method(name: str) -> str:
     from trt_converters.precision.methods import resolve_method
 
     return resolve_method(name, path="tensorrt").name
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_cache_header(cache: Path) -> CacheHeader | None:
@@ -215,7 +207,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
     """
     import onnx
 
-    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants, save_model
+    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants
     from trt_converters.precision.int8_search import CHECK_SAMPLES, CandidateEvaluator, compute_flops, \
         int8_flop_fraction, quantized_nodes, search_exclusions
     from trt_converters.verify import DEFAULT_TOLERANCES
@@ -443,7 +435,6 @@ def _has_side_files(path: Path) -> bool:
 
 def _split(folded, outliers: dict[str, list[int]], path: Path, notes: list[str]):
     """The graph with its outlier channels computed apart (outlier_channels.py), saved at `path`."""
-    from trt_converters.precision.fp16 import save_model
     from trt_converters.precision.outlier_channels import split_outlier_channels
 
     if outliers:

@@ -198,7 +198,7 @@ class CandidateEvaluator:
 
     def ratios(self, models: list) -> list[float]:
         from trt_converters.onnx_runner import run_onnx_models
-        from trt_converters.precision.fp16 import save_model
+        from trt_converters.onnx_files import save_model
 
         paths = []
         for model in models:
