@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from trt_converters.cli_errors import errors_reported
+from trt_converters.cli_options import MODEL_FLAGS, apply_options
 from trt_converters.errors import UserError
 
 EPILOG = """\b
@@ -67,28 +68,23 @@ def _shape_overrides(values) -> dict[str, tuple[int, ...]]:
     return overrides
 
 
-def resolve_artifacts(config_path, model_script_path, model_class_name, model_io_config, model_kwargs, ckpt_path,
-                      report_path, onnx, engine):
-    """ModelArtifacts from --config/--report and explicit flags (flags win)."""
+def resolve_artifacts(model_flags: dict, report_path, onnx, engine):
+    """ModelArtifacts from the model flags (MODEL_FLAGS' names), --config and --report, by options.build_options:
+    flags > the checkpoint's config.json > --config > the report > defaults."""
     from trt_converters.bench import ModelArtifacts, artifacts_from_report
     from trt_converters.options import build_options, read_config_file
 
+    config_path = model_flags.get("config_path")
     config = read_config_file(Path(config_path)) if config_path else {}
     from_report = artifacts_from_report(Path(report_path)) if report_path else {"onnx": {}, "engines": {}}
-    given = {k: v for k, v in {"model_script_path": model_script_path, "model_class_name": model_class_name,
-                               "model_io_config": model_io_config, "model_kwargs": model_kwargs,
-                               "ckpt_path": ckpt_path}.items() if v is not None}
-    if "model_io_config" not in given and "model_io_config" not in config and from_report.get("io"):
-        given["model_io_config"] = from_report["io"]
     report_model = from_report.get("model") or {}
-    if "model_class_name" not in given and "model_class_name" not in config and report_model.get("class"):
-        given["model_class_name"] = report_model["class"]
-    options = build_options(config, given)
+    report_layer = {"model_io_config": from_report.get("io"), "model_class_name": report_model.get("class"),
+                    "model_kwargs": report_model.get("kwargs")}
+    given = {k: v for k, v in model_flags.items() if v is not None and k not in ("config_path", "device")}
+    options = build_options(config, given, report_values={k: v for k, v in report_layer.items() if v})
     if options.model_io_config is None:
         raise UserError("no IO spec: pass --config, --model-io-config or a --report from trt-convert")
     kwargs = dict(options.model_kwargs)
-    if not kwargs and report_model.get("kwargs"):
-        kwargs = dict(report_model["kwargs"])
     onnx_paths = {**from_report["onnx"], **_labelled_paths(onnx, "--onnx")}
     engines = {**from_report["engines"], **_labelled_paths(engine, "--engine")}
     return ModelArtifacts(io=options.model_io_config, model_script=options.model_script_path,
@@ -97,12 +93,8 @@ def resolve_artifacts(config_path, model_script_path, model_class_name, model_io
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EPILOG)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="configs/<model>.yaml (script, class, kwargs, IO).")
-@click.option("--model-script-path", type=click.Path(dir_okay=False), help="Python file defining the model class (it is executed).")
-@click.option("--model-class-name", help="Model class in the script.")
-@click.option("--model-io-config", help="IO spec: JSON string or JSON/YAML file.")
-@click.option("--model-kwargs", help="JSON object of constructor kwargs (merged over the config's).")
-@click.option("--ckpt-path", type=click.Path(dir_okay=False), help="state_dict checkpoint [random weights].")
+@apply_options([MODEL_FLAGS[name] for name in ("config_path", "model_script_path", "model_class_name",
+                                                "model_io_config", "model_kwargs", "ckpt_path")])
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="A trt-convert report.json: its ONNX graphs and engine.")
 @click.option("--onnx", multiple=True, help="[LABEL=]PATH of an ONNX graph to time (repeatable).")
 @click.option("--engine", multiple=True, help="[LABEL=]PATH of a TensorRT engine to time (repeatable; GPU only).")
@@ -113,7 +105,7 @@ def resolve_artifacts(config_path, model_script_path, model_class_name, model_io
 @click.option("--iterations", default=30, show_default=True, type=click.IntRange(1, 100_000), help="Most timed runs per cell.")
 @click.option("--max-seconds", default=20.0, show_default=True, type=click.FloatRange(0.0, 86_400), help="Time cap per cell (after 3 runs).")
 @click.option("--runtimes", default="torch,ort,trt", show_default=True, help="Subset of torch,ort,trt.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@apply_options([MODEL_FLAGS["device"]])
 @click.option("--torch-fp16", is_flag=True, help="Also time PyTorch with FP16 weights (CUDA).")
 @click.option("--torch-compile", is_flag=True, help="Also time torch.compile.")
 @click.option("--threads", type=int, help="Intra-op threads for PyTorch and ONNX Runtime alike [their defaults].")
@@ -154,12 +146,14 @@ def main(ctx, config_path, model_script_path, model_class_name, model_io_config,
         settings = BenchSettings(batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
                                  lengths=_int_list(lengths, "--lengths"), warmup=warmup, iterations=iterations,
                                  max_seconds=max_seconds, shape_overrides=_shape_overrides(shapes))
-        artifacts = resolve_artifacts(config_path, model_script_path, model_class_name, model_io_config,
-                                      model_kwargs, ckpt_path, report_path, onnx, engine)
+        model_flags = {"config_path": config_path, "model_script_path": model_script_path,
+                       "model_class_name": model_class_name, "model_io_config": model_io_config,
+                       "model_kwargs": model_kwargs, "ckpt_path": ckpt_path}
+        artifacts = resolve_artifacts(model_flags, report_path, onnx, engine)
         unknown_shapes = [n for n in settings.shape_overrides if n not in {t.name for t in artifacts.io.inputs}]
         if unknown_shapes:
             raise UserError(f"--shape names {unknown_shapes[0]!r}, which is not an input of the IO spec")
-        result = bench_model(artifacts, settings, device=device, runtimes=chosen, torch_fp16=torch_fp16,
+        result = bench_model(artifacts, settings, device=device or "cpu", runtimes=chosen, torch_fp16=torch_fp16,
                              torch_compile=torch_compile, intra_op_threads=threads, show_progress=not no_progress)
         machine = result["machine"]
         click.echo(f"# {machine['cpu']}, {machine['logical_cpus']} logical CPUs"

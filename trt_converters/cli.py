@@ -13,20 +13,15 @@ import click
 from click.core import ParameterSource
 
 from trt_converters.cli_errors import errors_reported
+from trt_converters.cli_options import MODEL_FLAGS, apply_options as _apply, option as _option
 from trt_converters.errors import UserError
 
 
-def _option(*names, **kwargs):
-    kwargs.setdefault("default", None)
-    kwargs.setdefault("show_default", False)
-    return click.option(*names, **kwargs)
-
-
 ORIGINAL_FLAGS = [
-    _option("--ckpt-path", type=click.Path(dir_okay=False), help="PyTorch checkpoint (state_dict): .pt/.pth/.bin/.safetensors."),
-    _option("--model-script-path", type=click.Path(dir_okay=False), help="Python file that defines the model class (it is executed)."),
-    _option("--model-class-name", help="Name of the model class in the script."),
-    _option("--model-io-config", help="IO spec: a JSON string or a path to a JSON/YAML file."),
+    MODEL_FLAGS["ckpt_path"],
+    MODEL_FLAGS["model_script_path"],
+    MODEL_FLAGS["model_class_name"],
+    MODEL_FLAGS["model_io_config"],
     _option("--model-name", help="Name of the model in the Triton repository."),
     _option("--onnx-path", type=click.Path(dir_okay=False), help="Where the FP32 ONNX graph goes [OUTPUT_DIR/NAME/model.onnx]."),
     _option("--engine-path", type=click.Path(dir_okay=False), help="Where the TensorRT engine goes [OUTPUT_DIR/NAME/model.plan]."),
@@ -44,12 +39,12 @@ ORIGINAL_FLAGS = [
     _option("--use-int8/--no-use-int8", help="INT8 engine with explicit Q/DQ from calibration data."),
     _option("--triton-inputs", help="Comma-separated inputs for the Triton config (may drop inputs the graph does not use)."),
     _option("--overwrite/--no-overwrite", help="Replace existing artifacts."),
-    _option("--device", type=click.Choice(["cpu", "cuda"]), help="Device for loading and the PyTorch reference.  [default: cpu]"),
+    MODEL_FLAGS["device"],
 ]
 
 ADDED_FLAGS = [
-    _option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML/JSON with any option (flags and config.json win over it)."),
-    _option("--model-kwargs", help="JSON object of constructor kwargs (overrides config.json and the YAML's, key by key)."),
+    MODEL_FLAGS["config_path"],
+    MODEL_FLAGS["model_kwargs"],
     _option("--strict/--no-strict", default=None, help="Require checkpoint keys to match exactly.  [default: strict]"),
     _option("--output-dir", type=click.Path(file_okay=False), help="Folder for ONNX, engine and report.  [default: trt_out]"),
     _option("--report-path", type=click.Path(dir_okay=False), help="Report JSON path [OUTPUT_DIR/NAME/report.json]."),
@@ -120,14 +115,6 @@ ADDED_FLAGS = [
     _option("--pipeline-option", "pipeline_option", multiple=True, default=(), help="KEY=VALUE for the pipeline (repeatable)."),
     _option("--verbose", is_flag=True, help="Show tracebacks and builder logs."),
 ]
-
-
-def _apply(options):
-    def decorate(function):
-        for option in reversed(options):
-            function = option(function)
-        return function
-    return decorate
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -324,17 +324,20 @@ def _resolve_relative(base: Path, key: str, value):
     return value
 
 
-SOURCES = ("flag", "checkpoint", "yaml", "default")  # strongest first
+# strongest first; "report": what a trt-convert report.json says of the model (trt-bench --report)
+SOURCES = ("flag", "checkpoint", "yaml", "report", "default")
 MERGED_BY_KEY = ("model_kwargs", "pipeline_options", "image_options", "triton_parameters")  # layers merge these key by key
 
 
-def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: bool = True) -> ConvertOptions:
-    """Flags > the checkpoint's config.json > the `--config` YAML > defaults, validated with one-line errors.
+def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: bool = True,
+                  report_values: dict | None = None) -> ConvertOptions:
+    """Flags > the checkpoint's config.json > the `--config` YAML > `report_values` > defaults, validated with
+    one-line errors.
 
     Where each effective value came from is kept on the options (`option_sources()`, `derived_values()`),
     for the report.
     """
-    layers = {"yaml": _parsed(config_values), "flag": _parsed(cli_values)}
+    layers = {"report": _parsed(report_values or {}), "yaml": _parsed(config_values), "flag": _parsed(cli_values)}
     values, sources = _merge(layers)
     model_class = None
     if read_checkpoint:

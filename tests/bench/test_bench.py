@@ -155,6 +155,23 @@ def test_precision_labels_and_report(tmp_path, mlp_onnx):
     assert found["onnx"] == {"fp32": mlp_onnx} and found["engines"] == {"int8": engine}
 
 
+def test_report_is_the_weakest_option_layer(tmp_path, mlp_onnx):
+    """--report fills what neither the flags nor --config give; flags and --config win over it."""
+    from trt_converters.bench_cli import resolve_artifacts
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"io": MLP_IO, "model": {"class": "TinyMLP", "kwargs": {"width": 8, "depth": 2}},
+                                  "stages": {"export": {"path": str(mlp_onnx)}}}))
+    config = tmp_path / "model.yaml"
+    config.write_text(f"model_script_path: {FIXTURES}\nmodel_kwargs: {{depth: 3}}\n")
+    found = resolve_artifacts({"config_path": str(config)}, report, (), ())
+    assert (found.class_name, found.model_kwargs) == ("TinyMLP", {"width": 8, "depth": 3})
+    assert [t.name for t in found.io.inputs] == ["features"] and found.onnx == {"fp32": mlp_onnx}
+    flagged = resolve_artifacts({"config_path": str(config), "model_class_name": "TinyCNN",
+                                 "model_kwargs": '{"width": 4}'}, report, (), ())
+    assert (flagged.class_name, flagged.model_kwargs) == ("TinyCNN", {"width": 4, "depth": 3})
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--config", "does/not/exist.yaml"], "does not exist"),
     (["--model-io-config", json.dumps(MLP_IO), "--batch-sizes", "0"], "--batch-sizes"),
