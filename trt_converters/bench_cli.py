@@ -135,8 +135,15 @@ def main(ctx, config_path, model_script_path, model_class_name, model_io_config,
     with errors_reported(verbose):
         _check_mode(ctx, triton_url)
         if triton_url:
-            return _triton_load(triton_url, triton_model, concurrency, input_data, measurement_seconds,
-                                request_batch_size, timeout, plot, json_path, no_progress)
+            from trt_converters.triton.load import LoadSettings
+
+            if not triton_model:
+                raise UserError("--triton needs --model NAME (the served model to load)")
+            settings = LoadSettings(concurrency=_int_list(concurrency, "--concurrency"),
+                                    measurement_seconds=measurement_seconds, batch_size=request_batch_size,
+                                    timeout=timeout)
+            return _triton_load(triton_url, triton_model, settings, input_data=input_data, plot=plot,
+                                json_path=json_path, no_progress=no_progress)
         from trt_converters.bench import BenchSettings, bench_model, render_table, write_json
 
         chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
@@ -182,20 +189,16 @@ def _check_mode(ctx: click.Context, triton_url) -> None:
                         + ("" if triton_url else " (it belongs to the served-model load test)"))
 
 
-def _triton_load(url, model, concurrency, input_data, measurement_seconds, batch_size, timeout, plot, json_path,
-                 no_progress) -> None:
+def _triton_load(url, model, settings, *, input_data, plot, json_path, no_progress) -> None:
     from trt_converters.bench import machine_facts, write_json
-    from trt_converters.triton.load import LoadSettings, plot_load, render_load_table, run_load
+    from trt_converters.triton.load import plot_load, render_load_table, run_load
 
-    if not model:
-        raise UserError("--triton needs --model NAME (the served model to load)")
-    settings = LoadSettings(concurrency=_int_list(concurrency, "--concurrency"),
-                            measurement_seconds=measurement_seconds, batch_size=batch_size, timeout=timeout)
     progress = None if no_progress else (lambda c: click.echo(f"concurrency {c} ...", err=True))
     result = run_load(url, model, settings, input_data=input_data, progress=progress)
     machine = machine_facts()
     result["machine"] = machine
-    click.echo(f"# {model} at {url}: closed loop, batch {batch_size}, {measurement_seconds:g} s per level after 1 s "
+    click.echo(f"# {model} at {url}: closed loop, batch {settings.batch_size}, {settings.measurement_seconds:g} s "
+               "per level after 1 s "
                f"warm-up; requests: {result['input_data']}")
     click.echo(f"# client and server on {machine['cpu']}, {machine['logical_cpus']} logical CPUs; "
                f"load before {machine.get('load_average')}")

@@ -130,7 +130,7 @@ def render_examples(repo: Path, states: dict[str, str], http_url: str) -> str:
 def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, startup_timeout, cache_size, verbose):
     """Serve a Triton model repository with the real tritonserver, in the foreground (Ctrl-C stops it)."""
     with errors_reported(verbose):
-        from trt_converters.triton.server import (LocalTritonServer, PortInUseError, TritonServerError,
+        from trt_converters.triton.server import (LocalTritonServer, PortInUseError, ServerLaunch, TritonServerError,
                                                   find_triton_distribution, model_states)
 
         check_repository_folder(repo, models)
@@ -146,9 +146,9 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
         cache_bytes = response_cache_bytes(repo, models, cache_size)
         if cache_bytes:
             extra.append(f"--cache-config=local,size={cache_bytes}")
-        server = LocalTritonServer(repo, log_path=log_file, startup_timeout=startup_timeout, extra_args=extra,
-                                   metrics=True, host=host, ports=(http_port, grpc_port, metrics_port),
-                                   distribution=distribution, wait_for="live", exit_timeout=10)
+        server = LocalTritonServer(repo, log_path=log_file, startup_timeout=startup_timeout, launch=ServerLaunch(
+            extra_args=tuple(extra), metrics=True, host=host, ports=(http_port, grpc_port, metrics_port),
+            distribution=distribution, wait_for="live", exit_timeout=10))
         _stop_on_sigterm()
         try:
             try:

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _gpu_skip_reason() -> str:
-    from trt_converters.bench import tensorrt_runtime_status
+    from trt_converters.bench_runners import tensorrt_runtime_status
 
     trt, reason = tensorrt_runtime_status()
     return "" if trt is not None else reason
@@ -91,7 +91,7 @@ def _check_engine_against_pytorch(report_path: Path, script: Path | None = None)
     """Runs the report's engine and the PyTorch model on 3 shape sets; returns failure lines (empty: passed)."""
     import torch
 
-    from trt_converters.bench import TensorRTRunner, tensorrt_runtime_status
+    from trt_converters.bench_runners import TensorRTRunner, tensorrt_runtime_status
     from trt_converters.loading import load_model
     from trt_converters.shapes import ShapeProfile, synthetic_inputs, verification_shapes
     from trt_converters.spec import parse_io_config

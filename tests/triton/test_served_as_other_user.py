@@ -58,7 +58,7 @@ def test_repository_written_by_root_serves_as_nobody(require_tritonserver, run_c
 
     from tests.conftest import TINY_MODELS
     from trt_converters.loading import load_model
-    from trt_converters.triton.server import LocalTritonServer
+    from trt_converters.triton.server import LocalTritonServer, ServerLaunch
 
     if os.geteuid() != 0:
         pytest.skip("needs root: it writes the repository as root and starts the server as another user")
@@ -83,8 +83,9 @@ def test_repository_written_by_root_serves_as_nobody(require_tritonserver, run_c
         mask = np.ones((2, 9), dtype=np.float32)
         with torch.no_grad():
             expected = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        launch = ServerLaunch(user=SERVER_USER, env={"PATH": f"{python_bin}:/usr/bin:/bin"})
         with LocalTritonServer(mount / "repo", log_path=mount / "server.log", startup_timeout=180,
-                               user=SERVER_USER, env={"PATH": f"{python_bin}:/usr/bin:/bin"}) as server:
+                               launch=launch) as server:
             assert _uid(server.pid) == server_uid
             assert server.model_ready("text")
             got = triton_infer("http", server.http_url, "text", {"input_ids": ids, "input_mask": mask}, "output")

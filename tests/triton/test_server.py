@@ -206,7 +206,7 @@ def _http_inputs(x, scale=None):
 
 
 def test_find_tritonserver(require_tritonserver):
-    from trt_converters.triton.server import find_tritonserver
+    from trt_converters.triton.distribution import find_tritonserver
 
     binary = find_tritonserver()
     assert binary.name == "tritonserver" and os.access(binary, os.X_OK)

@@ -29,11 +29,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.triton.distribution import (TritonDistribution, find_triton_distribution, interpreter_libdir,
+                                                serving_environment)
 
-_INSTALL_HINT = "install the server with `pip install nvidia-pytriton`"
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
 _ERROR_LINE = re.compile(r"^(E\d{4} |\[libprotobuf ERROR|error: )")
@@ -47,73 +48,6 @@ class TritonServerError(StageError):
 
 class PortInUseError(TritonServerError):
     """A port the caller asked for is taken by another process."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TritonDistribution:
-    """Paths inside the installed nvidia-pytriton wheel."""
-
-    binary: Path
-    libs: Path
-    python_backend: Path
-    python_stub: Path
-    caches: Path
-    # A full Triton install has a ready backend folder; the wheel's is assembled per start.
-    backend_directory: Path | None = None
-
-
-def find_installed_triton() -> TritonDistribution | None:
-    """A full Triton install (e.g. /opt/tritonserver in NVIDIA's containers) with its python backend, else None."""
-    candidates = [Path(p) for p in (shutil.which("tritonserver"),) if p] + [Path("/opt/tritonserver/bin/tritonserver")]
-    for binary in candidates:
-        root = binary.resolve().parent.parent
-        backends = root / "backends"
-        if binary.is_file() and (backends / "python" / "libtriton_python.so").is_file() and "pytriton" not in root.parts:
-            return TritonDistribution(binary=binary, libs=root / "lib", python_backend=backends / "python",
-                                      python_stub=backends / "python" / "triton_python_backend_stub",
-                                      caches=root / "caches", backend_directory=backends)
-    return None
-
-
-def find_triton_distribution(*, prefer_installed: bool = False) -> TritonDistribution:
-    """Locate tritonserver, its libraries, the Python backend and this Python's backend stub.
-
-    With `prefer_installed`, a full Triton install (more backends: tensorrt, onnxruntime) wins over the wheel's.
-    """
-    import importlib.util
-
-    if prefer_installed:
-        installed = find_installed_triton()
-        if installed is not None:
-            return installed
-
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the Triton server (nvidia-pytriton) is not installed: {_INSTALL_HINT}")
-    package = Path(next(iter(spec.submodule_search_locations)))
-    server_root = package / "tritonserver"
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    dist = TritonDistribution(
-        binary=server_root / "bin" / "tritonserver",
-        libs=package.parent / "nvidia_pytriton.libs",
-        python_backend=server_root / "backends" / "python",
-        python_stub=server_root / "python_backend_stubs" / version / "triton_python_backend_stub",
-        caches=server_root / "caches",
-    )
-    for label, path in (
-        ("tritonserver binary", dist.binary),
-        ("server libraries", dist.libs),
-        ("python backend", dist.python_backend / "libtriton_python.so"),
-        (f"python {version} backend stub", dist.python_stub),
-    ):
-        if not path.exists():
-            raise UserError(f"{label} missing from the nvidia-pytriton install ({path}): {_INSTALL_HINT}")
-    return dist
-
-
-def find_tritonserver() -> Path:
-    """Path of the `tritonserver` binary inside the installed nvidia-pytriton wheel."""
-    return find_triton_distribution().binary
 
 
 def _free_port() -> int:
@@ -147,49 +81,54 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(errors[-lines:] or text.splitlines()[-lines:])
 
 
-class LocalTritonServer:
-    """A real tritonserver child process serving `repo` on free 127.0.0.1 ports (or `host` and the given
-    `ports`: http, grpc, metrics; a taken one raises PortInUseError).
+@dataclasses.dataclass(frozen=True)
+class ServerLaunch:
+    """How LocalTritonServer starts the server, beyond the repository, the log and the startup wait.
 
-    Use as a context manager, or call start() and stop(). After start(), `http_url` and
-    `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
-    only with metrics=True. `env` adds or overrides environment variables for the server.
+    `ports` (http, grpc, metrics) on `host`: a taken one raises PortInUseError; None: free 127.0.0.1 ports.
+    `metrics` serves the metrics endpoint. `env` adds or overrides environment variables for the server.
+    `wait_for`: "ready" (every model loaded) or "live". `exit_timeout`: seconds the server has to exit.
     `hidden_modules`: top-level packages python-backend models cannot import (see the module doc). `user`
     runs the server as that user (this process must be root), as a container does with a mounted repository.
     """
 
-    def __init__(
-        self,
-        repo: Path,
-        *,
-        log_path: Path | None = None,
-        startup_timeout: float = 90.0,
-        extra_args: Sequence[str] = (),
-        metrics: bool = False,
-        env: Mapping[str, str] | None = None,
-        exit_timeout: int = 5,
-        wait_for: str = "ready",
-        hidden_modules: Sequence[str] = ("trt_converters",),
-        host: str = "127.0.0.1",
-        ports: tuple[int, int, int] | None = None,
-        distribution: TritonDistribution | None = None,
-        user: str | None = None,
-    ) -> None:
-        if wait_for not in ("ready", "live"):
+    extra_args: tuple[str, ...] = ()
+    metrics: bool = False
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    exit_timeout: int = 5
+    wait_for: str = "ready"
+    hidden_modules: tuple[str, ...] = ("trt_converters",)
+    host: str = "127.0.0.1"
+    ports: tuple[int, int, int] | None = None
+    distribution: TritonDistribution | None = None
+    user: str | None = None
+
+
+class LocalTritonServer:
+    """A real tritonserver child process serving `repo`, started as `launch` says (ServerLaunch).
+
+    Use as a context manager, or call start() and stop(). After start(), `http_url` and
+    `grpc_url` are "127.0.0.1:PORT" strings as tritonclient expects them; `metrics_url` is set
+    only with `launch.metrics`.
+    """
+
+    def __init__(self, repo: Path, *, log_path: Path | None = None, startup_timeout: float = 90.0,
+                 launch: ServerLaunch = ServerLaunch()) -> None:
+        if launch.wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
         self.repo = Path(repo)
         self.log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout = startup_timeout
-        self.extra_args = tuple(extra_args)
-        self.metrics = metrics
-        self.env = dict(env or {})
-        self.exit_timeout = exit_timeout
-        self.wait_for = wait_for
-        self.hidden_modules = tuple(hidden_modules)
-        self.host = host
-        self.ports = tuple(ports) if ports is not None else None  # http, grpc, metrics; None: free ports
-        self.distribution = distribution
-        self.user = user
+        self.extra_args = tuple(launch.extra_args)
+        self.metrics = launch.metrics
+        self.env = dict(launch.env)
+        self.exit_timeout = launch.exit_timeout
+        self.wait_for = launch.wait_for
+        self.hidden_modules = tuple(launch.hidden_modules)
+        self.host = launch.host
+        self.ports = tuple(launch.ports) if launch.ports is not None else None
+        self.distribution = launch.distribution
+        self.user = launch.user
         self.http_url: str | None = None
         self.grpc_url: str | None = None
         self.metrics_url: str | None = None
@@ -223,7 +162,7 @@ class LocalTritonServer:
             self._workdir.chmod(0o755)  # the assembled backend folder and the working folder
         try:
             backends = self._prepare_backends(dist)
-            self._serving_bin = (_serving_environment(self._workdir / "python", self.hidden_modules)
+            self._serving_bin = (serving_environment(self._workdir / "python", self.hidden_modules)
                                  if self.hidden_modules else Path(sys.prefix) / "bin")
             for _ in range(1 if self.ports else _PORT_ATTEMPTS):
                 if self._launch(dist, backends):
@@ -309,7 +248,7 @@ class LocalTritonServer:
         # fails to import its stdlib's C extensions in the stub (`_ssl`: undefined symbol _PyModule_Add),
         # which breaks any model that imports transformers.
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (_interpreter_libdir(), str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
+            p for p in (interpreter_libdir(), str(dist.libs), env.get("LD_LIBRARY_PATH", "")) if p
         )
         env["PATH"] = os.pathsep.join(p for p in (str(self._serving_bin), env.get("PATH", "")) if p)
         env.update(self.env)
@@ -431,13 +370,8 @@ def check_repository(repo: Path, *, startup_timeout: float = 90.0) -> dict[str, 
     (the server rejected the directory or its config.pbtxt: syntax, semantics, naming).
     Models without a backend here are expected to be UNAVAILABLE, never CONFIG_ERROR.
     """
-    server = LocalTritonServer(
-        Path(repo),
-        startup_timeout=startup_timeout,
-        extra_args=("--exit-on-error=false", "--strict-readiness=false"),
-        exit_timeout=2,
-        wait_for="live",
-    )
+    server = LocalTritonServer(Path(repo), startup_timeout=startup_timeout, launch=ServerLaunch(
+        extra_args=("--exit-on-error=false", "--strict-readiness=false"), exit_timeout=2, wait_for="live"))
     with server:
         return model_states(server)
 
@@ -469,40 +403,9 @@ def model_states(server: LocalTritonServer, *, explicit: bool = False) -> dict[s
     return result
 
 
-def _serving_environment(root: Path, hidden_modules: Sequence[str]) -> Path:
-    """A virtual environment at `root` over this one's packages, with `hidden_modules` unimportable; its bin/."""
-    import site
-    import sysconfig
-
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
-    bin_dir = root / "bin"
-    bin_dir.mkdir(parents=True)
-    for name in ("python", "python3", f"python{version}"):
-        (bin_dir / name).symlink_to(base)
-    (root / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\n"
-                                     f"version = {sys.version.split()[0]}\n")
-    packages = root / "lib" / f"python{version}" / "site-packages"
-    packages.mkdir(parents=True)
-    for module in hidden_modules:
-        (packages / module).mkdir()
-        (packages / module / "__init__.py").write_text(
-            f"raise ModuleNotFoundError({module!r} + ' is hidden from served models (LocalTritonServer): a model.py '\n"
-            f"                          'must not import it', name={module!r})\n")
-    # Plain paths: their .pth files (an editable install's finder among them) are not processed.
-    ours = [p for p in (*site.getsitepackages(), sysconfig.get_paths()["purelib"]) if Path(p).is_dir()]
-    (packages / "serving_environment.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
-    return bin_dir
 def _primary_group(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
 
 
-def _interpreter_libdir() -> str:
-    """The folder of this interpreter's shared libpython, or '' for a static build."""
-    import sysconfig
-
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    soname = sysconfig.get_config_var("INSTSONAME") or ""
-    return libdir if libdir and soname and (Path(libdir) / soname).exists() else ""
