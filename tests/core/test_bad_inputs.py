@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import MLP_IO, TEXT_IO, TINY_MODELS, model_flags, snapshot
+from tests.helpers.cli import snapshot
+from tests.helpers.models import MLP_IO, TEXT_IO, TINY_MODELS, model_flags
 
 
 def assert_one_error_line(result, expected: str, status: int = 2) -> None:
@@ -393,7 +394,7 @@ USER_MISTAKES = [
 @pytest.mark.parametrize("case, kind, io, io_changes, expected", USER_MISTAKES, ids=[c[0] for c in USER_MISTAKES])
 def test_model_and_io_mistakes_point_at_the_cause(tmp_path, run_cli, tiny_checkpoints, case, kind, io, io_changes,
                                                   expected):
-    from tests.conftest import CNN_IO
+    from tests.helpers.models import CNN_IO
 
     if io is None:
         io = {**CNN_IO, **io_changes}

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags, triton_infer
+from tests.helpers.models import model_flags
+from tests.helpers.triton import triton_infer
 
 pytest.importorskip("tensorrt_rtx", reason="the real builder comes from `pip install tensorrt-rtx`")
 
@@ -132,7 +133,7 @@ def test_generated_repository_serves_on_real_triton(tmp_path, run_cli, tiny_chec
     assert 'backend: "python"' in config and "KIND_CPU" in config and "model_warmup" in config
     import torch
 
-    from tests.conftest import TINY_MODELS
+    from tests.helpers.models import TINY_MODELS
     model, _ = load_model(TINY_MODELS, "TinyTextModel", tiny_checkpoints["text"])
     ids = np.random.default_rng(5).integers(0, 50, size=(3, 11)).astype(np.int64)
     mask = np.ones((3, 11), dtype=np.float32)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags, triton_infer
+from tests.helpers.models import model_flags
+from tests.helpers.triton import triton_infer
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])

@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags
+from tests.helpers.models import model_flags
 
 pytest.importorskip("tensorrt_rtx")
 pytest.importorskip("modelopt")
@@ -90,7 +90,7 @@ def test_fp16_of_an_lstm_model_survives_onnx_runtime_crashes(tmp_path, run_cli):
 
     import torch
 
-    from tests.conftest import ROOT
+    from tests.helpers.models import ROOT
 
     spec = importlib.util.spec_from_file_location("crnn_script", ROOT / "model_scripts" / "ocr_crnn.py")
     module = importlib.util.module_from_spec(spec)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import TINY_MODELS, model_flags
+from tests.helpers.models import TINY_MODELS, model_flags
 
 pytest.importorskip("modelopt")
 

@@ -171,7 +171,7 @@ def test_model_kwargs_precedence(tmp_path):
 def test_model_script_is_imported_without_touching_sys_path():
     import sys
 
-    from tests.conftest import TINY_MODELS
+    from tests.helpers.models import TINY_MODELS
     from trt_converters.loading import import_model_class
 
     before = list(sys.path)
@@ -192,7 +192,7 @@ def test_exporter_falls_back_to_dynamo_on_evidence(tmp_path, run_cli):
     """nn.TransformerEncoder's fast path is not exportable by the legacy exporter; auto must fall back."""
     import torch
 
-    from tests.conftest import ROOT
+    from tests.helpers.models import ROOT
 
     script = ROOT / "tests" / "fixtures" / "transformer_encoder.py"
     import importlib.util
@@ -248,7 +248,7 @@ def test_graphs_over_the_protobuf_limit_use_external_data(tmp_path, run_cli, tin
     import onnx
 
     import trt_converters.export as export
-    from tests.conftest import model_flags
+    from tests.helpers.models import model_flags
 
     monkeypatch.setattr(export, "TWO_GIB", 0)
     result = run_cli(model_flags("mlp", tiny_checkpoints) + ["--generate-onnx", "--output-dir", tmp_path / "out"])

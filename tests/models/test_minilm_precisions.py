@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.models import ROOT
 
 SENTENCES = ["A man is eating food.", "The weather is lovely today.", "TensorRT engines are built from ONNX graphs.",
              "Triton batches requests from many clients.", "short", "Grammar correction tags every word of a sentence."]

@@ -69,7 +69,7 @@ def test_served_onnxruntime_models_equal_onnxruntime_run_directly(served):
 
 
 def test_repository_requirements_list_what_its_python_models_import(served):
-    from tests.triton.test_served_imports import constraint_pins
+    from tests.helpers.served_models import constraint_pins
 
     server, _ = served
     lines = (server.repo / "requirements.txt").read_text().splitlines()

@@ -296,7 +296,7 @@ def test_cli_tune_records_threads_and_instances_in_config_and_serves(tiny_robert
 
     from tests.ort_cpu.conftest import IO_CONFIG, ROBERTA_SCRIPT, TINY_KWARGS, padded_inputs
     from trt_converters.triton.server import LocalTritonServer
-    from tests.conftest import triton_infer
+    from tests.helpers.triton import triton_infer
 
     flags = ["--ckpt-path", tiny_roberta.checkpoint, "--model-script-path", ROBERTA_SCRIPT, "--model-class-name",
              "RobertaClassifier", "--model-kwargs", json.dumps(TINY_KWARGS), "--model-io-config",

@@ -519,7 +519,7 @@ def test_gector_runtime_decoding_matches_the_server(served):
 
 
 def test_repository_requirements_cover_the_text_pipelines(served):
-    from tests.triton.test_served_imports import constraint_pins
+    from tests.helpers.served_models import constraint_pins
 
     text = (served["work"] / "repo" / "requirements.txt").read_text()
     pins = dict(line.split("==") for line in text.splitlines() if not line.startswith("#"))

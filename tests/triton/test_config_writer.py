@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TEXT_IO, model_flags
+from tests.helpers.models import TEXT_IO, model_flags
 from trt_converters.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]

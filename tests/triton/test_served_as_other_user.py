@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import model_flags, triton_infer
+from tests.helpers.models import model_flags
+from tests.helpers.triton import triton_infer
 
 pytestmark = pytest.mark.triton
 SERVER_USER = "nobody"
@@ -56,7 +57,7 @@ def test_repository_written_by_root_serves_as_nobody(require_tritonserver, run_c
 
     import torch
 
-    from tests.conftest import TINY_MODELS
+    from tests.helpers.models import TINY_MODELS
     from trt_converters.loading import load_model
     from trt_converters.triton.server import LocalTritonServer, ServerLaunch
 

@@ -214,7 +214,7 @@ def test_find_tritonserver(require_tritonserver):
 
 def test_served_models_cannot_import_trt_converters(server):
     """The local server serves like a stock Triton: this package is not importable by python models."""
-    from tests.conftest import triton_infer
+    from tests.helpers.triton import triton_infer
 
     import trt_converters
 

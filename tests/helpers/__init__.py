@@ -1,0 +1,1 @@
+"""Helpers the test folders share (plain functions and constants; the fixtures stay in the conftest.py files)."""
