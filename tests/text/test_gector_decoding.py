@@ -6,6 +6,7 @@ import pytest
 
 from tests.text.conftest import GECTOR_LABELS, gector_config
 from trt_converters.serving_runtime.gector_decoding import (
+    Decoding,
     GectorLabels,
     choose_label_ids,
     correct_sentences,
@@ -204,33 +205,33 @@ class RuleTagger:
 def test_iterations_rerun_only_sentences_with_corrections(minilm_tokenizer):
     tagger = RuleTagger(minilm_tokenizer, {"go": "$TRANSFORM_VERB_VB_VBZ", "has": "$REPLACE_have"})
     sentences = ["she go home", "i has it", "all fine here", ""]
-    out = correct_sentences(sentences, tagger, minilm_tokenizer, LABELS, verb_forms=VERBS, batch_size=8)
+    out = correct_sentences(sentences, tagger, minilm_tokenizer, LABELS, Decoding(batch_size=8), verb_forms=VERBS)
     assert out == ["she goes home", "i have it", "all fine here", ""]
     assert tagger.batches == [4, 2]  # round 2 re-checks only the two edited sentences
 
 
 def test_iterations_run_while_a_correction_tag_is_predicted(minilm_tokenizer):
     grow = RuleTagger(minilm_tokenizer, {"good": "$APPEND_,"})
-    assert correct_sentences(["good"], grow, minilm_tokenizer, LABELS, iterations=3) == ["good , , ,"]
+    assert correct_sentences(["good"], grow, minilm_tokenizer, LABELS, Decoding(iterations=3)) == ["good , , ,"]
     assert len(grow.batches) == 3
 
     # The reference has no cycle check: a -> an -> a -> ... for every round.
     cycle = RuleTagger(minilm_tokenizer, {"a": "$REPLACE_an", "an": "$REPLACE_a"})
-    assert correct_sentences(["a"], cycle, minilm_tokenizer, LABELS, iterations=3) == ["an"]
-    assert correct_sentences(["a"], cycle, minilm_tokenizer, LABELS, iterations=4) == ["a"]
+    assert correct_sentences(["a"], cycle, minilm_tokenizer, LABELS, Decoding(iterations=3)) == ["an"]
+    assert correct_sentences(["a"], cycle, minilm_tokenizer, LABELS, Decoding(iterations=4)) == ["a"]
     # A correction tag that changes nothing ($DELETE on $START) still costs a round each time.
     stuck = RuleTagger(minilm_tokenizer, {"[CLS]": "$KEEP", "$": "$DELETE"})
     stuck.batches.clear()
-    assert correct_sentences(["fine"], stuck, minilm_tokenizer, LABELS, iterations=2) == ["fine"]
+    assert correct_sentences(["fine"], stuck, minilm_tokenizer, LABELS, Decoding(iterations=2)) == ["fine"]
     assert len(stuck.batches) == 2
 
 
 def test_thresholds_and_batching_reach_the_model(minilm_tokenizer):
     tagger = RuleTagger(minilm_tokenizer, {"has": "$REPLACE_have"})
     # Detection says P(incorrect) = sigmoid(1) ~ 0.73 everywhere: below 0.8 nothing changes.
-    assert correct_sentences(["i has"], tagger, minilm_tokenizer, LABELS, min_error_prob=0.8) == ["i has"]
-    assert correct_sentences(["i has"], tagger, minilm_tokenizer, LABELS, keep_confidence=1.0) == ["i has"]
+    assert correct_sentences(["i has"], tagger, minilm_tokenizer, LABELS, Decoding(min_error_prob=0.8)) == ["i has"]
+    assert correct_sentences(["i has"], tagger, minilm_tokenizer, LABELS, Decoding(keep_confidence=1.0)) == ["i has"]
     tagger.batches.clear()
-    out = correct_sentences(["i has"] * 5, tagger, minilm_tokenizer, LABELS, batch_size=2, pad_to_length=16)
+    out = correct_sentences(["i has"] * 5, tagger, minilm_tokenizer, LABELS, Decoding(batch_size=2, pad_to_length=16))
     assert out == ["i have"] * 5
     assert tagger.batches[:3] == [2, 2, 1]

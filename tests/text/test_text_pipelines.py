@@ -498,7 +498,7 @@ def test_gector_runtime_decoding_matches_the_server(served):
     import torch
 
     from trt_converters.pipelines._text_common import load_tokenizer
-    from trt_converters.serving_runtime.gector_decoding import GectorLabels, correct_sentences
+    from trt_converters.serving_runtime.gector_decoding import Decoding, GectorLabels, correct_sentences
     from trt_converters.serving_runtime.verb_forms import load_verb_forms
 
     model = served["models"]["gector"]
@@ -512,7 +512,7 @@ def test_gector_runtime_decoding_matches_the_server(served):
     labels = GectorLabels.from_config(json.loads((folder / "config.json").read_text()))
     sentences = SENTENCES + LONG_SENTENCES
     expected = correct_sentences(sentences, predict, load_tokenizer(folder, split_words=True), labels,
-                                 iterations=3, max_length=GECTOR_MAX_LENGTH, batch_size=8,
+                                 Decoding(iterations=3, max_length=GECTOR_MAX_LENGTH, batch_size=8),
                                  verb_forms=load_verb_forms(served["verbs"]))
     got = infer(served["server"], "grpc", "gector_gector", sentences, ["corrected"])["corrected"]
     assert [row[0].decode() for row in got] == expected

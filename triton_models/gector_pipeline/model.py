@@ -19,7 +19,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
-from serving_runtime.gector_decoding import GectorLabels, correct_sentences  # noqa: E402
+from serving_runtime.gector_decoding import Decoding, GectorLabels, correct_sentences  # noqa: E402
 from serving_runtime.triton_io import call_model, error_response, model_arguments, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
@@ -49,7 +49,7 @@ class TritonPythonModel:
         self.corrected_output = p("corrected_output", "corrected")
         self.labels_output = p("labels_output", "logits_labels")
         self.detect_output = p("detect_output", "logits_d")
-        self.decoding = dict(
+        self.decoding = Decoding(
             iterations=int(p("iterations", "5")),
             min_error_prob=float(p("min_error_prob", "0")),
             keep_confidence=float(p("keep_confidence", "0")),
@@ -98,5 +98,5 @@ class TritonPythonModel:
         return responses
 
     def _correct(self, sentences):
-        return correct_sentences(sentences, self._predict, self.tokenizer, self.labels,
-                                 verb_forms=self.verb_forms, **self.decoding)
+        return correct_sentences(sentences, self._predict, self.tokenizer, self.labels, self.decoding,
+                                 verb_forms=self.verb_forms)

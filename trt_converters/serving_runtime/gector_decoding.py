@@ -171,32 +171,34 @@ def choose_label_ids(
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How sentences are tagged and corrected (gotutiyan/gector's predict settings and batching)."""
+
+    iterations: int = 5  # correction rounds at most
+    keep_confidence: float = 0.0  # added to the $KEEP probability
+    min_error_prob: float = 0.0  # a sentence whose error probability, or a token whose best tag, is below it: kept
+    add_special_tokens: bool = True
+    max_length: int = 128
+    pad_to_length: Optional[int] = None  # None: pad each chunk to its longest sentence
+    batch_size: int = 32  # sentences per `predict` call
+
+
+@dataclass(frozen=True)
 class Tagged:
     tags: list[str]  # one per word that kept a token, in order
     finished: bool  # every tag is a no-correction tag
 
 
-def predict_tags(
-    batch_words: Sequence[Sequence[str]],
-    predict: Predict,
-    tokenizer,
-    labels: GectorLabels,
-    *,
-    keep_confidence: float = 0.0,
-    min_error_prob: float = 0.0,
-    add_special_tokens: bool = True,
-    max_length: int = 128,
-    pad_to_length: Optional[int] = None,
-    batch_size: int = 32,
-) -> list[Tagged]:
-    """Tags of each sentence's words, running `predict` on chunks of `batch_size` sentences."""
+def predict_tags(batch_words: Sequence[Sequence[str]], predict: Predict, tokenizer, labels: GectorLabels,
+                 decoding: Decoding = Decoding()) -> list[Tagged]:
+    """Tags of each sentence's words, running `predict` on chunks of `decoding.batch_size` sentences."""
     no_correction = set(labels.no_correction_ids())
     tagged: list[Tagged] = []
-    step = max(1, batch_size)
+    step = max(1, decoding.batch_size)
     for start in range(0, len(batch_words), step):
         chunk = batch_words[start:start + step]
-        encoded = encode_words(tokenizer, chunk, add_special_tokens=add_special_tokens,
-                               max_length=max_length, pad_to_length=pad_to_length)
+        encoded = encode_words(tokenizer, chunk, add_special_tokens=decoding.add_special_tokens,
+                               max_length=decoding.max_length, pad_to_length=decoding.pad_to_length)
         logits_labels, logits_d = predict(encoded.input_ids, encoded.attention_mask)
         logits_labels, logits_d = np.asarray(logits_labels), np.asarray(logits_d)
         expected = (len(chunk), encoded.input_ids.shape[1])
@@ -208,7 +210,7 @@ def predict_tags(
                              f"{len(labels.id2label)} labels in config.json")
         for row, word_ids in enumerate(encoded.word_ids):
             ids = choose_label_ids(logits_labels[row], logits_d[row], word_mask(word_ids), labels,
-                                   keep_confidence=keep_confidence, min_error_prob=min_error_prob)
+                                   keep_confidence=decoding.keep_confidence, min_error_prob=decoding.min_error_prob)
             chosen = [int(ids[p]) for p in first_token_positions(word_ids)]
             tagged.append(Tagged([labels.id2label[i] for i in chosen], all(i in no_correction for i in chosen)))
     return tagged
@@ -269,33 +271,15 @@ def sentence_text(words: Sequence[str]) -> str:
 
 
 # -- iterations ------------------------------------------------------------------------------
-def correct_sentences(
-    sentences: Sequence[str],
-    predict: Predict,
-    tokenizer,
-    labels: GectorLabels,
-    *,
-    iterations: int = 5,
-    keep_confidence: float = 0.0,
-    min_error_prob: float = 0.0,
-    verb_forms: Optional[VerbForms] = None,
-    add_special_tokens: bool = True,
-    max_length: int = 128,
-    pad_to_length: Optional[int] = None,
-    batch_size: int = 32,
-) -> list[str]:
-    """Corrected sentences: tag, edit the sentences that have a correction tag, repeat up to `iterations`."""
+def correct_sentences(sentences: Sequence[str], predict: Predict, tokenizer, labels: GectorLabels,
+                      decoding: Decoding = Decoding(), verb_forms: Optional[VerbForms] = None) -> list[str]:
+    """Corrected sentences: tag, edit the sentences that have a correction tag, repeat up to `decoding.iterations`."""
     states = [[START_TOKEN] + text.split(" ") for text in sentences]
     active = list(range(len(states)))
-    for _ in range(max(0, iterations)):
+    for _ in range(max(0, decoding.iterations)):
         if not active:
             break
-        tagged = predict_tags(
-            [states[i] for i in active], predict, tokenizer, labels,
-            keep_confidence=keep_confidence, min_error_prob=min_error_prob,
-            add_special_tokens=add_special_tokens, max_length=max_length,
-            pad_to_length=pad_to_length, batch_size=batch_size,
-        )
+        tagged = predict_tags([states[i] for i in active], predict, tokenizer, labels, decoding)
         still_active = []
         for i, result in zip(active, tagged):
             if not result.finished:
