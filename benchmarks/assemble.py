@@ -40,11 +40,10 @@ meaningful part. Models have random weights unless a table says otherwise (the t
 the weights; accuracy columns are against PyTorch on the same weights).
 """
 
-GPU_SECTION = """## GPU: not measured in this session
+GPU_SECTION = """## GPU: not measured
 
-No GPU was available to this work: the session's device tool reported `can_start_another: false` (no GPU
-machine lent to this task), and on the development machine `torch.cuda.is_available()` is False. So there
-are **no GPU numbers** here, for any of:
+No GPU was available for these measurements: the machine they ran on has none (`torch.cuda.is_available()`
+is False). So there are **no GPU numbers** here, for any of:
 - PyTorch eager FP32 and FP16 on CUDA, and `torch.compile`;
 - TensorRT engines (FP32, FP16 AutoCast, INT8 Q/DQ) at batch 1 / 8 / 32, host latency with transfers and
   GPU compute without;
@@ -118,7 +117,7 @@ def main() -> int:
                 text = text.replace("## CPU: PyTorch vs ONNX Runtime", f"## CPU: PyTorch vs ONNX Runtime, {size} sizes", 1)
             parts.append(text.rstrip() + f"\n\n_Source: `benchmarks/results/{stem}.md`, from `{command}`._\n")
         elif stem != "gpu_models":
-            missing.append(f"- `{stem}`: not run in this session (`{command}`)")
+            missing.append(f"- `{stem}`: not run (`{command}`)")
     if not (RESULTS / "gpu_models.md").is_file():
         parts.append(GPU_SECTION)
     if missing:

@@ -71,7 +71,7 @@ def heartbeat(label: str, expected_s: float | None = None, *, clock: Callable[[]
 
 
 # Cost models: least-squares fits of measured seconds, on the AMD EPYC 2-vCPU machine (AVX-512 VNNI) with the
-# other sessions' load (1-min load average 3.1-3.6), so a quiet machine runs faster than estimated.
+# load of other processes (1-min load average 3.1-3.6), so a quiet machine runs faster than estimated.
 
 
 def autocast_seconds(nodes: int, weight_mb: float) -> float:
