@@ -20,7 +20,8 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.gector_decoding import Decoding, GectorLabels, correct_sentences  # noqa: E402
-from serving_runtime.triton_io import call_model, error_response, model_arguments, parameter  # noqa: E402
+from serving_runtime.hf_tokenizer import initialize_text_model  # noqa: E402
+from serving_runtime.triton_io import call_model, error_response, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -29,11 +30,8 @@ REQUIRES = ("numpy", "tokenizers", "transformers")
 
 class TritonPythonModel:
     def initialize(self, args):
-        from transformers import AutoTokenizer
-
-        config, self.model_name, folder = model_arguments(args)
-        # saved by the writer with add_prefix_space, so pre-split words tokenize as inside a sentence
-        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+        # the tokenizer was saved with add_prefix_space, so pre-split words tokenize as inside a sentence
+        config, self.model_name, folder, self.tokenizer = initialize_text_model(args)
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
             self.labels = GectorLabels.from_config(json.load(handle))
         verb_path = os.path.join(folder, "verb-form-vocab.txt")

@@ -24,7 +24,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
-from serving_runtime.triton_io import error_response, model_arguments, parameter  # noqa: E402
+from serving_runtime.hf_tokenizer import initialize_text_model  # noqa: E402
+from serving_runtime.triton_io import error_response, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "tokenizers", "transformers")
@@ -32,10 +33,7 @@ REQUIRES = ("numpy", "tokenizers", "transformers")
 
 class TritonPythonModel:
     def initialize(self, args):
-        from transformers import AutoTokenizer
-
-        config, self.model_name, folder = model_arguments(args)
-        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+        config, self.model_name, _, self.tokenizer = initialize_text_model(args)
         self.text_input = parameter(config, "text_input", "text")
         self.max_length = int(parameter(config, "max_length", "512"))
         self.padding = parameter(config, "padding", "longest")

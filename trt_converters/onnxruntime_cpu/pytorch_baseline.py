@@ -4,7 +4,7 @@ that the ONNX Runtime CPU path is measured against."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trt_converters.errors import UserError
@@ -19,7 +19,7 @@ class TorchModule:
     script: Path
     class_name: str
     checkpoint: Path | None = None
-    kwargs: dict | None = None
+    kwargs: dict = field(default_factory=dict)
 
 
 def write_pytorch_baseline_model(repo: Path, model_name: str, module: TorchModule, io: IOSpec,
@@ -29,7 +29,7 @@ def write_pytorch_baseline_model(repo: Path, model_name: str, module: TorchModul
     if not model_script.is_file():
         raise UserError(f"--model-script-path {model_script} does not exist")
     files: dict[str, Path | str] = {"model_script.py": model_script,
-                                    "model_kwargs.json": json.dumps(module.kwargs or {}, indent=2, sort_keys=True)}
+                                    "model_kwargs.json": json.dumps(module.kwargs, indent=2, sort_keys=True)}
     if module.checkpoint is not None:
         checkpoint = Path(module.checkpoint)
         if not checkpoint.is_file():

@@ -14,10 +14,10 @@ from typing import Optional
 from trt_converters.errors import UserError
 from trt_converters.pipelines._options import Option, entry_names
 from trt_converters.pipelines.base import PipelineRequest
+from trt_converters.serving_runtime.hf_tokenizer import TOKENIZER_FOLDER
 from trt_converters.triton import config as config_writer
 from trt_converters.triton.python_model import FileSource, version_folder, write_model_files
 
-TOKENIZER_FOLDER = "tokenizer"
 DEFAULT_MAX_LENGTH = 512
 # Dynamic-length text is padded to the longest text of each tokenizer call unless pipeline option length_buckets
 # names lengths to pad to. Measured in benchmarks/cpu_e2e.py (MiniLM-L6 INT8, 2 vCPU, real-length sentences):

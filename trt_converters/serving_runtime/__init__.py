@@ -6,7 +6,9 @@ the standard library, numpy and, inside functions, the library its served model 
 tokenizers/transformers, torch), and other modules of this folder by relative import. The
 converter and the tests import the same modules from here, so each piece of logic exists once.
 
-    triton_io        config parameters, optional inputs, BLS calls, per-request error answers
+    triton_io        initialize() arguments, config parameters, optional inputs, BLS calls, per-request error answers
+    batching         one execute() call's requests run in groups of equal shapes, split back per request
+    hf_tokenizer     the start of a model that tokenizes with the saved Hugging Face tokenizer
     gector_decoding  GECToR tags -> edits, iterations (gotutiyan/gector's predict semantics)
     verb_forms       the $TRANSFORM_VERB_* dictionary
     ctc, ocr_decoding, ocr_preprocess   CTC and greedy encoder-decoder decoding, line-image input
