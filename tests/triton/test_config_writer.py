@@ -46,6 +46,31 @@ def test_only_the_config_module_builds_configs():
     assert offenders == []
 
 
+def test_only_the_python_model_module_writes_python_model_folders():
+    """model.py files and the serving runtime are copied, and version folders named, in triton/python_model.py alone."""
+    writer = ROOT / "trt_converters" / "triton" / "python_model.py"
+    runtime = ROOT / "trt_converters" / "serving_runtime" / "__init__.py"  # defines copy_runtime
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "trt_converters").rglob("*.py") if p not in (writer, runtime)
+                 and re.search(r"copy_runtime\(|triton_model_source\(|/ \"1\"|\"model\.py\":", p.read_text())]
+    assert offenders == []
+
+
+def test_python_model_folder_layout(tmp_path):
+    from trt_converters.triton.config import python_model_config, read_config
+    from trt_converters.triton.python_model import VERSION, triton_model_source, write_python_model
+
+    config = python_model_config("post", max_batch_size=4, parameters={"labels": "[]"})
+    (tmp_path / "source.txt").write_text("copied")
+    written = write_python_model(tmp_path / "post", "classifier_postprocess", config,
+                                 files={"labels.json": "[]", "data/copied.txt": tmp_path / "source.txt"})
+    version = tmp_path / "post" / VERSION
+    assert (version / "model.py").read_bytes() == triton_model_source("classifier_postprocess").read_bytes()
+    assert (version / "labels.json").read_text() == "[]" and (version / "data" / "copied.txt").read_text() == "copied"
+    assert (version / "serving_runtime" / "triton_io.py").is_file()
+    assert read_config(tmp_path / "post" / "config.pbtxt").name == "post"
+    assert set(written) == {p for p in (tmp_path / "post").rglob("*") if p.is_file()}
+
+
 def test_production_fields_round_trip_through_the_protobuf():
     from trt_converters.triton.config import parse_config_text, to_text
 
