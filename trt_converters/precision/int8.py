@@ -9,117 +9,23 @@ the scales from it and the calibration data is not read.
 
 from __future__ import annotations
 
-import hashlib
 import time
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.precision.calibration_cache import (CacheHeader, cache_serves, copy_cache, file_sha256,
+                                                        read_cache_header, read_cache_scales, write_cache)
 from trt_converters.precision.methods import AUTO_CANDIDATES, DEFAULT_PERCENTILE
 from trt_converters.precision.outlier_channels import (channel_ranges, choose_outliers, masked_scales,
                                                        token_mask_input, weight_matmul_inputs)
 
+if TYPE_CHECKING:
+    from trt_converters.options import PrecisionOptions
+    from trt_converters.precision import LoweringCheck
+
 HISTOGRAM_BINS = 4096
-CACHE_HEADER_PREFIX = "TRT-trt_converters"
-
-
-@dataclass(frozen=True)
-class CacheHeader:
-    method: str
-    model_sha256: str
-    shapes: str
-    percentile: float | None = None  # percentile caches only; None in caches written before it was recorded
-    # The outlier channels the scales were calibrated with (outlier_channels.py), kept in the header line,
-    # which TensorRT's and ModelOpt's cache readers skip.
-    outliers: dict = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if self.method != "percentile":
-            return self.method
-        return f"percentile {self.percentile:g}" if self.percentile is not None else "percentile (value not recorded)"
-
-
-def _encode_outliers(outliers: dict[str, list[int]]) -> str:
-    import base64
-    import json
-
-    return base64.urlsafe_b64encode(json.dumps(outliers, separators=(",", ":")).encode()).decode()
-
-
-def _decode_outliers(text: str) -> dict[str, list[int]]:
-    import base64
-    import json
-
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return {str(k): [int(c) for c in v] for k, v in decoded.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
-
-
-def calibration_method(name: str) -> str:
-    """The canonical TensorRT-path method name (max, entropy, percentile, auto) for an accepted name."""
-    from trt_converters.precision.methods import resolve_method
-
-    return resolve_method(name, path="tensorrt").name
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_cache_header(cache: Path) -> CacheHeader | None:
-    """The header of a cache this module wrote, or None for any other file."""
-    try:
-        first = cache.read_text().splitlines()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-    parts = first.split(" ")
-    if not parts[0].startswith(CACHE_HEADER_PREFIX + "-"):
-        return None
-    fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    if "model-sha256" not in fields or "shapes" not in fields:
-        return None
-    try:
-        percentile = float(fields["percentile"]) if "percentile" in fields else None
-    except ValueError:
-        percentile = None
-    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"], percentile,
-                       _decode_outliers(fields.get("outlier-channels", "")))
-
-
-def cache_serves(header: CacheHeader | None, model_hash: str, method: str, percentile: float) -> bool:
-    """Whether a cache's scales are those this calibration would make: the same FP32 graph, the method asked for
-    (any, for auto) and, for percentile scales, the same percentile (unknown in older caches: not reused)."""
-    return header is not None and header.model_sha256 == model_hash and method in (header.method, "auto") \
-        and (header.method != "percentile" or header.percentile == percentile)
-
-
-def read_cache_scales(cache: Path) -> dict[str, float]:
-    scales = {}
-    for line in cache.read_text().splitlines()[1:]:
-        name, _, value = line.rpartition(": ")
-        scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
-    return scales
-
-
-def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
-    first = f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"
-    if header.percentile is not None:
-        first += f" percentile={header.percentile!r}"  # repr: read back as the same float
-    if header.outliers:
-        first += " outlier-channels=" + _encode_outliers(header.outliers)
-    lines = [first] + [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    scratch = cache.with_name(cache.name + ".tmp")
-    scratch.write_text("\n".join(lines) + "\n")
-    scratch.replace(cache)
 
 
 def activation_scales(model) -> dict[str, float]:
@@ -199,36 +105,45 @@ class Int8Outcome:
     check_outputs: list | None = None
 
 
-def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, method: str,
-                  load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
-                  opt_batch: int, cache: Path | None, work_dir: Path, percentile: float = DEFAULT_PERCENTILE,
-                  search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None,
-                  check: tuple | None = None, outlier_channels: bool = True) -> Int8Outcome:
-    """Writes the Q/DQ graph to `out_path`. `load_calibration` is called only without a usable cache.
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Where quantize_int8 gets its data: `load()` the calibration arrays (called only without a usable cache),
+    `synthetic_for_shapes(shapes)` inputs of given shapes (a cache's pass), `opt_batch` the batch of a step."""
 
-    The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under `tolerance`
-    (the INT8 budget): `method` 'auto' keeps the calibration method with the smallest error; `search` None
-    searches exclusions when the budget is missed, True always, False never. With `check` (input sets, their
-    reference outputs, the budget: the caller's verification data) graphs are measured on those instead, and the
-    kept graph's outputs on them are returned, so the caller need not run it again to verify it. With
-    `outlier_channels` the MatMul inputs' outlier channels are computed apart (outlier_channels.py).
+    load: Callable[[], dict]
+    synthetic_for_shapes: Callable[[dict], dict]
+    opt_batch: int
+
+
+def quantize_int8(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", *, source: CalibrationSource,
+                  work_dir: Path, check: "LoweringCheck", log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+    """Writes the Q/DQ graph (`options.mode` int8 or int8_fp16) to `out_path`.
+
+    The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under the check's
+    tolerance (the INT8 budget): calibration method 'auto' keeps the method with the smallest error;
+    `int8_search` None searches exclusions when the budget is missed, True always, False never. With the check's
+    input sets (and their reference outputs: the caller's verification data) graphs are measured on those
+    instead, and the kept graph's outputs on them are returned, so the caller need not run it again to verify
+    it. With `int8_outlier_channels` the MatMul inputs' outlier channels are computed apart (outlier_channels.py).
     """
     import onnx
 
-    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants, save_model
+    from trt_converters.precision.fp16 import fold_constants, save_model
     from trt_converters.precision.int8_search import CHECK_SAMPLES, CandidateEvaluator, compute_flops, \
         int8_flop_fraction, quantized_nodes, search_exclusions
     from trt_converters.verify import DEFAULT_TOLERANCES
 
-    tolerance = tolerance or DEFAULT_TOLERANCES["int8"]
-    method = calibration_method(method)
+    tolerance = check.tolerance or DEFAULT_TOLERANCES["int8"]
+    high_precision = "fp16" if options.mode == "int8_fp16" else "fp32"
+    method, search, outlier_channels = options.calib_method, options.int8_search, options.int8_outlier_channels
+    percentile = options.calib_percentile or DEFAULT_PERCENTILE
+    cache = Path(options.calibration_cache) if options.calibration_cache else None
     model_hash = file_sha256(fp32_onnx)
     folded = _at_modelopt_opset(fold_constants(onnx.load(str(fp32_onnx))))
     graph_inputs = [i.name for i in folded.graph.input]
     folded_path = work_dir / "model.onnx"
     notes: list[str] = []
     details: dict = {}
-    exclude_fp16 = list(SENSITIVE_OP_TYPES)
 
     mask_input = token_mask_input(folded)
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
@@ -241,12 +156,12 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         folded = _split(folded, outliers, folded_path, notes)
         kept_out = _kept_out_nodes(folded)
         # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
-        data = synthetic_for_shapes(parse_shapes(shapes))
+        data = source.synthetic_for_shapes(parse_shapes(shapes))
         notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
                      f"method {header.describe()}); calibration data not read")
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
-                      high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16,
+                      high_precision=high_precision, cache=cache,
                       exclude_nodes=kept_out)
     else:
         if cache is not None and cache.is_file():
@@ -257,13 +172,13 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
             else:
                 why = f"method {header.describe()}"
             notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
-        data = load_calibration()
+        data = source.load()
         missing = [name for name in graph_inputs if name not in data]
         if missing:
             raise UserError(f"calibration data has no array for graph input(s) {', '.join(missing)}")
         data = {name: data[name] for name in graph_inputs}
         samples = next(iter(data.values())).shape[0]
-        batch = max(1, min(opt_batch, samples))
+        batch = max(1, min(source.opt_batch, samples))
         shapes = calibration_shapes(data, batch)
         ranges = channel_ranges(folded, list(weight_matmul_inputs(folded)), data, batch, mask_input)
         outliers = choose_outliers(ranges) if outlier_channels else {}
@@ -287,7 +202,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 if max_path is None or high_precision != "fp32":
                     max_path = work_dir / "model.max-fp32.onnx"
                     _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
-                                  cache=None, exclude_fp16=[], exclude_nodes=kept_out)
+                                  cache=None, exclude_nodes=kept_out)
                 max_graph = onnx.load(str(max_path))
                 scales = percentile_scales(folded, activation_scales(max_graph), data, batch, percentile,
                                            mask_input=mask_input)
@@ -298,11 +213,10 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                 else:
                     # Every activation scale comes from that cache: one batch serves ModelOpt's calibration pass.
                     _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
-                                  shapes=shapes, high_precision=high_precision, cache=scales_file,
-                                  exclude_fp16=exclude_fp16, exclude_nodes=kept_out)
+                                  shapes=shapes, high_precision=high_precision, cache=scales_file, exclude_nodes=kept_out)
             else:
                 _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
-                              high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16,
+                              high_precision=high_precision, cache=None,
                               exclude_nodes=kept_out)
                 if name == "max" and high_precision == "fp32":
                     max_path = candidates[name]
@@ -320,8 +234,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
             changed = True
         if changed:
             save_model(loaded[name], path)  # the file is what the check runs
-    if check is not None:
-        check_sets, references, tolerance = check
+    if check.input_sets is not None:
+        check_sets, references = check.input_sets, check.references
         outputs = run_onnx_models(list(candidates.values()), check_sets, qdq_fusion=False)
     else:  # no reference given: the FP32 graph on the first calibration samples is the reference
         check_sets = [{name: value[:CHECK_SAMPLES] for name, value in data.items()}]
@@ -374,7 +288,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                      f"{details['int8_flop_fraction']:.0%} of MatMul/Gemm/Conv FLOPs in INT8")
     if cache is not None and not reuse:
         if chosen == "percentile":
-            shutil_copy(work_dir / "percentile.calib", cache)
+            copy_cache(work_dir / "percentile.calib", cache)
         else:
             write_cache(cache, CacheHeader(chosen, model_hash, shapes, outliers=outliers), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
@@ -383,7 +297,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         kept.replace(out_path)  # the file the check ran holds this graph already
     else:
         save_model(quantized, out_path)
-    return Int8Outcome(notes, details, kept_outputs if check is not None else None)
+    return Int8Outcome(notes, details, kept_outputs if check.input_sets is not None else None)
 
 
 def _unquantized_kept_out_ops(model):
@@ -491,13 +405,6 @@ def _modelopt_method(method: str) -> str:
     return "entropy" if method == "entropy" else "max"
 
 
-def shutil_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(target.name + ".tmp")
-    scratch.write_bytes(source.read_bytes())
-    scratch.replace(target)
-
-
 class _NoGpuCountError:
     def filter(self, record) -> bool:
         return "Failed to get GPU count" not in record.getMessage()
@@ -513,12 +420,13 @@ OP_TYPES_KEPT_OUT_OF_INT8 = ["Add"]
 
 
 def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes: str, high_precision: str,
-                  cache: Path | None, exclude_fp16: list[str], exclude_nodes: list[str]) -> None:
+                  cache: Path | None, exclude_nodes: list[str]) -> None:
     import logging
     import re
 
     from modelopt.onnx.quantization import quantize
 
+    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES
     from trt_converters.progress import calibration_seconds, graph_megabytes, heartbeat
 
     logging.getLogger("modelopt").setLevel(logging.WARNING)
@@ -532,7 +440,7 @@ def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes
                      calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
                      op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
                      nodes_to_exclude=[re.escape(name) + "$" for name in exclude_nodes] or None,
-                     op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
+                     op_types_to_exclude_fp16=list(SENSITIVE_OP_TYPES) if high_precision != "fp32" else None,
                      calibration_cache_path=str(cache) if cache else None, output_path=str(target),
                      log_level="WARNING")
     except UserError:
