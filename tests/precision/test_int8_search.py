@@ -3,7 +3,7 @@
 import pytest
 
 from trt_converters.errors import UserError
-from trt_converters.options import PrecisionOptions
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.precision.diagnose import diagnose_divergence, run_like_tensorrt
 from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message

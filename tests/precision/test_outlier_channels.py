@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trt_converters.onnx_runner import run_onnx_models
-from trt_converters.options import PrecisionOptions
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.precision.diagnose import run_like_tensorrt
 from trt_converters.precision.int8_search import budget_ratio

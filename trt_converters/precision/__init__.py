@@ -19,7 +19,7 @@ from trt_converters.shapes import ShapeProfile
 from trt_converters.spec import IOSpec
 
 if TYPE_CHECKING:
-    from trt_converters.options import PrecisionOptions
+    from trt_converters.precision.options import PrecisionOptions
 
 PRECISIONS = ("fp16", "int8", "int8_fp16")
 # Which DEFAULT_TOLERANCES entry (verify.py) verifies a graph of each precision: INT8 error dominates in int8_fp16;
@@ -78,9 +78,10 @@ def lower_graph(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", *,
         if precision == "fp16":
             notes, check_outputs = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir, check)
         else:
-            notes, details, check_outputs = _lower_int8(fp32_onnx, staged, options, io=io, profiles=profiles,
-                                                        work_dir=work_dir, check=check, calibration=calibration,
-                                                        log=log or (lambda message: None))
+            source, source_notes = _calibration_source(options, io, profiles, calibration)
+            notes, details, check_outputs = _lower_int8(fp32_onnx, staged, options, source=source, work_dir=work_dir,
+                                                        check=check, log=log or (lambda message: None))
+            notes = source_notes + notes
         if not staged.is_file():
             raise StageError(f"{precision} lowering wrote no graph")
         for produced in (staged, staged.with_name(staged.name + ".data")):
@@ -119,11 +120,11 @@ def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, S
     return lower_fp16(fp32_onnx, staged, check_inputs=check_inputs_for(io, profiles), work_dir=work_dir, check=sets)
 
 
-def _lower_int8(fp32_onnx: Path, staged: Path, options: "PrecisionOptions", *, io: IOSpec,
-                profiles: dict[str, ShapeProfile], work_dir: Path, check: LoweringCheck, calibration: dict | None,
-                log) -> tuple[list[str], dict, list | None]:
+def _calibration_source(options: "PrecisionOptions", io: IOSpec, profiles: dict[str, ShapeProfile],
+                        calibration: dict | None):
+    """The INT8 quantizer's data source, and the notes (where the data came from) it fills when it loads."""
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
-    from trt_converters.precision.int8 import CalibrationSource, quantize_int8
+    from trt_converters.precision.int8 import CalibrationSource
     from trt_converters.shapes import synthetic_inputs
 
     source_notes: list[str] = []
@@ -148,6 +149,13 @@ def _lower_int8(fp32_onnx: Path, staged: Path, options: "PrecisionOptions", *, i
 
     source = CalibrationSource(load=load_calibration, synthetic_for_shapes=synthetic_for_shapes,
                                opt_batch=max(p.opt[0] for p in profiles.values()))
+    return source, source_notes
+
+
+def _lower_int8(fp32_onnx: Path, staged: Path, options: "PrecisionOptions", *, source, work_dir: Path,
+                check: LoweringCheck, log) -> tuple[list[str], dict, list | None]:
+    from trt_converters.precision.int8 import quantize_int8
+
     outcome = quantize_int8(fp32_onnx, staged, options, source=source, work_dir=work_dir, check=check, log=log)
     notes = outcome.notes
     if options.mode == "int8_fp16":
@@ -155,4 +163,4 @@ def _lower_int8(fp32_onnx: Path, staged: Path, options: "PrecisionOptions", *, i
         import onnx
 
         notes.append(describe_fp32_ops(ops_kept_in_fp32(onnx.load(str(staged)))))
-    return source_notes + notes, outcome.details, outcome.check_outputs
+    return notes, outcome.details, outcome.check_outputs

@@ -22,7 +22,7 @@ from trt_converters.precision.outlier_channels import (channel_ranges, choose_ou
                                                        token_mask_input, weight_matmul_inputs)
 
 if TYPE_CHECKING:
-    from trt_converters.options import PrecisionOptions
+    from trt_converters.precision.options import PrecisionOptions
     from trt_converters.precision import LoweringCheck
 
 HISTOGRAM_BINS = 4096

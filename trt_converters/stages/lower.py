@@ -9,7 +9,7 @@ from pathlib import Path
 
 from trt_converters import library_logs
 from trt_converters.errors import StageError
-from trt_converters.options import PrecisionOptions
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.stages.context import RunContext, file_facts, log, progress_lines, warnings_logged
 from trt_converters.stages.verification import Budgets, Verifier
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trt_converters.errors import StageError
-from trt_converters.options import PrecisionOptions
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.stages.context import log
 from trt_converters.stages.references import VerificationData
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
