@@ -21,9 +21,10 @@ DEFAULT_MAX_QUEUE_DELAY_US = 1000
 def cpu_python_config(model_name: str, io: IOSpec, *, max_batch_size: int, instance_count: int,
                       max_queue_delay_us: int, parameters: dict[str, str]):
     """ModelConfig of a python-backend model on KIND_CPU with dynamic batching."""
+    from trt_converters.triton.backends import PYTHON_ONNXRUNTIME
     from trt_converters.triton.config import Scheduling, model_config
 
-    return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=max_batch_size,
+    return model_config(model_name, serving_backend=PYTHON_ONNXRUNTIME, io=io, max_batch_size=max_batch_size,
                         scheduling=Scheduling(dynamic_batching=max_batch_size > 0,
                                               max_queue_delay_us=max_queue_delay_us),
                         instance_kind="cpu", instance_count=instance_count, parameters=parameters)
