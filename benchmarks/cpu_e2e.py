@@ -201,9 +201,15 @@ def build_graphs(args, hf_model, names, log) -> dict:
     from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
 
     fusions = json.loads(read_metadata(paths["ort_fp32_fused"])[FUSION_KEY])
-    make("ort_int8_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_7bit"], OrtInt8Options(mode="dynamic", reduce_range=True), io=dynamic))
-    make("ort_int8_fused_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ort_int8_fused_7bit"], OrtInt8Options(mode="dynamic", reduce_range=True), io=dynamic))
-    make("ours_core", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ours_core"], OrtInt8Options(mode="dynamic", cpu_target=args.cpu_target), io=dynamic))
+    make("ort_int8_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_7bit"],
+                                                           OrtInt8Options(mode="dynamic", reduce_range=True),
+                                                           io=dynamic))
+    make("ort_int8_fused_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ort_int8_fused_7bit"],
+                                                                 OrtInt8Options(mode="dynamic", reduce_range=True),
+                                                                 io=dynamic))
+    make("ours_core", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ours_core"],
+                                                       OrtInt8Options(mode="dynamic", cpu_target=args.cpu_target),
+                                                       io=dynamic))
     ours = read_metadata(paths["ours_core"])
     return {"wrapper": wrapper, "kwargs": kwargs, "checkpoint": checkpoint, "paths": paths, "timings": timings,
             "dynamic": dynamic, "fixed": fixed, "fusions": fusions,

@@ -139,10 +139,14 @@ def build_artifacts(args, io, log) -> dict:
 
     sample = synthetic_inputs(io, export_sample_shapes(profiles, None))
     timed("ort_fp32", lambda: export_onnx(model, io, sample, profiles, paths["ort_fp32"], exporter="dynamo"))
-    timed("ort_int8_dynamic", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_dynamic"], OrtInt8Options(mode="dynamic"), io=io))
+    timed("ort_int8_dynamic", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_dynamic"],
+                                                               OrtInt8Options(mode="dynamic"),
+                                                               io=io))
     calibration_sets = random_requests(args.calibration_samples, args.length, args.vocab, seed=7)
     calibration = {name: np.concatenate([r[name] for r in calibration_sets]) for name in ("input_ids", "attention_mask")}
-    timed("ort_int8_static", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_static"], OrtInt8Options(mode="static"), io=io, calibration=calibration))
+    timed("ort_int8_static", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_static"],
+                                                              OrtInt8Options(mode="static"),
+                                                              io=io, calibration=calibration))
     return {"model": model, "kwargs": kwargs, "paths": paths, "timings": timings}
 
 

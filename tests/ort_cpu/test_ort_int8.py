@@ -44,7 +44,8 @@ def static_int8(tiny_roberta, tmp_path_factory):
         warnings.simplefilter("ignore")  # the synthetic-calibration warning is expected here
         calibration = load_calibration_data(tiny_roberta.io, tiny_roberta.profiles, source=None, samples=8)
     out = tmp_path_factory.mktemp("static") / "model.int8-static.onnx"
-    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"), io=tiny_roberta.io, calibration=calibration)
+    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"),
+                                    io=tiny_roberta.io, calibration=calibration)
 
 
 def test_dynamo_export_carries_weight_shapes_that_quantize_dynamic_rejects(tiny_roberta, tmp_path):
@@ -159,11 +160,13 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(tiny_roberta, dynam
     with pytest.raises(UserError, match="--onnx-int8 'fast' is not one of dynamic, static"):
         quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="fast"), io=tiny_roberta.io)
     with pytest.raises(UserError, match="--calib-method 'best' is unknown"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static", calib_method="best"), io=tiny_roberta.io)
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static", calib_method="best"),
+                                 io=tiny_roberta.io)
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
         quantize_for_onnxruntime(dynamic_int8, out, OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
     with pytest.raises(UserError, match=r"no arrays for inputs \['attention_mask'\]"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"), io=tiny_roberta.io, calibration={"input_ids": np.full((2, 16), 5, np.int64)})
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"),
+                                 io=tiny_roberta.io, calibration={"input_ids": np.full((2, 16), 5, np.int64)})
     wrong_io = tiny_roberta.io.with_inputs(["input_ids"])
     with pytest.raises(UserError, match="does not declare"):
         quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="dynamic"), io=wrong_io)
@@ -227,7 +230,9 @@ def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(t
     from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
     from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
 
-    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx", OrtInt8Options(mode="dynamic", cpu_target=target), io=tiny_roberta.io)
+    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx",
+                                   OrtInt8Options(mode="dynamic", cpu_target=target),
+                                   io=tiny_roberta.io)
     metadata = read_metadata(out)
     assert (metadata[CPU_TARGET_KEY], metadata[WEIGHT_BITS_KEY]) == (target, bits)
     assert FUSION_KEY in metadata  # the fusion record survives quantization
@@ -238,7 +243,8 @@ def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(t
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
         quantize_for_onnxruntime(out, tmp_path / "again.onnx", OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
     with pytest.raises(UserError, match="static quantizer cannot take fused operators"):
-        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", OrtInt8Options(mode="static"), io=tiny_roberta.io)
+        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", OrtInt8Options(mode="static"),
+                                 io=tiny_roberta.io)
     assert not (tmp_path / "static.onnx").exists()
 
 

@@ -188,7 +188,8 @@ def _quantize_dynamic(source: Path, target: Path, quantizer: _Quantizer) -> None
     # the quantizer is told that tensors it cannot type are float.
     options = quantizer.options
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=options.per_channel,
-                     reduce_range=quantizer.reduce_range, op_types_to_quantize=list(options.op_types or DYNAMIC_OP_TYPES),
+                     reduce_range=quantizer.reduce_range,
+                     op_types_to_quantize=list(options.op_types or DYNAMIC_OP_TYPES),
                      use_external_data_format=quantizer.large,
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
 
@@ -202,7 +203,8 @@ def _quantize_static(source: Path, target: Path, reader, quantizer: _Quantizer) 
 
     quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=options.per_channel,
-                    reduce_range=quantizer.reduce_range, op_types_to_quantize=list(options.op_types or STATIC_OP_TYPES),
+                    reduce_range=quantizer.reduce_range,
+                    op_types_to_quantize=list(options.op_types or STATIC_OP_TYPES),
                     calibrate_method=getattr(CalibrationMethod, ort_method),
                     use_external_data_format=quantizer.large, extra_options=extra)
 

@@ -161,8 +161,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", 
                      f"method {header.describe()}); calibration data not read")
         candidates[method] = work_dir / f"model.{method}.onnx"
         _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
-                      high_precision=high_precision, cache=cache,
-                      exclude_nodes=kept_out)
+                      high_precision=high_precision, cache=cache, exclude_nodes=kept_out)
     else:
         if cache is not None and cache.is_file():
             if header is None or header.model_sha256 != model_hash:
@@ -213,11 +212,11 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", 
                 else:
                     # Every activation scale comes from that cache: one batch serves ModelOpt's calibration pass.
                     _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
-                                  shapes=shapes, high_precision=high_precision, cache=scales_file, exclude_nodes=kept_out)
+                                  shapes=shapes, high_precision=high_precision, cache=scales_file,
+                                  exclude_nodes=kept_out)
             else:
                 _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
-                              high_precision=high_precision, cache=None,
-                              exclude_nodes=kept_out)
+                              high_precision=high_precision, cache=None, exclude_nodes=kept_out)
                 if name == "max" and high_precision == "fp32":
                     max_path = candidates[name]
 
