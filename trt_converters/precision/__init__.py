@@ -124,7 +124,7 @@ def _calibration_source(options: "PrecisionOptions", io: IOSpec, profiles: dict[
                         calibration: dict | None):
     """The INT8 quantizer's data source, and the notes (where the data came from) it fills when it loads."""
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
-    from trt_converters.precision.int8 import CalibrationSource
+    from trt_converters.precision.modelopt_calibration import CalibrationSource
     from trt_converters.shapes import synthetic_inputs
 
     source_notes: list[str] = []
