@@ -152,7 +152,7 @@ def build_graphs(args, hf_model, names, log) -> dict:
 
     from trt_converters.export import export_onnx
     from trt_converters.loading import import_model_class
-    from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
+    from trt_converters.onnxruntime_cpu import OrtInt8Options, quantize_for_onnxruntime
     from trt_converters.onnxruntime_cpu.fusion import export_fusable, fuse_for_onnxruntime, transformer_dims
     from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs
 
@@ -201,12 +201,15 @@ def build_graphs(args, hf_model, names, log) -> dict:
     from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
 
     fusions = json.loads(read_metadata(paths["ort_fp32_fused"])[FUSION_KEY])
-    make("ort_int8_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_7bit"], mode="dynamic",
-                                                           io=dynamic, reduce_range=True))
+    make("ort_int8_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_7bit"],
+                                                           OrtInt8Options(mode="dynamic", reduce_range=True),
+                                                           io=dynamic))
     make("ort_int8_fused_7bit", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ort_int8_fused_7bit"],
-                                                                 mode="dynamic", io=dynamic, reduce_range=True))
-    make("ours_core", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ours_core"], mode="dynamic",
-                                                       io=dynamic, cpu_target=args.cpu_target))
+                                                                 OrtInt8Options(mode="dynamic", reduce_range=True),
+                                                                 io=dynamic))
+    make("ours_core", lambda: quantize_for_onnxruntime(paths["ort_fp32_fused"], paths["ours_core"],
+                                                       OrtInt8Options(mode="dynamic", cpu_target=args.cpu_target),
+                                                       io=dynamic))
     ours = read_metadata(paths["ours_core"])
     return {"wrapper": wrapper, "kwargs": kwargs, "checkpoint": checkpoint, "paths": paths, "timings": timings,
             "dynamic": dynamic, "fixed": fixed, "fusions": fusions,

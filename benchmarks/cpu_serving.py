@@ -101,7 +101,7 @@ def build_artifacts(args, io, log) -> dict:
 
     from trt_converters.export import export_onnx
     from trt_converters.loading import import_model_class
-    from trt_converters.onnxruntime_cpu import is_onnxruntime_targeted, quantize_for_onnxruntime
+    from trt_converters.onnxruntime_cpu import OrtInt8Options, is_onnxruntime_targeted, quantize_for_onnxruntime
     from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs
 
     work = args.workdir
@@ -140,11 +140,13 @@ def build_artifacts(args, io, log) -> dict:
     sample = synthetic_inputs(io, export_sample_shapes(profiles, None))
     timed("ort_fp32", lambda: export_onnx(model, io, sample, profiles, paths["ort_fp32"], exporter="dynamo"))
     timed("ort_int8_dynamic", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_dynamic"],
-                                                               mode="dynamic", io=io))
+                                                               OrtInt8Options(mode="dynamic"),
+                                                               io=io))
     calibration_sets = random_requests(args.calibration_samples, args.length, args.vocab, seed=7)
     calibration = {name: np.concatenate([r[name] for r in calibration_sets]) for name in ("input_ids", "attention_mask")}
     timed("ort_int8_static", lambda: quantize_for_onnxruntime(paths["ort_fp32"], paths["ort_int8_static"],
-                                                              mode="static", io=io, calibration=calibration))
+                                                              OrtInt8Options(mode="static"),
+                                                              io=io, calibration=calibration))
     return {"model": model, "kwargs": kwargs, "paths": paths, "timings": timings}
 
 

@@ -15,6 +15,7 @@ from click.core import ParameterSource
 from trt_converters.cli_errors import errors_reported
 from trt_converters.cli_options import MODEL_FLAGS, apply_options as _apply, option as _option
 from trt_converters.errors import UserError
+from trt_converters.triton.backends import AUTO, SERVING_BACKENDS
 
 
 ORIGINAL_FLAGS = [
@@ -84,7 +85,7 @@ ADDED_FLAGS = [
             help="With --onnx-int8 dynamic: fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer first.  [default: on]"),
     _option("--cpu-target", type=click.Choice(["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"]),
             help="CPU the ONNX Runtime INT8 graph is for: 8-bit weights with VNNI, 7-bit without (auto = this machine).  [default: auto]"),
-    _option("--triton-backend", type=click.Choice(["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"]),
+    _option("--triton-backend", type=click.Choice([AUTO, *SERVING_BACKENDS]),
             help="How Triton serves the core model; auto: the engine where this machine has a GPU and TensorRT, "
                  "else ONNX Runtime on CPU (python backend).  [default: auto]"),
     _option("--instance-kind", type=click.Choice(["auto", "gpu", "cpu"]),

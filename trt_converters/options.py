@@ -7,40 +7,18 @@ Option names are the CLI's long names with underscores, in flags and config file
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from trt_converters.errors import UserError
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_file, parse_byte_size, parse_io_config
+from trt_converters.triton.config import DEFAULT_MAX_QUEUE_DELAY_US
 
 PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
                 "calib_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
-
-
-@dataclass(frozen=True)
-class PrecisionOptions:
-    """The precision choices of one run, validated together: mode, calibration, budget overrides, INT8 search."""
-
-    mode: str  # fp32, fp16, int8, int8_fp16, auto
-    calib_method: str  # canonical name from precision/methods.py
-    calib_percentile: float | None
-    calib_data: Path | None
-    calib_samples: int | None
-    int8_search: bool | None  # None: search when the INT8 graph misses its budget
-    int8_outlier_channels: bool  # outlier input channels of INT8 MatMuls computed apart (outlier_channels.py)
-    atol: float | None
-    rtol: float | None
-    min_cosine: float | None
-
-    def tolerance(self, precision: str):
-        """The budget for a graph of `precision`: its default with the user's overrides."""
-        from trt_converters.verify import DEFAULT_TOLERANCES
-
-        key = "int8" if precision.startswith("int8") or precision == "ort_int8" else precision
-        return DEFAULT_TOLERANCES[key].with_overrides(self.atol, self.rtol, self.min_cosine)
 
 
 class ConvertOptions(BaseModel):
@@ -61,11 +39,9 @@ class ConvertOptions(BaseModel):
     input_size: Optional[tuple[Optional[int], Optional[int]]] = None
     max_batch_size: int = 8
     preferred_batch_sizes: Optional[list[int]] = None
-    max_queue_delay: int = 100
+    max_queue_delay: int = DEFAULT_MAX_QUEUE_DELAY_US
     memory_pool_limit: int = 1 << 30
     dynamic_batching: bool = False
-    use_fp16: bool = False
-    use_int8: bool = False
     triton_inputs: Optional[list[str]] = None
     overwrite: bool = False
     device: Literal["cpu", "cuda"] = "cpu"
@@ -93,7 +69,8 @@ class ConvertOptions(BaseModel):
     calib_percentile: Optional[float] = None
     int8_search: Optional[bool] = None
     int8_outlier_channels: Optional[bool] = None
-    precision_mode: Optional[Literal["auto", "fp32", "fp16", "int8"]] = None
+    # the one precision spelling: --use-fp16/--use-int8 become a mode in build_options (int8_fp16: both)
+    precision_mode: Literal["auto", "fp32", "fp16", "int8", "int8_fp16"] = "fp32"
     calibration_cache: Optional[Path] = None
     tokenizer_path: Optional[Path] = None
     image_options: Optional[dict] = None
@@ -101,7 +78,7 @@ class ConvertOptions(BaseModel):
     ort_fusion: bool = True
     cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
     tune: bool = False
-    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"
+    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"  # requested
     instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
     instance_count: int = 1
     model_warmup: Optional[bool] = None  # None: on for TensorRT plans
@@ -215,31 +192,21 @@ class ConvertOptions(BaseModel):
         """Option (or option.key, model_io_config.inputs.NAME.FIELD) -> flag, checkpoint, yaml or default.
 
         Options built directly (not by build_options) count what was passed as flags."""
-        sources = {name: "flag" if name in self.model_fields_set else "default" for name in type(self).model_fields}
+        names = [*type(self).model_fields, *PRECISION_FLAGS]
+        sources = {name: "flag" if name in self.model_fields_set else "default" for name in names}
         if self._sources:
-            sources = {name: "default" for name in type(self).model_fields}
+            sources = {name: "default" for name in names}
         return {**sources, **self._sources}
 
     def derived_values(self) -> dict:
         """Values set from other options: {key: {"value": ..., "from": "OPTION (SOURCE)"}}."""
         return dict(self._derived)
 
-    @property
-    def precision(self) -> str:
-        """fp32, fp16, int8, int8_fp16 (--use-int8 --use-fp16), or auto (--precision auto)."""
-        if self.precision_mode is not None:
-            return self.precision_mode
-        if self.use_int8:
-            return "int8_fp16" if self.use_fp16 else "int8"
-        return "fp16" if self.use_fp16 else "fp32"
-
     def precision_options(self) -> "PrecisionOptions":
         from trt_converters.precision.methods import check_percentile, resolve_method
 
-        if self.precision_mode is not None and (self.use_fp16 or self.use_int8):
-            raise UserError("--precision replaces --use-fp16/--use-int8; pass one or the other")
         int8_paths = []
-        if self.precision in ("int8", "int8_fp16", "auto"):
+        if self.precision_mode in ("int8", "int8_fp16", "auto"):
             int8_paths.append("tensorrt")
         if self.onnx_int8 == "static":
             int8_paths.append("onnxruntime")
@@ -260,12 +227,21 @@ class ConvertOptions(BaseModel):
         if self.int8_outlier_channels is not None and not int8_paths[:1] == ["tensorrt"]:
             raise UserError("--int8-outlier-channels/--no-int8-outlier-channels apply to --use-int8 or "
                             "--precision int8|auto")
-        return PrecisionOptions(mode=self.precision, calib_method=method, calib_percentile=self.calib_percentile,
+        return PrecisionOptions(mode=self.precision_mode, calib_method=method, calib_percentile=self.calib_percentile,
                                 calib_data=self.calib_data, calib_samples=self.calib_samples,
-                                int8_search=self.int8_search,
+                                calibration_cache=self.calibration_cache, tokenizer_path=self.tokenizer_path,
+                                image_options=self.image_options, int8_search=self.int8_search,
                                 int8_outlier_channels=self.int8_outlier_channels is not False,
-                                atol=self.atol, rtol=self.rtol,
-                                min_cosine=self.min_cosine)
+                                atol=self.atol, rtol=self.rtol, min_cosine=self.min_cosine)
+
+    def ort_int8_options(self):
+        """onnxruntime_cpu.quantize.OrtInt8Options for --onnx-int8 (None without it)."""
+        from trt_converters.onnxruntime_cpu.quantize import OrtInt8Options
+
+        if self.onnx_int8 is None:
+            return None
+        return OrtInt8Options(mode=self.onnx_int8, calib_method=self.precision_options().calib_method,
+                              calib_percentile=self.calib_percentile, cpu_target=self.cpu_target)
 
     def artifact_dir(self) -> Path:
         return self.output_dir / self.model_name
@@ -277,7 +253,7 @@ class ConvertOptions(BaseModel):
         return self.engine_path or self.artifact_dir() / "model.plan"
 
     def lowered_onnx_path(self, precision: str | None = None) -> Path:
-        return self.artifact_dir() / f"model.{precision or self.precision}.onnx"
+        return self.artifact_dir() / f"model.{precision or self.precision_mode}.onnx"
 
     def ort_fused_onnx_path(self) -> Path:
         return self.artifact_dir() / "model.ort-fused.onnx"
@@ -299,9 +275,9 @@ def read_config_file(path: Path) -> dict:
         raise UserError(f"--config {path} does not exist")
     data = load_mapping_file(path, what="--config")
     data = {key.replace("-", "_"): value for key, value in data.items()}
-    if "precision" in data:  # --precision's value lives in precision_mode (`precision` is the resolved one)
+    if "precision" in data:  # --precision's value lives in precision_mode
         data["precision_mode"] = data.pop("precision")
-    unknown = sorted(set(data) - set(ConvertOptions.model_fields))
+    unknown = sorted(set(data) - set(ConvertOptions.model_fields) - set(PRECISION_FLAGS))
     if unknown:
         raise UserError(f"--config {path}: unknown option {unknown[0]!r}; options are the long flag names, "
                         "e.g. max_batch_size")
@@ -346,6 +322,7 @@ def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: boo
     derived: dict = {}
     _derive_io(layers, values, sources, derived, model_class)
     _reconcile(values, sources, derived)
+    _precision_mode(values)
     try:
         options = ConvertOptions.model_validate(values)
     except ValidationError as exc:
@@ -353,6 +330,22 @@ def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: boo
     options._sources = sources
     options._derived = derived
     return options
+
+
+PRECISION_FLAGS = ("use_fp16", "use_int8")  # the original tool's spelling of the precision mode
+
+
+def _precision_mode(values: dict) -> None:
+    """--use-fp16/--use-int8 (flags or YAML) become `precision_mode`, the one spelling the code reads."""
+    use_fp16, use_int8 = (bool(values.pop(name, False)) for name in PRECISION_FLAGS)
+    if values.get("precision_mode") is not None and (use_fp16 or use_int8):
+        raise UserError("--precision replaces --use-fp16/--use-int8; pass one or the other")
+    if values.get("precision_mode") is None:
+        values["precision_mode"] = ("int8_fp16" if use_fp16 else "int8") if use_int8 else \
+            ("fp16" if use_fp16 else "fp32")
+    if values["precision_mode"] in ("int8", "int8_fp16") and values.get("onnx_int8"):
+        raise UserError("--use-int8 (TensorRT Q/DQ) and --onnx-int8 (ONNX Runtime integer kernels) target different "
+                        "runtimes; pick one per run")
 
 
 def _parsed(values: dict) -> dict:

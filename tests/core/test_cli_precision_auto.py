@@ -92,3 +92,20 @@ def test_precision_options_are_checked_before_the_model_is_loaded(tmp_path, run_
     assert result.exit_code == 2
     assert message in result.stderr.strip().splitlines()[-1], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_precision_int8_with_onnx_int8_is_refused_like_use_int8(tmp_path, run_cli):
+    """--precision int8 is --use-int8 by another name: with --onnx-int8 both are refused with the same line,
+    before any work (neither lowering runs)."""
+    lines = []
+    for flags in (["--use-int8"], ["--precision", "int8"], ["--use-int8", "--use-fp16"]):
+        result = run_cli(["--ckpt-path", tmp_path / "missing.pt", "--model-script-path", TINY_MODELS,
+                          "--model-class-name", "TinyMLP", "--model-io-config", json.dumps(OUTLIER_IO),
+                          "--model-name", "m", "--generate-onnx", "--output-dir", tmp_path / "out", *flags,
+                          "--onnx-int8", "dynamic"])
+        assert result.exit_code == 2, result.stderr
+        lines.append(result.stderr.strip().splitlines()[-1])
+    assert "--use-int8 (TensorRT Q/DQ) and --onnx-int8 (ONNX Runtime integer kernels) target different runtimes" \
+        in lines[0]
+    assert lines[1] == lines[0] == lines[2]
+    assert not (tmp_path / "out").exists()

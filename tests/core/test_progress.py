@@ -78,10 +78,10 @@ def test_progress_lines_survive_the_exporters_stderr_redirect(capsys):
     import contextlib
     import io
 
-    from trt_converters.convert import _progress_lines
+    from trt_converters.stages.context import progress_lines
 
     hidden = io.StringIO()
-    with _progress_lines("export"), contextlib.redirect_stderr(hidden):  # as export.py does, for every thread
+    with progress_lines("export"), contextlib.redirect_stderr(hidden):  # as export.py does, for every thread
         progress._reporter.get()("legacy export: 12 s so far, about 2 s left")
     assert capsys.readouterr().err == "[export] legacy export: 12 s so far, about 2 s left\n"
     assert hidden.getvalue() == ""

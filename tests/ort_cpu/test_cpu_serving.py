@@ -17,7 +17,7 @@ pytestmark = pytest.mark.triton
 @pytest.fixture(scope="module")
 def served(tiny_roberta, fused_roberta, tmp_path_factory):
     from trt_converters.errors import UserError
-    from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
+    from trt_converters.onnxruntime_cpu import OrtInt8Options, quantize_for_onnxruntime
     from trt_converters.onnxruntime_cpu.serving import CpuServing, write_onnxruntime_python_model
     from trt_converters.onnxruntime_cpu.pytorch_baseline import TorchModule, write_pytorch_baseline_model
     from trt_converters.triton.server import LocalTritonServer, find_triton_distribution
@@ -27,12 +27,15 @@ def served(tiny_roberta, fused_roberta, tmp_path_factory):
     except UserError as exc:
         pytest.skip(str(exc))
     work = tmp_path_factory.mktemp("cpu_serving")
-    int8 = quantize_for_onnxruntime(tiny_roberta.fp32_onnx, work / "int8.onnx", mode="dynamic", io=tiny_roberta.io)
+    int8 = quantize_for_onnxruntime(tiny_roberta.fp32_onnx, work / "int8.onnx", OrtInt8Options(mode="dynamic"),
+                                    io=tiny_roberta.io)
     repo = work / "repo"
     graphs = {"ort_fp32": tiny_roberta.fp32_onnx, "ort_int8": int8, "ort_fused_fp32": fused_roberta.path}
     for target in ("avx512_vnni", "avx2"):  # 8-bit and 7-bit weights of the fused graph
-        graphs[f"ort_fused_int8_{target}"] = quantize_for_onnxruntime(
-            fused_roberta.path, work / f"fused-int8-{target}.onnx", mode="dynamic", io=tiny_roberta.io, cpu_target=target)
+        graphs[f"ort_fused_int8_{target}"] = quantize_for_onnxruntime(fused_roberta.path,
+                                                                      work / f"fused-int8-{target}.onnx",
+                                                                      OrtInt8Options(mode="dynamic", cpu_target=target),
+                                                                      io=tiny_roberta.io)
     for name, path in graphs.items():
         write_onnxruntime_python_model(repo, name, path, tiny_roberta.io,
                                        CpuServing(max_batch_size=8, intra_op_threads=1, inter_op_threads=1))

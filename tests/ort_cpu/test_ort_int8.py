@@ -9,6 +9,7 @@ import pytest
 from trt_converters.errors import StageError, UserError
 from trt_converters.onnx_runner import run_onnx_model
 from trt_converters.onnxruntime_cpu import (
+    OrtInt8Options,
     classify_int8_graph,
     is_onnxruntime_targeted,
     optimize_for_onnxruntime,
@@ -32,7 +33,7 @@ def op_counts(path: Path) -> Counter:
 @pytest.fixture(scope="module")
 def dynamic_int8(tiny_roberta, tmp_path_factory):
     out = tmp_path_factory.mktemp("dynamic") / "model.int8-dynamic.onnx"
-    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="dynamic", io=tiny_roberta.io)
+    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def static_int8(tiny_roberta, tmp_path_factory):
         warnings.simplefilter("ignore")  # the synthetic-calibration warning is expected here
         calibration = load_calibration_data(tiny_roberta.io, tiny_roberta.profiles, source=None, samples=8)
     out = tmp_path_factory.mktemp("static") / "model.int8-static.onnx"
-    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="static", io=tiny_roberta.io,
-                                    calibration=calibration)
+    return quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"),
+                                    io=tiny_roberta.io, calibration=calibration)
 
 
 def test_dynamo_export_carries_weight_shapes_that_quantize_dynamic_rejects(tiny_roberta, tmp_path):
@@ -148,7 +149,7 @@ def test_tensorrt_qdq_graph_is_refused_for_the_onnxruntime_cpu_path(tmp_path):
     io = parse_io_config({"inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
                           "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}]})
     with pytest.raises(UserError, match="TensorRT Q/DQ INT8 graph"):
-        quantize_for_onnxruntime(qdq, tmp_path / "out.onnx", mode="dynamic", io=io)
+        quantize_for_onnxruntime(qdq, tmp_path / "out.onnx", OrtInt8Options(mode="dynamic"), io=io)
     assert not (tmp_path / "out.onnx").exists()
 
 
@@ -157,19 +158,20 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(tiny_roberta, dynam
 
     out = tmp_path / "out.onnx"
     with pytest.raises(UserError, match="--onnx-int8 'fast' is not one of dynamic, static"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="fast", io=tiny_roberta.io)
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="fast"), io=tiny_roberta.io)
     with pytest.raises(UserError, match="--calib-method 'best' is unknown"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="static", io=tiny_roberta.io, calib_method="best")
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static", calib_method="best"),
+                                 io=tiny_roberta.io)
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
-        quantize_for_onnxruntime(dynamic_int8, out, mode="dynamic", io=tiny_roberta.io)
+        quantize_for_onnxruntime(dynamic_int8, out, OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
     with pytest.raises(UserError, match=r"no arrays for inputs \['attention_mask'\]"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="static", io=tiny_roberta.io,
-                                 calibration={"input_ids": np.full((2, 16), 5, np.int64)})
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="static"),
+                                 io=tiny_roberta.io, calibration={"input_ids": np.full((2, 16), 5, np.int64)})
     wrong_io = tiny_roberta.io.with_inputs(["input_ids"])
     with pytest.raises(UserError, match="does not declare"):
-        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, mode="dynamic", io=wrong_io)
+        quantize_for_onnxruntime(tiny_roberta.fp32_onnx, out, OrtInt8Options(mode="dynamic"), io=wrong_io)
     with pytest.raises(UserError, match="does not exist"):
-        quantize_for_onnxruntime(tmp_path / "missing.onnx", out, mode="dynamic", io=tiny_roberta.io)
+        quantize_for_onnxruntime(tmp_path / "missing.onnx", out, OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -228,8 +230,9 @@ def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(t
     from trt_converters.onnxruntime_cpu.fusion import FUSION_KEY
     from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
 
-    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx", mode="dynamic", io=tiny_roberta.io,
-                                   cpu_target=target)
+    out = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "int8.onnx",
+                                   OrtInt8Options(mode="dynamic", cpu_target=target),
+                                   io=tiny_roberta.io)
     metadata = read_metadata(out)
     assert (metadata[CPU_TARGET_KEY], metadata[WEIGHT_BITS_KEY]) == (target, bits)
     assert FUSION_KEY in metadata  # the fusion record survives quantization
@@ -238,9 +241,10 @@ def test_per_target_int8_of_the_fused_graph_records_target_and_matches_pytorch(t
     report = accuracy_report(tiny_roberta.references, run_onnx_model(out, tiny_roberta.check_inputs))
     assert report.passed, report.worst()
     with pytest.raises(UserError, match="already an ONNX Runtime INT8 graph"):
-        quantize_for_onnxruntime(out, tmp_path / "again.onnx", mode="dynamic", io=tiny_roberta.io)
+        quantize_for_onnxruntime(out, tmp_path / "again.onnx", OrtInt8Options(mode="dynamic"), io=tiny_roberta.io)
     with pytest.raises(UserError, match="static quantizer cannot take fused operators"):
-        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", mode="static", io=tiny_roberta.io)
+        quantize_for_onnxruntime(fused_roberta.path, tmp_path / "static.onnx", OrtInt8Options(mode="static"),
+                                 io=tiny_roberta.io)
     assert not (tmp_path / "static.onnx").exists()
 
 

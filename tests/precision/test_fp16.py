@@ -7,6 +7,7 @@ import pytest
 
 from trt_converters.errors import StageError, UserError
 from trt_converters.precision.diagnose import run_like_tensorrt
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
 
@@ -32,8 +33,8 @@ def test_fp16_within_budget_and_builds(name, exported, rtx_build, tmp_path):
     import onnx
 
     model = exported(name)
-    result = lower_graph(model.onnx_path, tmp_path / f"{name}.fp16.onnx", precision="fp16", io=model.io,
-                         profiles=model.profiles)
+    result = lower_graph(model.onnx_path, tmp_path / f"{name}.fp16.onnx", PrecisionOptions(mode="fp16"),
+                         io=model.io, profiles=model.profiles)
     assert result.path.is_file() and result.precision == "fp16"
     assert result.notes[0] == "FP16 by ModelOpt AutoCast (constants folded first)", result.notes
     assert onnx.TensorProto.FLOAT16 in _elem_types(result.path), "no weight was converted to FP16"
@@ -48,8 +49,8 @@ def test_fp16_within_budget_and_builds(name, exported, rtx_build, tmp_path):
 
 def test_sensitive_ops_stay_fp32(exported, tmp_path):
     model = exported("bert")
-    result = lower_graph(model.onnx_path, tmp_path / "bert.fp16.onnx", precision="fp16", io=model.io,
-                         profiles=model.profiles)
+    result = lower_graph(model.onnx_path, tmp_path / "bert.fp16.onnx", PrecisionOptions(mode="fp16"),
+                         io=model.io, profiles=model.profiles)
     kept = next(n for n in result.notes if n.startswith("kept in FP32"))
     assert "Softmax" in kept and "LayerNormalization" in kept
     inputs = model.verification_inputs()[1]
@@ -60,8 +61,8 @@ def test_sensitive_ops_stay_fp32(exported, tmp_path):
 
 def test_too_tight_budget_names_the_worst_output(exported, tmp_path):
     model = exported("bert")
-    result = lower_graph(model.onnx_path, tmp_path / "bert.fp16.onnx", precision="fp16", io=model.io,
-                         profiles=model.profiles)
+    result = lower_graph(model.onnx_path, tmp_path / "bert.fp16.onnx", PrecisionOptions(mode="fp16"),
+                         io=model.io, profiles=model.profiles)
     inputs = model.verification_inputs()
     tight = Tolerance(atol=0.0, rtol=0.0, min_cosine=1.0)
     comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs), tight)
@@ -79,8 +80,8 @@ def test_fallback_to_onnxconverter_common(exported, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fp16, "autocast_fp16", broken)
     model = exported("mlp")
-    result = lower_graph(model.onnx_path, tmp_path / "mlp.fp16.onnx", precision="fp16", io=model.io,
-                         profiles=model.profiles)
+    result = lower_graph(model.onnx_path, tmp_path / "mlp.fp16.onnx", PrecisionOptions(mode="fp16"),
+                         io=model.io, profiles=model.profiles)
     assert result.notes[0].startswith("FP16 by onnxconverter-common")
     assert any("ModelOpt AutoCast failed (RuntimeError: simulated AutoCast failure)" in n for n in result.notes)
     inputs = model.verification_inputs()
@@ -105,8 +106,8 @@ def test_autocast_graph_with_non_finite_outputs_is_rejected(exported, tmp_path, 
 
     monkeypatch.setattr(fp16, "autocast_fp16", overflowing)
     model = exported("mlp")
-    result = lower_graph(model.onnx_path, tmp_path / "mlp.fp16.onnx", precision="fp16", io=model.io,
-                         profiles=model.profiles)
+    result = lower_graph(model.onnx_path, tmp_path / "mlp.fp16.onnx", PrecisionOptions(mode="fp16"),
+                         io=model.io, profiles=model.profiles)
     assert result.notes[0].startswith("FP16 by onnxconverter-common")
     assert any(n.startswith("ModelOpt AutoCast graph rejected") for n in result.notes)
 
@@ -122,7 +123,7 @@ def test_every_converter_failing_is_a_stage_error(exported, tmp_path, monkeypatc
     model = exported("mlp")
     out = tmp_path / "mlp.fp16.onnx"
     with pytest.raises(StageError, match="failed with every converter: ModelOpt AutoCast failed .*onnxconverter-common failed"):
-        lower_graph(model.onnx_path, out, precision="fp16", io=model.io, profiles=model.profiles)
+        lower_graph(model.onnx_path, out, PrecisionOptions(mode="fp16"), io=model.io, profiles=model.profiles)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -153,7 +154,7 @@ def test_float32_min_mask_constant_stays_finite(tmp_path):
     module = MaskedAttention().eval()
     sample = synthetic_inputs(io, {"hidden": (2, 6, 8), "mask": (2, 6)})
     fp32 = export_onnx(module, io, sample, profiles, tmp_path / "masked.onnx", exporter="legacy", opset=17).path
-    result = lower_graph(fp32, tmp_path / "masked.fp16.onnx", precision="fp16", io=io, profiles=profiles)
+    result = lower_graph(fp32, tmp_path / "masked.fp16.onnx", PrecisionOptions(mode="fp16"), io=io, profiles=profiles)
     inputs = synthetic_inputs(io, {"hidden": (3, 6, 8), "mask": (3, 6)}, seed=3)
     inputs["mask"] = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=np.float32)
     with torch.no_grad():
@@ -167,10 +168,11 @@ def test_float32_min_mask_constant_stays_finite(tmp_path):
 def test_unknown_precision_and_missing_graph_are_user_errors(exported, tmp_path):
     model = exported("mlp")
     with pytest.raises(UserError, match="precision 'fp8'"):
-        lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="fp8", io=model.io, profiles=model.profiles)
+        lower_graph(model.onnx_path, tmp_path / "x.onnx", PrecisionOptions(mode="fp8"),
+                    io=model.io, profiles=model.profiles)
     with pytest.raises(UserError, match="does not exist"):
-        lower_graph(tmp_path / "missing.onnx", tmp_path / "x.onnx", precision="fp16", io=model.io,
-                    profiles=model.profiles)
+        lower_graph(tmp_path / "missing.onnx", tmp_path / "x.onnx", PrecisionOptions(mode="fp16"),
+                    io=model.io, profiles=model.profiles)
 
 
 def test_first_divergence_names_the_damaged_layer(exported, tmp_path):
@@ -203,8 +205,8 @@ def test_missing_precision_package_is_a_user_error(exported, tmp_path, monkeypat
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lief" else real_find_spec(name, *a))
     model = exported("mlp")
     with pytest.raises(UserError, match="needs lief: pip install 'trt-converters\\[precision\\]'"):
-        precision.lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="fp16", io=model.io,
-                              profiles=model.profiles)
+        precision.lower_graph(model.onnx_path, tmp_path / "x.onnx", PrecisionOptions(mode="fp16"),
+                              io=model.io, profiles=model.profiles)
 
 
 def test_fp32_graph_computing_nan_is_refused_before_choosing_a_converter(tmp_path):
@@ -225,6 +227,6 @@ def test_fp32_graph_computing_nan_is_refused_before_choosing_a_converter(tmp_pat
                                 "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}]})
     with pytest.raises(StageError, match="FP16 lowering: the FP32 graph itself is non-finite: output 'y' holds 8 "
                                          r"NaN/inf value\(s\) on the check inputs"):
-        lower_graph(tmp_path / "log.onnx", tmp_path / "log.fp16.onnx", precision="fp16", io=io,
-                    profiles=profiles_for(io, max_batch_size=2))
+        lower_graph(tmp_path / "log.onnx", tmp_path / "log.fp16.onnx", PrecisionOptions(mode="fp16"),
+                    io=io, profiles=profiles_for(io, max_batch_size=2))
     assert not (tmp_path / "log.fp16.onnx").exists()

@@ -5,6 +5,7 @@ import pytest
 
 from trt_converters.errors import UserError
 from trt_converters.precision.diagnose import run_like_tensorrt
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message
 
@@ -25,8 +26,9 @@ def test_int8_within_budget_and_builds(name, precision, exported, calibration_np
     import onnx
 
     model = exported(name)
-    result = lower_graph(model.onnx_path, tmp_path / f"{name}.{precision}.onnx", precision=precision, io=model.io,
-                         profiles=model.profiles, calib_data=calibration_npz(model))
+    result = lower_graph(model.onnx_path, tmp_path / f"{name}.{precision}.onnx",
+                         PrecisionOptions(mode=precision, calib_data=calibration_npz(model)),
+                         io=model.io, profiles=model.profiles)
     ops = _op_counts(result.path)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0, result.notes
     initializer_types = {i.data_type for i in onnx.load(str(result.path)).graph.initializer}
@@ -45,12 +47,13 @@ def test_second_lowering_is_served_from_the_cache(exported, calibration_npz, tmp
     from onnx import numpy_helper
 
     import trt_converters.calibration as calibration
-    from trt_converters.precision.int8 import read_cache_scales
+    from trt_converters.precision.calibration_cache import read_cache_scales
 
     model = exported("cnn")
     cache = tmp_path / "cnn.calib"
-    first = lower_graph(model.onnx_path, tmp_path / "first.onnx", precision="int8", io=model.io,
-                        profiles=model.profiles, calib_data=calibration_npz(model), calibration_cache=cache)
+    first = lower_graph(model.onnx_path, tmp_path / "first.onnx",
+                        PrecisionOptions(mode="int8", calib_data=calibration_npz(model), calibration_cache=cache),
+                        io=model.io, profiles=model.profiles)
     assert cache.is_file() and any("calibration cache written" in n for n in first.notes)
     cached = read_cache_scales(cache)
     assert cached and all(scale > 0 for scale in cached.values())
@@ -60,8 +63,9 @@ def test_second_lowering_is_served_from_the_cache(exported, calibration_npz, tmp
         raise AssertionError("calibration data was loaded although the cache matches")
 
     monkeypatch.setattr(calibration, "load_calibration_data", must_not_run)
-    second = lower_graph(model.onnx_path, tmp_path / "second.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=tmp_path / "gone.npz", calibration_cache=cache)
+    second = lower_graph(model.onnx_path, tmp_path / "second.onnx",
+                         PrecisionOptions(mode="int8", calib_data=tmp_path / "gone.npz", calibration_cache=cache),
+                         io=model.io, profiles=model.profiles)
     assert any("calibration data not read" in n for n in second.notes)
     assert cache.read_bytes() == written
 
@@ -80,18 +84,20 @@ def test_second_lowering_is_served_from_the_cache(exported, calibration_npz, tmp
 def test_cache_of_another_graph_is_recalibrated(exported, calibration_npz, tmp_path):
     mlp, cnn = exported("mlp"), exported("cnn")
     cache = tmp_path / "shared.calib"
-    lower_graph(mlp.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=mlp.io, profiles=mlp.profiles,
-                calib_data=calibration_npz(mlp), calibration_cache=cache)
-    result = lower_graph(cnn.onnx_path, tmp_path / "cnn.onnx", precision="int8", io=cnn.io, profiles=cnn.profiles,
-                         calib_data=calibration_npz(cnn), calibration_cache=cache)
+    lower_graph(mlp.onnx_path, tmp_path / "mlp.onnx",
+                PrecisionOptions(mode="int8", calib_data=calibration_npz(mlp), calibration_cache=cache),
+                io=mlp.io, profiles=mlp.profiles)
+    result = lower_graph(cnn.onnx_path, tmp_path / "cnn.onnx",
+                         PrecisionOptions(mode="int8", calib_data=calibration_npz(cnn), calibration_cache=cache),
+                         io=cnn.io, profiles=cnn.profiles)
     assert any("was made for another FP32 graph" in n for n in result.notes)
 
 
 def test_unknown_calibration_method_is_a_user_error(exported, tmp_path):
     model = exported("mlp")
     with pytest.raises(UserError, match="--calib-method 'kl' is unknown; use one of auto, distribution, entropy, max, minmax, percentile"):
-        lower_graph(model.onnx_path, tmp_path / "x.onnx", precision="int8", io=model.io, profiles=model.profiles,
-                    calib_method="kl")
+        lower_graph(model.onnx_path, tmp_path / "x.onnx", PrecisionOptions(mode="int8", calib_method="kl"),
+                    io=model.io, profiles=model.profiles)
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -99,15 +105,17 @@ def test_percentile_clips_below_max_and_is_cached(exported, tmp_path, monkeypatc
     import onnx
 
     import trt_converters.calibration as calibration
-    from trt_converters.precision.int8 import activation_scales, read_cache_header, read_cache_scales
+    from trt_converters.precision.calibration_cache import read_cache_header, read_cache_scales
+    from trt_converters.precision.int8 import activation_scales
 
     model = exported("cnn")
     npz = tmp_path / "normal.npz"  # a Gaussian tail, where the 99.99th percentile sits clearly below the max
     np.savez(npz, images=np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32))
     caches = {method: tmp_path / f"{method}.calib" for method in ("max", "percentile")}
-    results = {method: lower_graph(model.onnx_path, tmp_path / f"{method}.onnx", precision="int8_fp16", io=model.io,
-                                   profiles=model.profiles, calib_data=npz, calib_method=method,
-                                   calibration_cache=caches[method])
+    results = {method: lower_graph(model.onnx_path, tmp_path / f"{method}.onnx",
+                                   PrecisionOptions(mode="int8_fp16", calib_data=npz, calib_method=method,
+                                                    calibration_cache=caches[method]),
+                                   io=model.io, profiles=model.profiles)
                for method in ("max", "percentile")}
     assert any("percentile 99.99 over 32 samples" in n for n in results["percentile"].notes)
     max_scales, clipped = read_cache_scales(caches["max"]), read_cache_scales(caches["percentile"])
@@ -124,22 +132,25 @@ def test_percentile_clips_below_max_and_is_cached(exported, tmp_path, monkeypatc
     assert all(c.passed for c in comparisons), failure_message("percentile", comparisons, DEFAULT_TOLERANCES["int8"])
 
     monkeypatch.setattr(calibration, "load_calibration_data", lambda *a, **k: pytest.fail("recalibrated"))
-    again = lower_graph(model.onnx_path, tmp_path / "again.onnx", precision="int8_fp16", io=model.io,
-                        profiles=model.profiles, calib_method="percentile", calibration_cache=caches["percentile"])
+    again = lower_graph(model.onnx_path, tmp_path / "again.onnx",
+                        PrecisionOptions(mode="int8_fp16", calib_method="percentile",
+                                         calibration_cache=caches["percentile"]),
+                        io=model.io, profiles=model.profiles)
     assert any("method percentile 99.99); calibration data not read" in n for n in again.notes)
     assert _op_counts(again.path)["QuantizeLinear"] == _op_counts(results["percentile"].path)["QuantizeLinear"]
 
     monkeypatch.undo()  # another percentile: its scales differ, so the cache must not serve it
-    other = lower_graph(model.onnx_path, tmp_path / "other.onnx", precision="int8_fp16", io=model.io,
-                        profiles=model.profiles, calib_data=npz, calib_method="percentile", calib_percentile=99.0,
-                        calibration_cache=caches["percentile"])
+    other = lower_graph(model.onnx_path, tmp_path / "other.onnx",
+                        PrecisionOptions(mode="int8_fp16", calib_data=npz, calib_method="percentile",
+                                         calib_percentile=99.0, calibration_cache=caches["percentile"]),
+                        io=model.io, profiles=model.profiles)
     assert any("was made for method percentile 99.99: recalibrated" in n for n in other.notes), other.notes
     assert read_cache_header(caches["percentile"]).percentile == 99.0
     assert read_cache_scales(caches["percentile"]) != clipped
 
 
 def test_cache_header_records_the_percentile(tmp_path):
-    from trt_converters.precision.int8 import CacheHeader, cache_serves, read_cache_header, write_cache
+    from trt_converters.precision.calibration_cache import CacheHeader, cache_serves, read_cache_header, write_cache
 
     cache = tmp_path / "p.calib"
     write_cache(cache, CacheHeader("percentile", "abc", "x:8x4", 99.9), {"t": 0.5})
@@ -162,8 +173,9 @@ def test_cache_header_records_the_percentile(tmp_path):
 
 def test_entropy_calibration(exported, calibration_npz, tmp_path):
     model = exported("mlp")
-    result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=calibration_npz(model), calib_method="entropy")
+    result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx",
+                         PrecisionOptions(mode="int8", calib_data=calibration_npz(model), calib_method="entropy"),
+                         io=model.io, profiles=model.profiles)
     assert any("entropy over 32 samples" in n for n in result.notes)
     inputs = model.verification_inputs()
     comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),
@@ -174,8 +186,8 @@ def test_entropy_calibration(exported, calibration_npz, tmp_path):
 def test_synthetic_calibration_warns_loudly(exported, tmp_path):
     model = exported("mlp")
     with pytest.warns(UserWarning, match="synthetic calibration data"):
-        result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx", precision="int8", io=model.io,
-                             profiles=model.profiles, calib_samples=8)
+        result = lower_graph(model.onnx_path, tmp_path / "mlp.onnx", PrecisionOptions(mode="int8", calib_samples=8),
+                             io=model.io, profiles=model.profiles)
     assert any("not representative" in n for n in result.notes)
     assert any("over 8 samples" in n for n in result.notes)
 
@@ -192,9 +204,10 @@ def test_text_model_calibrated_from_tokenized_lines(exported, tmp_path):
     (tmp_path / "calib.txt").write_text("\n".join(lines) + "\n")
 
     model = exported("text")  # inputs input_ids (int64) and input_mask (float32)
-    result = lower_graph(model.onnx_path, tmp_path / "text.int8.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=tmp_path / "calib.txt",
-                         tokenizer_path=tmp_path / "tokenizer.json")
+    result = lower_graph(model.onnx_path, tmp_path / "text.int8.onnx",
+                         PrecisionOptions(mode="int8", calib_data=tmp_path / "calib.txt",
+                                          tokenizer_path=tmp_path / "tokenizer.json"),
+                         io=model.io, profiles=model.profiles)
     assert any("over 24 samples" in n for n in result.notes), result.notes
     inputs = model.verification_inputs()
     comparisons = compare_output_sets(model.torch_outputs(inputs), run_like_tensorrt(result.path, inputs),

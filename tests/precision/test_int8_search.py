@@ -3,6 +3,7 @@
 import pytest
 
 from trt_converters.errors import UserError
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.precision.diagnose import diagnose_divergence, run_like_tensorrt
 from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failure_message
@@ -11,8 +12,8 @@ from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets, failu
 def test_search_brings_the_outlier_model_within_budget_and_builds(exported, calibration_npz, rtx_build, tmp_path):
     model = exported("outlier")
     npz = calibration_npz(model)
-    result = lower_graph(model.onnx_path, tmp_path / "outlier.int8.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=npz)
+    result = lower_graph(model.onnx_path, tmp_path / "outlier.int8.onnx", PrecisionOptions(mode="int8", calib_data=npz),
+                         io=model.io, profiles=model.profiles)
     details = result.details
     assert details["error_over_budget"] > 1.0, details  # the plain INT8 graph misses its budget
     assert details["excluded_nodes"] == ["/middle/Gemm"], details
@@ -27,8 +28,9 @@ def test_search_brings_the_outlier_model_within_budget_and_builds(exported, cali
     assert all(c.passed for c in comparisons), failure_message("searched", comparisons, DEFAULT_TOLERANCES["int8"])
     rtx_build(result.path, model.profiles)
 
-    plain = lower_graph(model.onnx_path, tmp_path / "plain.int8.onnx", precision="int8", io=model.io,
-                        profiles=model.profiles, calib_data=npz, int8_search=False)
+    plain = lower_graph(model.onnx_path, tmp_path / "plain.int8.onnx",
+                        PrecisionOptions(mode="int8", calib_data=npz, int8_search=False),
+                        io=model.io, profiles=model.profiles)
     assert "excluded_nodes" not in plain.details and not plain.details["met_budget_on_calibration_samples"]
     divergence = diagnose_divergence(model.onnx_path, plain.path, inputs[-1])
     assert divergence is not None and divergence.node_name == "/middle/Gemm", divergence
@@ -38,9 +40,10 @@ def test_search_brings_the_outlier_model_within_budget_and_builds(exported, cali
 
 def test_calibration_auto_keeps_the_smallest_error(exported, calibration_npz, tmp_path):
     model = exported("text")
-    result = lower_graph(model.onnx_path, tmp_path / "text.int8.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=calibration_npz(model), calib_method="auto",
-                         calib_percentile=99.9)
+    result = lower_graph(model.onnx_path, tmp_path / "text.int8.onnx",
+                         PrecisionOptions(mode="int8", calib_data=calibration_npz(model), calib_method="auto",
+                                          calib_percentile=99.9),
+                         io=model.io, profiles=model.profiles)
     errors = result.details["calib_method_errors"]
     assert set(errors) == {"max", "percentile", "entropy"}
     assert result.details["calib_method"] == min(errors, key=errors.get)
@@ -62,8 +65,9 @@ def test_method_table_serves_both_int8_paths():
 
 def test_forced_search_halves_the_error_and_keeps_most_flops_in_int8(exported, calibration_npz, tmp_path):
     model = exported("bert")
-    result = lower_graph(model.onnx_path, tmp_path / "bert.int8.onnx", precision="int8", io=model.io,
-                         profiles=model.profiles, calib_data=calibration_npz(model), int8_search=True)
+    result = lower_graph(model.onnx_path, tmp_path / "bert.int8.onnx",
+                         PrecisionOptions(mode="int8", calib_data=calibration_npz(model), int8_search=True),
+                         io=model.io, profiles=model.profiles)
     details = result.details
     assert details["search"] == "asked for (--int8-search)"
     assert details["search_target_error_over_budget"] == pytest.approx(details["error_over_budget"] / 2, abs=1e-3)

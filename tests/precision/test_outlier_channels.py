@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from trt_converters.onnx_runner import run_onnx_models
+from trt_converters.precision.options import PrecisionOptions
 from trt_converters.precision import lower_graph
 from trt_converters.precision.diagnose import run_like_tensorrt
 from trt_converters.precision.int8_search import budget_ratio
@@ -78,9 +79,11 @@ def lowered(exported, tmp_path_factory):
     data = write_calibration_npz(model, work / "calib.npz")
     graphs = {}
     for split in (True, False):
-        graphs[split] = lower_graph(model.onnx_path, work / f"split-{split}.onnx", precision="int8", io=model.io,
-                                    profiles=model.profiles, calib_data=data, int8_outlier_channels=split,
-                                    calibration_cache=work / f"split-{split}.calib", int8_search=False)
+        graphs[split] = lower_graph(model.onnx_path, work / f"split-{split}.onnx",
+                                    PrecisionOptions(mode="int8", calib_data=data, int8_outlier_channels=split,
+                                                     calibration_cache=work / f"split-{split}.calib",
+                                                     int8_search=False),
+                                    io=model.io, profiles=model.profiles)
     return model, graphs, work
 
 
@@ -107,7 +110,7 @@ def test_the_cache_records_the_split_and_reproduces_it(lowered, monkeypatch):
     import onnx
 
     import trt_converters.calibration as calibration
-    from trt_converters.precision.int8 import read_cache_header, read_cache_scales
+    from trt_converters.precision.calibration_cache import read_cache_header, read_cache_scales
     from trt_converters.precision.outlier_channels import side_matmul_names
 
     model, graphs, work = lowered
@@ -119,15 +122,17 @@ def test_the_cache_records_the_split_and_reproduces_it(lowered, monkeypatch):
         raise AssertionError("calibration data was loaded although the cache matches")
 
     monkeypatch.setattr(calibration, "load_calibration_data", must_not_run)
-    again = lower_graph(model.onnx_path, work / "from-cache.onnx", precision="int8", io=model.io,
-                        profiles=model.profiles, calibration_cache=cache, int8_search=False)
+    again = lower_graph(model.onnx_path, work / "from-cache.onnx",
+                        PrecisionOptions(mode="int8", calibration_cache=cache, int8_search=False),
+                        io=model.io, profiles=model.profiles)
     first, second = onnx.load(str(graphs[True].path)), onnx.load(str(again.path))
     assert side_matmul_names(second) == side_matmul_names(first) and side_matmul_names(first)
     scales = read_cache_scales(cache)
     assert any(name.endswith("_inlier_channels") for name in scales)
     # Without the split, that cache does not fit: recalibrated, not reused.
     monkeypatch.undo()
-    refused = lower_graph(model.onnx_path, work / "no-split.onnx", precision="int8", io=model.io,
-                          profiles=model.profiles, calibration_cache=cache, int8_search=False,
-                          int8_outlier_channels=False, calib_data=work / "calib.npz")
+    refused = lower_graph(model.onnx_path, work / "no-split.onnx",
+                          PrecisionOptions(mode="int8", calibration_cache=cache, int8_search=False,
+                                           int8_outlier_channels=False, calib_data=work / "calib.npz"),
+                          io=model.io, profiles=model.profiles)
     assert any("recalibrated" in note for note in refused.notes), refused.notes

@@ -14,7 +14,7 @@ Public functions (heavy libraries are imported inside them):
 """
 
 from trt_converters.onnxruntime_cpu.optimize import optimize_for_onnxruntime
-from trt_converters.onnxruntime_cpu.quantize import quantize_for_onnxruntime
+from trt_converters.onnxruntime_cpu.quantize import OrtInt8Options, quantize_for_onnxruntime
 from trt_converters.onnxruntime_cpu.targets import (
     TARGET_KEY,
     TARGET_ONNXRUNTIME,
@@ -25,6 +25,6 @@ from trt_converters.onnxruntime_cpu.targets import (
 )
 
 __all__ = [
-    "TARGET_KEY", "TARGET_ONNXRUNTIME", "classify_int8_graph", "is_onnxruntime_targeted",
+    "OrtInt8Options", "TARGET_KEY", "TARGET_ONNXRUNTIME", "classify_int8_graph", "is_onnxruntime_targeted",
     "optimize_for_onnxruntime", "quantize_for_onnxruntime", "refuse_for_onnxruntime_cpu", "refuse_for_tensorrt",
 ]

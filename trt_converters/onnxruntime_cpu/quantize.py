@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
@@ -45,33 +46,47 @@ DEFAULT_SYNTHETIC_CALIBRATION_SAMPLES = 16
 _PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # leave room for the graph itself
 
 
-def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: IOSpec,
-                             calibration: dict | None = None, per_channel: bool = True,
-                             calib_method: str = "max", cpu_target: str = "auto",
-                             reduce_range: bool | None = None, op_types: tuple[str, ...] | None = None,
-                             calib_percentile: float | None = None) -> Path:
-    """Writes an ONNX Runtime INT8 graph of `fp32_onnx` to `out_path` (atomically) and returns `out_path`.
+@dataclass(frozen=True)
+class OrtInt8Options:
+    """How the ONNX Runtime INT8 graph is made (--onnx-int8 and the calibration options).
 
     mode "dynamic": QInt8 weights, activations quantized at run time (MatMulInteger); no calibration.
-    mode "static": QOperator graph (QLinearMatMul, ...) with activation ranges from `calibration`
-    (input name -> array, samples stacked along dim 0; synthetic inputs when None).
+    mode "static": QOperator graph (QLinearMatMul, ...) with activation ranges from calibration data.
     cpu_target ("auto" = this machine, or a targets.CPU_TARGETS name) sets the weight range unless
-    reduce_range is given. The input may be a fused graph (fusion.py); it may not be INT8 already.
-    The output carries the metadata marker `trt_converters.target=onnxruntime`, the CPU target and
-    the weight bits.
+    reduce_range is given. calib_method is a canonical name of precision/methods.py.
+    """
+
+    mode: str
+    calib_method: str = "max"
+    calib_percentile: float | None = None
+    cpu_target: str = "auto"
+    per_channel: bool = True
+    reduce_range: bool | None = None
+    op_types: tuple[str, ...] | None = None
+
+
+def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, options: OrtInt8Options, *, io: IOSpec,
+                             calibration: dict | None = None) -> Path:
+    """Writes an ONNX Runtime INT8 graph of `fp32_onnx` to `out_path` (atomically) and returns `out_path`.
+
+    `calibration` (static mode): input name -> array, samples stacked along dim 0; synthetic inputs when None.
+    The input may be a fused graph (fusion.py); it may not be INT8 already. The output carries the metadata
+    marker `trt_converters.target=onnxruntime`, the CPU target and the weight bits.
     """
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
+    mode = options.mode
     if mode not in MODES:
         raise UserError(f"--onnx-int8 {mode!r} is not one of {', '.join(MODES)}")
     from trt_converters.precision.methods import resolve_method
 
-    ort_method = resolve_method(calib_method, path="onnxruntime").onnxruntime
+    ort_method = resolve_method(options.calib_method, path="onnxruntime").onnxruntime
     if not fp32_onnx.is_file():
         raise UserError(f"ONNX file {fp32_onnx} does not exist; pass the path of a .onnx graph")
 
     import onnx
 
-    target = resolve_cpu_target(cpu_target)
+    target = resolve_cpu_target(options.cpu_target)
+    reduce_range = options.reduce_range
     if reduce_range is None:
         reduce_range = not full_range_weights(target)
     model = onnx.load(str(fp32_onnx))
@@ -106,9 +121,9 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            failure = pool.submit(_quantize_in_child, mode, cleaned, quantized, calibration, io, graph_inputs,
-                                  per_channel, reduce_range, op_types, ort_method, calib_percentile,
-                                  large).result()
+            quantizer = _Quantizer(options, ort_method=ort_method, reduce_range=reduce_range, large=large)
+            failure = pool.submit(_quantize_in_child, quantizer, (cleaned, quantized), calibration, io,
+                                  graph_inputs).result()
         if failure:
             raise StageError(f"ONNX Runtime {mode} quantization of {fp32_onnx.name} failed: {failure}")
         result = onnx.load(str(quantized))
@@ -120,19 +135,27 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, *, mode: str, io: 
     return out_path
 
 
-def _quantize_in_child(mode: str, cleaned: Path, quantized: Path, calibration: dict | None, io: IOSpec,
-                       graph_inputs: list[str], per_channel: bool, reduce_range: bool,
-                       op_types: tuple[str, ...] | None, ort_method: str, calib_percentile: float | None,
-                       large: bool) -> str:
-    """Runs in a spawned process; returns '' on success, else the quantizer's error as one line."""
+@dataclass(frozen=True)
+class _Quantizer:
+    """The options with what was resolved on this machine for this graph."""
+
+    options: OrtInt8Options
+    ort_method: str  # onnxruntime.quantization.CalibrationMethod member
+    reduce_range: bool
+    large: bool  # tensors in an external data file
+
+
+def _quantize_in_child(quantizer: _Quantizer, paths: tuple[Path, Path], calibration: dict | None, io: IOSpec,
+                       graph_inputs: list[str]) -> str:
+    """Runs in a spawned process: `paths` (cleaned FP32 graph, quantized graph); returns '' on success, else the
+    quantizer's error as one line."""
+    cleaned, quantized = paths
     with _quiet_quantizer():
         try:
-            if mode == "dynamic":
-                _quantize_dynamic(cleaned, quantized, per_channel, reduce_range, op_types, large)
+            if quantizer.options.mode == "dynamic":
+                _quantize_dynamic(cleaned, quantized, quantizer)
             else:
-                reader = _calibration_reader(calibration, io, graph_inputs)
-                _quantize_static(cleaned, quantized, reader, per_channel, reduce_range, op_types, ort_method,
-                                 calib_percentile, large)
+                _quantize_static(cleaned, quantized, _calibration_reader(calibration, io, graph_inputs), quantizer)
         except Exception as exc:  # the quantizer raises many types; its message is what helps
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return f"{type(exc).__name__}: {first}"
@@ -157,31 +180,33 @@ def _check_inputs_against_spec(graph_inputs: list[str], io: IOSpec, path: Path) 
                         f"(declared: {sorted(declared)}); fix --model-io-config or re-export the graph")
 
 
-def _quantize_dynamic(source: Path, target: Path, per_channel: bool, reduce_range: bool,
-                      op_types: tuple[str, ...] | None, large: bool) -> None:
+def _quantize_dynamic(source: Path, target: Path, quantizer: _Quantizer) -> None:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Fused com.microsoft operators (Attention, SkipLayerNormalization) defeat ONNX shape inference, so
     # the quantizer is told that tensors it cannot type are float.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     reduce_range=reduce_range, op_types_to_quantize=list(op_types or DYNAMIC_OP_TYPES),
-                     use_external_data_format=large,
+    options = quantizer.options
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=options.per_channel,
+                     reduce_range=quantizer.reduce_range,
+                     op_types_to_quantize=list(options.op_types or DYNAMIC_OP_TYPES),
+                     use_external_data_format=quantizer.large,
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
 
 
-def _quantize_static(source: Path, target: Path, reader, per_channel: bool, reduce_range: bool,
-                     op_types: tuple[str, ...] | None, ort_method: str, calib_percentile: float | None,
-                     large: bool) -> None:
+def _quantize_static(source: Path, target: Path, reader, quantizer: _Quantizer) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    extra = {"CalibPercentile": calib_percentile} if ort_method == "Percentile" and calib_percentile else {}
+    options, ort_method = quantizer.options, quantizer.ort_method
+    percentile = options.calib_percentile
+    extra = {"CalibPercentile": percentile} if ort_method == "Percentile" and percentile else {}
 
     quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QOperator,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
-                    reduce_range=reduce_range, op_types_to_quantize=list(op_types or STATIC_OP_TYPES),
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=options.per_channel,
+                    reduce_range=quantizer.reduce_range,
+                    op_types_to_quantize=list(options.op_types or STATIC_OP_TYPES),
                     calibrate_method=getattr(CalibrationMethod, ort_method),
-                    use_external_data_format=large, extra_options=extra)
+                    use_external_data_format=quantizer.large, extra_options=extra)
 
 
 def _prepared_calibration(calibration: dict | None, io: IOSpec, graph_inputs: list[str]) -> dict:

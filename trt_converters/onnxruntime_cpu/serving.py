@@ -37,9 +37,10 @@ class CpuServing:
 
 def cpu_python_config(model_name: str, io: IOSpec, serving: CpuServing, parameters: Mapping[str, str]):
     """ModelConfig of a python-backend model on KIND_CPU with dynamic batching."""
+    from trt_converters.triton.backends import PYTHON_ONNXRUNTIME
     from trt_converters.triton.config import Scheduling, model_config
 
-    return model_config(model_name, serving_backend="python_onnxruntime", io=io, max_batch_size=serving.max_batch_size,
+    return model_config(model_name, serving_backend=PYTHON_ONNXRUNTIME, io=io, max_batch_size=serving.max_batch_size,
                         scheduling=Scheduling(dynamic_batching=serving.max_batch_size > 0,
                                               max_queue_delay_us=serving.max_queue_delay_us),
                         instance_kind="cpu", instance_count=serving.instance_count, parameters=dict(parameters))

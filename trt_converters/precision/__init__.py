@@ -12,14 +12,33 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trt_converters.errors import UserError
 from trt_converters.shapes import ShapeProfile
 from trt_converters.spec import IOSpec
 
+if TYPE_CHECKING:
+    from trt_converters.precision.options import PrecisionOptions
+
 PRECISIONS = ("fp16", "int8", "int8_fp16")
-# Which DEFAULT_TOLERANCES entry verifies each precision: INT8 error dominates in int8_fp16.
-TOLERANCE_KEYS = {"fp16": "fp16", "int8": "int8", "int8_fp16": "int8"}
+# Which DEFAULT_TOLERANCES entry (verify.py) verifies a graph of each precision: INT8 error dominates in int8_fp16;
+# ort_int8 is the ONNX Runtime INT8 graph (onnxruntime_cpu/).
+TOLERANCE_KEYS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8_fp16": "int8", "ort_int8": "int8"}
+
+
+def tolerance_key(precision: str) -> str:
+    return TOLERANCE_KEYS[precision]
+
+
+@dataclass(frozen=True)
+class LoweringCheck:
+    """What a lowering measures its candidate graphs against: the budget and, optionally, the caller's input sets
+    with their reference outputs (else the lowering's own calibration samples and the FP32 graph's outputs)."""
+
+    tolerance: object = None  # verify.Tolerance; None: the precision's default budget
+    input_sets: list | None = None
+    references: list | None = None
 
 
 @dataclass
@@ -29,48 +48,40 @@ class LoweringResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
-    check_outputs: list | None = None  # the graph's outputs on `check`'s input sets, when lower_graph was given one
+    check_outputs: list | None = None  # the graph's outputs on the check's input sets, when it had some
 
 
-def lower_graph(fp32_onnx: Path, out_path: Path, *, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
-                calib_data: Path | None = None, calib_samples: int | None = None, calib_method: str = "max",
-                tokenizer_path: Path | None = None, image_options: dict | None = None,
-                calibration_cache: Path | None = None, calib_percentile: float | None = None,
-                int8_search: bool | None = None, int8_outlier_channels: bool = True, tolerance=None, log=None,
-                check: tuple | None = None,
-                calibration: dict | None = None) -> LoweringResult:
-    """Writes the lowered graph to `out_path` (moved into place only when complete)."""
+def lower_graph(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", *, io: IOSpec,
+                profiles: dict[str, ShapeProfile], check: LoweringCheck | None = None, calibration: dict | None = None,
+                log=None) -> LoweringResult:
+    """Writes the graph lowered to `options.mode` (fp16, int8, int8_fp16) to `out_path` (moved into place only
+    when complete). `calibration`: calibration arrays the caller loaded from `options.calib_data` already."""
     from trt_converters.errors import StageError
+    from trt_converters.precision.methods import resolve_method
 
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
+    precision = options.mode
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if not fp32_onnx.is_file():
         raise UserError(f"ONNX graph {fp32_onnx} does not exist; export the FP32 graph first")
     _require_precision_packages()
     if precision != "fp16":
-        from trt_converters.precision.int8 import calibration_method
-
-        calibration_method(calib_method)  # reject a bad name before any work
+        resolve_method(options.calib_method, path="tensorrt")  # a direct caller's bad name, before any work
     started = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trtc-lower-", dir=out_path.parent) as tmp:
         work_dir = Path(tmp)
         staged = work_dir / out_path.name
         details: dict = {}
-        check_outputs = None
+        check = check or LoweringCheck()
         if precision == "fp16":
             notes, check_outputs = _lower_fp16(fp32_onnx, staged, io, profiles, work_dir, check)
         else:
-            notes, details, check_outputs = _lower_int8(
-                fp32_onnx, staged, precision, io, profiles, work_dir, check=check, calibration=calibration,
-                calib_data=calib_data,
-                                         calib_samples=calib_samples, calib_method=calib_method,
-                                         tokenizer_path=tokenizer_path, image_options=image_options,
-                                         calibration_cache=Path(calibration_cache) if calibration_cache else None,
-                                         percentile=calib_percentile, search=int8_search, tolerance=tolerance,
-                                         outlier_channels=int8_outlier_channels,
-                                         log=log or (lambda message: None))
+            source, source_notes = _calibration_source(options, io, profiles, calibration)
+            notes, details, check_outputs = _lower_int8(fp32_onnx, staged, options, source=source, work_dir=work_dir,
+                                                        check=check, log=log or (lambda message: None))
+            notes = source_notes + notes
         if not staged.is_file():
             raise StageError(f"{precision} lowering wrote no graph")
         for produced in (staged, staged.with_name(staged.name + ".data")):
@@ -102,22 +113,22 @@ def check_inputs_for(io: IOSpec, profiles: dict[str, ShapeProfile]) -> dict:
 
 
 def _lower_fp16(fp32_onnx: Path, staged: Path, io: IOSpec, profiles: dict[str, ShapeProfile], work_dir: Path,
-                check: tuple | None):
+                check: LoweringCheck):
     from trt_converters.precision.fp16 import lower_fp16
 
-    return lower_fp16(fp32_onnx, staged, check_inputs=check_inputs_for(io, profiles), work_dir=work_dir, check=check)
+    sets = (check.input_sets, check.references, check.tolerance) if check.input_sets is not None else None
+    return lower_fp16(fp32_onnx, staged, check_inputs=check_inputs_for(io, profiles), work_dir=work_dir, check=sets)
 
 
-def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profiles: dict[str, ShapeProfile],
-                work_dir: Path, *, calib_data, calib_samples, calib_method, tokenizer_path, image_options,
-                calibration_cache, percentile, search, tolerance, log, check, outlier_channels,
-                calibration) -> tuple[list[str], dict, list | None]:
+def _calibration_source(options: "PrecisionOptions", io: IOSpec, profiles: dict[str, ShapeProfile],
+                        calibration: dict | None):
+    """The INT8 quantizer's data source, and the notes (where the data came from) it fills when it loads."""
     from trt_converters.calibration import SYNTHETIC_WARNING, load_calibration_data
-    from trt_converters.precision.int8 import quantize_int8
-    from trt_converters.precision.methods import DEFAULT_PERCENTILE
+    from trt_converters.precision.modelopt_calibration import CalibrationSource
     from trt_converters.shapes import synthetic_inputs
 
     source_notes: list[str] = []
+    calib_data, calib_samples = options.calib_data, options.calib_samples
 
     def load_calibration() -> dict:
         if calib_data is None:
@@ -127,7 +138,8 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
         if calibration is not None:  # loaded by the caller already (from `calib_data`)
             return {name: value[:calib_samples] if calib_samples else value for name, value in calibration.items()}
         return load_calibration_data(io, profiles, source=Path(calib_data) if calib_data else None,
-                                     samples=calib_samples, tokenizer_path=tokenizer_path, image_options=image_options)
+                                     samples=calib_samples, tokenizer_path=options.tokenizer_path,
+                                     image_options=options.image_options)
 
     def synthetic_for_shapes(shapes: dict) -> dict:
         graph_io = io.with_inputs(list(shapes))
@@ -135,18 +147,20 @@ def _lower_int8(fp32_onnx: Path, staged: Path, precision: str, io: IOSpec, profi
             warnings.simplefilter("ignore")
             return synthetic_inputs(graph_io, shapes, seed=0)
 
-    opt_batch = max(p.opt[0] for p in profiles.values())
-    outcome = quantize_int8(fp32_onnx, staged, high_precision="fp16" if precision == "int8_fp16" else "fp32",
-                            method=calib_method, load_calibration=load_calibration,
-                            synthetic_for_shapes=synthetic_for_shapes, opt_batch=opt_batch,
-                            cache=calibration_cache, work_dir=work_dir, percentile=percentile or DEFAULT_PERCENTILE,
-                            search=search, tolerance=tolerance, log=log, check=check,
-                            outlier_channels=outlier_channels)
+    source = CalibrationSource(load=load_calibration, synthetic_for_shapes=synthetic_for_shapes,
+                               opt_batch=max(p.opt[0] for p in profiles.values()))
+    return source, source_notes
+
+
+def _lower_int8(fp32_onnx: Path, staged: Path, options: "PrecisionOptions", *, source, work_dir: Path,
+                check: LoweringCheck, log) -> tuple[list[str], dict, list | None]:
+    from trt_converters.precision.int8 import quantize_int8
+
+    outcome = quantize_int8(fp32_onnx, staged, options, source=source, work_dir=work_dir, check=check, log=log)
     notes = outcome.notes
-    if precision == "int8_fp16":
+    if options.mode == "int8_fp16":
         from trt_converters.precision.fp16 import describe_fp32_ops, ops_kept_in_fp32
         import onnx
 
         notes.append(describe_fp32_ops(ops_kept_in_fp32(onnx.load(str(staged)))))
-    return source_notes + notes, outcome.details, outcome.check_outputs
-
+    return notes, outcome.details, outcome.check_outputs

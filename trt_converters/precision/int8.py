@@ -9,180 +9,21 @@ the scales from it and the calibration data is not read.
 
 from __future__ import annotations
 
-import time
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from trt_converters.errors import StageError, UserError
-from trt_converters.onnx_files import file_sha256, save_model
-from trt_converters.precision.methods import AUTO_CANDIDATES, DEFAULT_PERCENTILE
-from trt_converters.precision.outlier_channels import (channel_ranges, choose_outliers, masked_scales,
-                                                       token_mask_input, weight_matmul_inputs)
+from trt_converters.onnx_files import file_sha256
+from trt_converters.precision.calibration_cache import (CacheHeader, cache_serves, copy_cache, read_cache_header,
+                                                        write_cache)
+from trt_converters.precision.methods import DEFAULT_PERCENTILE
+from trt_converters.precision.modelopt_calibration import (OP_TYPES_KEPT_OUT_OF_INT8, CalibrationJob, CalibrationSource,
+                                                           activation_scales, calibrate, from_cache)
+from trt_converters.precision.outlier_channels import masked_scales, token_mask_input
 
-HISTOGRAM_BINS = 4096
-CACHE_HEADER_PREFIX = "TRT-trt_converters"
-
-
-@dataclass(frozen=True)
-class CacheHeader:
-    method: str
-    model_sha256: str
-    shapes: str
-    percentile: float | None = None  # percentile caches only; None in caches written before it was recorded
-    # The outlier channels the scales were calibrated with (outlier_channels.py), kept in the header line,
-    # which TensorRT's and ModelOpt's cache readers skip.
-    outliers: dict = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if self.method != "percentile":
-            return self.method
-        return f"percentile {self.percentile:g}" if self.percentile is not None else "percentile (value not recorded)"
-
-
-def _encode_outliers(outliers: dict[str, list[int]]) -> str:
-    import base64
-    import json
-
-    return base64.urlsafe_b64encode(json.dumps(outliers, separators=(",", ":")).encode()).decode()
-
-
-def _decode_outliers(text: str) -> dict[str, list[int]]:
-    import base64
-    import json
-
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return {str(k): [int(c) for c in v] for k, v in decoded.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
-
-
-def calibration_method(name: str) -> str:
-    """The canonical TensorRT-path method name (max, entropy, percentile, auto) for an accepted name."""
-    from trt_converters.precision.methods import resolve_method
-
-    return resolve_method(name, path="tensorrt").name
-
-
-def read_cache_header(cache: Path) -> CacheHeader | None:
-    """The header of a cache this module wrote, or None for any other file."""
-    try:
-        first = cache.read_text().splitlines()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-    parts = first.split(" ")
-    if not parts[0].startswith(CACHE_HEADER_PREFIX + "-"):
-        return None
-    fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    if "model-sha256" not in fields or "shapes" not in fields:
-        return None
-    try:
-        percentile = float(fields["percentile"]) if "percentile" in fields else None
-    except ValueError:
-        percentile = None
-    return CacheHeader(parts[0][len(CACHE_HEADER_PREFIX) + 1:], fields["model-sha256"], fields["shapes"], percentile,
-                       _decode_outliers(fields.get("outlier-channels", "")))
-
-
-def cache_serves(header: CacheHeader | None, model_hash: str, method: str, percentile: float) -> bool:
-    """Whether a cache's scales are those this calibration would make: the same FP32 graph, the method asked for
-    (any, for auto) and, for percentile scales, the same percentile (unknown in older caches: not reused)."""
-    return header is not None and header.model_sha256 == model_hash and method in (header.method, "auto") \
-        and (header.method != "percentile" or header.percentile == percentile)
-
-
-def read_cache_scales(cache: Path) -> dict[str, float]:
-    scales = {}
-    for line in cache.read_text().splitlines()[1:]:
-        name, _, value = line.rpartition(": ")
-        scales[name] = struct.unpack("!f", bytes.fromhex(value))[0]
-    return scales
-
-
-def write_cache(cache: Path, header: CacheHeader, scales: dict[str, float]) -> None:
-    first = f"{CACHE_HEADER_PREFIX}-{header.method} model-sha256={header.model_sha256} shapes={header.shapes}"
-    if header.percentile is not None:
-        first += f" percentile={header.percentile!r}"  # repr: read back as the same float
-    if header.outliers:
-        first += " outlier-channels=" + _encode_outliers(header.outliers)
-    lines = [first] + [f"{name}: {struct.pack('!f', scale).hex()}" for name, scale in sorted(scales.items())]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    scratch = cache.with_name(cache.name + ".tmp")
-    scratch.write_text("\n".join(lines) + "\n")
-    scratch.replace(cache)
-
-
-def activation_scales(model) -> dict[str, float]:
-    """Tensor name -> scale of every activation QuantizeLinear (weights are re-quantized from the graph)."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    import re
-
-    initializers = {i.name: i for i in model.graph.initializer}
-    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
-    scales = {}
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear" or node.input[0] in initializers or node.input[0] in constants:
-            continue
-        # ModelOpt names it <tensor>_scale; its FP16 pass renames the copies <tensor>_scale_1, _scale_2.
-        match = re.fullmatch(r"(.+)_scale(?:_\d+)?", node.input[1])
-        if match is None or node.input[1] not in initializers:
-            continue
-        value = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
-        if value.size == 1:
-            scales[match.group(1)] = float(value.reshape(()))
-    return scales
-
-
-def percentile_scales(model, max_scales: dict[str, float], data: dict, batch: int,
-                      percentile: float = DEFAULT_PERCENTILE, mask_input: str | None = None) -> dict[str, float]:
-    """Scales that clip each activation at the given percentile of |x| over the calibration data (over the
-    positions `mask_input` keeps, for tensors laid out [batch, sequence, ...]).
-
-    `max_scales` (from a max calibration) names the activations and sets each histogram's range; the
-    percentile's magnitude is turned into a scale with the same ratio ONNX Runtime's max calibrator used.
-    """
-    import numpy as np
-
-    from trt_converters.precision.outlier_channels import activation_batches
-
-    histograms = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in max_scales}
-    observed = dict.fromkeys(max_scales, 0.0)
-    # ONNX Runtime's scale is about amax / 127.5; twice that range holds every value the max pass saw.
-    ranges = {name: max(scale, 1e-12) * 255.0 for name, scale in max_scales.items()}
-    for values, kept_positions in activation_batches(model, list(max_scales), data, batch, mask_input):
-        for name, magnitude in values.items():
-            if kept_positions is not None and magnitude.shape[:2] == kept_positions.shape:
-                magnitude = magnitude[kept_positions]
-            observed[name] = max(observed[name], float(magnitude.max(initial=0.0)))
-            histograms[name] += np.histogram(magnitude, bins=HISTOGRAM_BINS, range=(0.0, ranges[name]))[0]
-    scales = {}
-    for name, counts in histograms.items():
-        total = counts.sum()
-        if total == 0 or observed[name] == 0.0:
-            scales[name] = max_scales[name]
-            continue
-        index = int(np.searchsorted(np.cumsum(counts), percentile / 100.0 * total))
-        clipped = min(observed[name], (index + 1) * ranges[name] / HISTOGRAM_BINS)
-        scales[name] = max_scales[name] * clipped / observed[name]
-    return scales
-
-
-def calibration_shapes(arrays: dict, batch: int) -> str:
-    """ModelOpt's per-step shape spec: each input's sample shape with `batch` samples a step."""
-    return ",".join(f"{name}:" + "x".join(str(d) for d in (batch, *value.shape[1:])) for name, value in arrays.items())
-
-
-def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for item in spec.split(","):
-        name, _, dims = item.rpartition(":")
-        shapes[name] = tuple(int(d) for d in dims.split("x"))
-    return shapes
-
+if TYPE_CHECKING:
+    from trt_converters.precision.options import PrecisionOptions
+    from trt_converters.precision import LoweringCheck
 
 @dataclass
 class Int8Outcome:
@@ -191,113 +32,43 @@ class Int8Outcome:
     check_outputs: list | None = None
 
 
-def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, method: str,
-                  load_calibration: Callable[[], dict], synthetic_for_shapes: Callable[[dict], dict],
-                  opt_batch: int, cache: Path | None, work_dir: Path, percentile: float = DEFAULT_PERCENTILE,
-                  search: bool | None = None, tolerance=None, log: Callable[[str], None] = lambda m: None,
-                  check: tuple | None = None, outlier_channels: bool = True) -> Int8Outcome:
-    """Writes the Q/DQ graph to `out_path`. `load_calibration` is called only without a usable cache.
+def quantize_int8(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", *, source: CalibrationSource,
+                  work_dir: Path, check: "LoweringCheck", log: Callable[[str], None] = lambda m: None) -> Int8Outcome:
+    """Writes the Q/DQ graph (`options.mode` int8 or int8_fp16) to `out_path`.
 
-    The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under `tolerance`
-    (the INT8 budget): `method` 'auto' keeps the calibration method with the smallest error; `search` None
-    searches exclusions when the budget is missed, True always, False never. With `check` (input sets, their
-    reference outputs, the budget: the caller's verification data) graphs are measured on those instead, and the
-    kept graph's outputs on them are returned, so the caller need not run it again to verify it. With
-    `outlier_channels` the MatMul inputs' outlier channels are computed apart (outlier_channels.py).
+    The graph is measured against the FP32 graph on up to CHECK_SAMPLES calibration samples under the check's
+    tolerance (the INT8 budget): calibration method 'auto' keeps the method with the smallest error;
+    `int8_search` None searches exclusions when the budget is missed, True always, False never. With the check's
+    input sets (and their reference outputs: the caller's verification data) graphs are measured on those
+    instead, and the kept graph's outputs on them are returned, so the caller need not run it again to verify
+    it. With `int8_outlier_channels` the MatMul inputs' outlier channels are computed apart (outlier_channels.py).
     """
     import onnx
 
-    from trt_converters.precision.fp16 import SENSITIVE_OP_TYPES, fold_constants
+    from trt_converters.onnx_files import save_model
+    from trt_converters.precision.fp16 import fold_constants
     from trt_converters.precision.int8_search import CHECK_SAMPLES, CandidateEvaluator, compute_flops, \
         int8_flop_fraction, quantized_nodes, search_exclusions
     from trt_converters.verify import DEFAULT_TOLERANCES
 
-    tolerance = tolerance or DEFAULT_TOLERANCES["int8"]
-    method = calibration_method(method)
+    tolerance = check.tolerance or DEFAULT_TOLERANCES["int8"]
+    high_precision = "fp16" if options.mode == "int8_fp16" else "fp32"
+    method, search, outlier_channels = options.calib_method, options.int8_search, options.int8_outlier_channels
+    percentile = options.calib_percentile or DEFAULT_PERCENTILE
+    cache = Path(options.calibration_cache) if options.calibration_cache else None
     model_hash = file_sha256(fp32_onnx)
     folded = _at_modelopt_opset(fold_constants(onnx.load(str(fp32_onnx))))
-    graph_inputs = [i.name for i in folded.graph.input]
     folded_path = work_dir / "model.onnx"
     notes: list[str] = []
     details: dict = {}
-    exclude_fp16 = list(SENSITIVE_OP_TYPES)
 
     mask_input = token_mask_input(folded)
     header = read_cache_header(cache) if cache is not None and cache.is_file() else None
     reuse = cache_serves(header, model_hash, method, percentile) and (outlier_channels or not header.outliers)
-    candidates: dict[str, Path] = {}
-    if reuse:
-        shapes = header.shapes
-        method = header.method
-        outliers = header.outliers
-        folded = _split(folded, outliers, folded_path, notes)
-        kept_out = _kept_out_nodes(folded)
-        # ModelOpt still runs its ONNX Runtime pass once; the activation scales are then replaced by the cache's.
-        data = synthetic_for_shapes(parse_shapes(shapes))
-        notes.append(f"activation scales from calibration cache {cache} ({len(read_cache_scales(cache))} tensors, "
-                     f"method {header.describe()}); calibration data not read")
-        candidates[method] = work_dir / f"model.{method}.onnx"
-        _run_modelopt(folded_path, candidates[method], data=data, method=_modelopt_method(method), shapes=shapes,
-                      high_precision=high_precision, cache=cache, exclude_fp16=exclude_fp16,
-                      exclude_nodes=kept_out)
-    else:
-        if cache is not None and cache.is_file():
-            if header is None or header.model_sha256 != model_hash:
-                why = "another FP32 graph"
-            elif header.outliers and not outlier_channels:
-                why = "outlier channels computed apart (--int8-outlier-channels)"
-            else:
-                why = f"method {header.describe()}"
-            notes.append(f"calibration cache {cache} was made for {why}: recalibrated and rewrote it")
-        data = load_calibration()
-        missing = [name for name in graph_inputs if name not in data]
-        if missing:
-            raise UserError(f"calibration data has no array for graph input(s) {', '.join(missing)}")
-        data = {name: data[name] for name in graph_inputs}
-        samples = next(iter(data.values())).shape[0]
-        batch = max(1, min(opt_batch, samples))
-        shapes = calibration_shapes(data, batch)
-        ranges = channel_ranges(folded, list(weight_matmul_inputs(folded)), data, batch, mask_input)
-        outliers = choose_outliers(ranges) if outlier_channels else {}
-        folded = _split(folded, outliers, folded_path, notes)
-        kept_out = _kept_out_nodes(folded)
-        if mask_input:
-            notes.append(f"outlier channels and max/percentile scales from the positions {mask_input} keeps "
-                         "(padding left out; entropy is ModelOpt's own and counts it)")
-        methods = list(AUTO_CANDIDATES) if method == "auto" else [method]
-        described = {m: f"percentile {percentile:g}" if m == "percentile" else m for m in methods}
-        notes.append(f"INT8 calibration: {', '.join(described.values())} over {samples} samples on ONNX Runtime CPU")
-        max_path = None
-        started = time.perf_counter()
-        for index, name in enumerate(methods):
-            candidates[name] = work_dir / f"model.{name}.onnx"
-            left = "" if index == 0 else \
-                f", about {(time.perf_counter() - started) / index * (len(methods) - index):.0f} s left for calibration"
-            log(f"INT8 calibration {index + 1}/{len(methods)} ({described[name]}) with ModelOpt{left}")
-            if name == "percentile":
-                # A max pass places the Q/DQ nodes; its scales become percentile ones through a cache.
-                if max_path is None or high_precision != "fp32":
-                    max_path = work_dir / "model.max-fp32.onnx"
-                    _run_modelopt(folded_path, max_path, data=data, method="max", shapes=shapes, high_precision="fp32",
-                                  cache=None, exclude_fp16=[], exclude_nodes=kept_out)
-                max_graph = onnx.load(str(max_path))
-                scales = percentile_scales(folded, activation_scales(max_graph), data, batch, percentile,
-                                           mask_input=mask_input)
-                scales_file = work_dir / "percentile.calib"
-                write_cache(scales_file, CacheHeader(name, model_hash, shapes, percentile, outliers), scales)
-                if high_precision == "fp32" and _rescaled_with_cache(max_graph, scales_file):
-                    save_model(max_graph, candidates[name])
-                else:
-                    # Every activation scale comes from that cache: one batch serves ModelOpt's calibration pass.
-                    _run_modelopt(folded_path, candidates[name], data=_first_batch(data, batch), method="max",
-                                  shapes=shapes, high_precision=high_precision, cache=scales_file,
-                                  exclude_fp16=exclude_fp16, exclude_nodes=kept_out)
-            else:
-                _run_modelopt(folded_path, candidates[name], data=data, method=_modelopt_method(name), shapes=shapes,
-                              high_precision=high_precision, cache=None, exclude_fp16=exclude_fp16,
-                              exclude_nodes=kept_out)
-                if name == "max" and high_precision == "fp32":
-                    max_path = candidates[name]
+    job = CalibrationJob(options, source, work_dir, model_hash, high_precision, percentile, cache, mask_input, log)
+    calibrated = from_cache(job, folded, header, notes) if reuse else calibrate(job, folded, header, notes)
+    folded, candidates, data, outliers = calibrated.folded, calibrated.candidates, calibrated.data, calibrated.outliers
+    shapes, ranges = calibrated.shapes, calibrated.ranges
 
     from trt_converters.onnx_runner import run_onnx_models
     from trt_converters.precision.int8_search import budget_ratio
@@ -312,8 +83,8 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
             changed = True
         if changed:
             save_model(loaded[name], path)  # the file is what the check runs
-    if check is not None:
-        check_sets, references, tolerance = check
+    if check.input_sets is not None:
+        check_sets, references = check.input_sets, check.references
         outputs = run_onnx_models(list(candidates.values()), check_sets, qdq_fusion=False)
     else:  # no reference given: the FP32 graph on the first calibration samples is the reference
         check_sets = [{name: value[:CHECK_SAMPLES] for name, value in data.items()}]
@@ -366,7 +137,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
                      f"{details['int8_flop_fraction']:.0%} of MatMul/Gemm/Conv FLOPs in INT8")
     if cache is not None and not reuse:
         if chosen == "percentile":
-            shutil_copy(work_dir / "percentile.calib", cache)
+            copy_cache(work_dir / "percentile.calib", cache)
         else:
             write_cache(cache, CacheHeader(chosen, model_hash, shapes, outliers=outliers), activation_scales(loaded[chosen]))
         notes.append(f"calibration cache written to {cache}")
@@ -375,7 +146,7 @@ def quantize_int8(fp32_onnx: Path, out_path: Path, *, high_precision: str, metho
         kept.replace(out_path)  # the file the check ran holds this graph already
     else:
         save_model(quantized, out_path)
-    return Int8Outcome(notes, details, kept_outputs if check is not None else None)
+    return Int8Outcome(notes, details, kept_outputs if check.input_sets is not None else None)
 
 
 def _unquantized_kept_out_ops(model):
@@ -405,60 +176,9 @@ def _at_modelopt_opset(model):
     return convert_opset(model, required)
 
 
-def _rescaled_with_cache(max_graph, cache: Path) -> bool:
-    """Gives the FP32 max graph the cache's activation scales, as ModelOpt does with a cache (its own
-    import_scales_from_calib_cache and replace_scale_values), when the cache has a scale for every activation
-    QuantizeLinear: ModelOpt, run again on the same graph with that cache, would place the same Q/DQ nodes and
-    quantize the same weights, so the run (about 30 s of loads, saves and weight quantization on RoBERTa-base) is
-    left out. False (graph untouched) where the cache misses one: ModelOpt then runs."""
-    from modelopt.onnx.quantization.calib_utils import import_scales_from_calib_cache
-    from modelopt.onnx.quantization.qdq_utils import replace_scale_values
-
-    cached = import_scales_from_calib_cache(str(cache))
-    graph = max_graph.graph
-    weights = {i.name for i in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
-    activations = [n.input[1] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in weights]
-    if not activations or any(scale not in cached for scale in activations):
-        return False
-    replace_scale_values(graph, cached)
-    return True
-
-
-def _first_batch(data: dict, batch: int) -> dict:
-    return {name: value[:batch] for name, value in data.items()}
-
-
 def _has_side_files(path: Path) -> bool:
     """Whether the graph's tensors may live beside it (ModelOpt's `<name>_data`, save_model's `<name>.data`)."""
     return any(p != path for p in path.parent.glob(path.name + "?data"))
-
-
-def _split(folded, outliers: dict[str, list[int]], path: Path, notes: list[str]):
-    """The graph with its outlier channels computed apart (outlier_channels.py), saved at `path`."""
-    from trt_converters.precision.outlier_channels import split_outlier_channels
-
-    if outliers:
-        folded = split_outlier_channels(folded, outliers)
-        count = sum(len(c) for c in outliers.values())
-        notes.append(f"{count} outlier channel(s) of {len(outliers)} MatMul input(s) computed apart, out of INT8 "
-                     f"(largest: {_largest_outliers(outliers)})")
-    save_model(folded, path)
-    return folded
-
-
-def _largest_outliers(outliers: dict[str, list[int]]) -> str:
-    name, channels = max(outliers.items(), key=lambda item: len(item[1]))
-    return f"{len(channels)} of {name}"
-
-
-def _kept_out_nodes(model) -> list[str]:
-    """Nodes ModelOpt is told to leave out of INT8: the outlier-channel MatMuls, and the MatMuls of two
-    activations (attention scores, attention x values), whose softmax input quantized at 1/127 of its range
-    loses the small attention weights of long sequences (all-MiniLM-L6-v2, 256 tokens: cosine 0.976 with
-    them in INT8, 0.998 without)."""
-    from trt_converters.precision.outlier_channels import activation_matmuls, side_matmul_names
-
-    return side_matmul_names(model) + activation_matmuls(model)
 
 
 def _replace_activation_scales(model, scales: dict[str, float]) -> None:
@@ -476,61 +196,3 @@ def _replace_activation_scales(model, scales: dict[str, float]) -> None:
             old = initializers[node.input[1]]
             scale = np.asarray(scales[tensor], dtype=numpy_helper.to_array(old).dtype).reshape(tuple(old.dims))
             old.CopyFrom(numpy_helper.from_array(scale, node.input[1]))
-
-
-def _modelopt_method(method: str) -> str:
-    return "entropy" if method == "entropy" else "max"
-
-
-def shutil_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(target.name + ".tmp")
-    scratch.write_bytes(source.read_bytes())
-    scratch.replace(target)
-
-
-class _NoGpuCountError:
-    def filter(self, record) -> bool:
-        return "Failed to get GPU count" not in record.getMessage()
-
-
-_NO_GPU_COUNT_ERROR = _NoGpuCountError()
-
-
-# Kept out of INT8: residual Adds carry the widest activation ranges in a transformer; quantizing them
-# (ModelOpt does by default, for TensorRT's fusions) cost the real all-MiniLM-L6-v2 most of its accuracy:
-# minimum cosine to sentence-transformers 0.82 with them quantized, 0.97 without (MatMuls stay INT8).
-OP_TYPES_KEPT_OUT_OF_INT8 = ["Add"]
-
-
-def _run_modelopt(source: Path, target: Path, *, data: dict, method: str, shapes: str, high_precision: str,
-                  cache: Path | None, exclude_fp16: list[str], exclude_nodes: list[str]) -> None:
-    import logging
-    import re
-
-    from modelopt.onnx.quantization import quantize
-
-    from trt_converters.progress import calibration_seconds, graph_megabytes, heartbeat
-
-    logging.getLogger("modelopt").setLevel(logging.WARNING)
-    # ModelOpt logs a missing NVML as an ERROR on every CPU-only run; calibration here is CPU by design.
-    logging.getLogger("modelopt.onnx").addFilter(_NO_GPU_COUNT_ERROR)
-    expected = calibration_seconds(graph_megabytes(source), next(iter(data.values())).shape[0],
-                                   fp16=high_precision == "fp16")
-    try:
-        with heartbeat("ModelOpt INT8 quantization", expected):
-            quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
-                     calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype=high_precision,
-                     op_types_to_exclude=list(OP_TYPES_KEPT_OUT_OF_INT8),
-                     nodes_to_exclude=[re.escape(name) + "$" for name in exclude_nodes] or None,
-                     op_types_to_exclude_fp16=exclude_fp16 if high_precision != "fp32" else None,
-                     calibration_cache_path=str(cache) if cache else None, output_path=str(target),
-                     log_level="WARNING")
-    except UserError:
-        raise
-    except Exception as exc:  # ModelOpt and ONNX Runtime raise many types
-        text = str(exc).strip()
-        raise StageError(f"ModelOpt INT8 quantization failed: {type(exc).__name__}: "
-                         f"{text.splitlines()[0][:300] if text else ''}") from exc
-    if not target.is_file():
-        raise StageError("ModelOpt INT8 quantization wrote no graph")

@@ -14,17 +14,31 @@ import ctypes
 import importlib.util
 from dataclasses import dataclass, field
 
+# How Triton serves the core model (--triton-backend) and where its instances run (--instance-kind)
+TENSORRT_PLAN = "tensorrt_plan"
+ONNXRUNTIME_ONNX = "onnxruntime_onnx"
+PYTHON_ONNXRUNTIME = "python_onnxruntime"
+SERVING_BACKENDS = (TENSORRT_PLAN, ONNXRUNTIME_ONNX, PYTHON_ONNXRUNTIME)
+KIND_GPU = "gpu"
+KIND_CPU = "cpu"
+AUTO = "auto"
 # Triton backend folder each serving choice needs on the server
-BACKEND_FOLDERS = {"tensorrt_plan": "tensorrt", "onnxruntime_onnx": "onnxruntime", "python_onnxruntime": "python"}
+BACKEND_FOLDERS = {TENSORRT_PLAN: "tensorrt", ONNXRUNTIME_ONNX: "onnxruntime", PYTHON_ONNXRUNTIME: "python"}
 TRITON_CONTAINER = "NVIDIA's Triton container (nvcr.io/nvidia/tritonserver:<yy.mm>-py3)"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServingChoice:
+    """How the core model is served: the resolved backend and instance kind (never `auto`), and the instances
+    and ONNX Runtime threads (those --tune measured, where it ran)."""
+
     backend: str
     instance_kind: str
     why: str
     warnings: list[str] = field(default_factory=list)
+    instance_count: int = 1
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
 
     def as_report(self) -> dict:
         return {"backend": self.backend, "instance_kind": self.instance_kind, "why": self.why,
@@ -51,33 +65,33 @@ def tensorrt_installed() -> bool:
 def choose_serving(options) -> ServingChoice:
     """Resolves `auto` backend and instance kind; explains the choice and warns about unloadable models."""
     backend, why = options.triton_backend, f"--triton-backend {options.triton_backend}"
-    if backend == "auto":
+    if backend == AUTO:
         backend, why = _auto_backend(options)
     kind = options.instance_kind
-    if kind == "auto":
-        kind = "gpu" if backend == "tensorrt_plan" else "cpu"
+    if kind == AUTO:
+        kind = KIND_GPU if backend == TENSORRT_PLAN else KIND_CPU
         why += "; instances follow the backend"
-    choice = ServingChoice(backend=backend, instance_kind=kind, why=why)
-    if options.generate_triton_config:
-        choice.warnings += _local_server_warnings(backend)
-    return choice
+    warnings = _local_server_warnings(backend) if options.generate_triton_config else []
+    return ServingChoice(backend=backend, instance_kind=kind, why=why, warnings=warnings,
+                         instance_count=options.instance_count, intra_op_threads=options.intra_op_threads,
+                         inter_op_threads=options.inter_op_threads)
 
 
 def _auto_backend(options) -> tuple[str, str]:
     if options.onnx_int8:
-        return "python_onnxruntime", "auto: --onnx-int8 graphs run on ONNX Runtime (CPU integer kernels)"
-    if options.instance_kind == "cpu":
-        return "python_onnxruntime", "auto: --instance-kind cpu cannot run a TensorRT plan"
+        return PYTHON_ONNXRUNTIME, "auto: --onnx-int8 graphs run on ONNX Runtime (CPU integer kernels)"
+    if options.instance_kind == KIND_CPU:
+        return PYTHON_ONNXRUNTIME, "auto: --instance-kind cpu cannot run a TensorRT plan"
     if options.trt_backend == "tensorrt-rtx":
-        return "python_onnxruntime", ("auto: --trt-backend tensorrt-rtx plans load only in a TensorRT-RTX runtime, "
+        return PYTHON_ONNXRUNTIME, ("auto: --trt-backend tensorrt-rtx plans load only in a TensorRT-RTX runtime, "
                                       "not in Triton's tensorrt backend")
     if not options.generate_trt and not (options.model_name and options.resolved_engine_path().is_file()):
-        return "python_onnxruntime", "auto: this run builds no engine (--generate-trt) and none exists"
+        return PYTHON_ONNXRUNTIME, "auto: this run builds no engine (--generate-trt) and none exists"
     gpus = cuda_gpu_count()
     if gpus and tensorrt_installed():
-        return "tensorrt_plan", f"auto: {gpus} CUDA GPU(s) and NVIDIA TensorRT on this machine"
+        return TENSORRT_PLAN, f"auto: {gpus} CUDA GPU(s) and NVIDIA TensorRT on this machine"
     missing = "no CUDA GPU on this machine" if not gpus else "NVIDIA TensorRT is not installed (pip install tensorrt)"
-    return "python_onnxruntime", f"auto: {missing}; --triton-backend tensorrt_plan packages the engine instead"
+    return PYTHON_ONNXRUNTIME, f"auto: {missing}; --triton-backend tensorrt_plan packages the engine instead"
 
 
 def local_server_backends() -> set[str] | None:
@@ -97,7 +111,7 @@ def _local_server_warnings(backend: str) -> list[str]:
     needed = BACKEND_FOLDERS[backend]
     if available is None or needed in available:
         return []
-    where = {"tensorrt_plan": f"{TRITON_CONTAINER} on a GPU, with the TensorRT version that built the engine",
-             "onnxruntime_onnx": f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here"}[backend]
+    where = {TENSORRT_PLAN: f"{TRITON_CONTAINER} on a GPU, with the TensorRT version that built the engine",
+             ONNXRUNTIME_ONNX: f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here"}[backend]
     return [f"--triton-backend {backend} needs Triton's {needed} backend, which the local server (nvidia-pytriton "
             f"wheel: {', '.join(sorted(available))} only) does not have; serve it with {where}"]

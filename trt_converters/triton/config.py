@@ -14,9 +14,10 @@ from typing import Iterable, Mapping, Optional
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec, TensorSpec
+from trt_converters.triton.backends import (KIND_CPU, ONNXRUNTIME_ONNX, PYTHON_ONNXRUNTIME, SERVING_BACKENDS,
+                                            TENSORRT_PLAN)
 
-SERVING_BACKENDS = ("tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime")
-MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx", "python_onnxruntime": "model.onnx"}
+MODEL_FILES = {TENSORRT_PLAN: "model.plan", ONNXRUNTIME_ONNX: "model.onnx", PYTHON_ONNXRUNTIME: "model.onnx"}
 # A model is a folder of the repository and a segment of /v2/models/<name>/... URLs: no separators, no
 # hidden or relative folders, nothing a URL would need to escape.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
@@ -64,7 +65,7 @@ class Scheduling:
 
     @classmethod
     def from_options(cls, options, *, serving_backend: str) -> "Scheduling":
-        warmup = options.model_warmup if options.model_warmup is not None else serving_backend == "tensorrt_plan"
+        warmup = options.model_warmup if options.model_warmup is not None else serving_backend == TENSORRT_PLAN
         return cls(dynamic_batching=options.dynamic_batching, preferred_batch_sizes=options.preferred_batch_sizes,
                    max_queue_delay_us=options.max_queue_delay, max_queue_size=options.max_queue_size,
                    queue_timeout_us=options.queue_timeout, queue_timeout_action=options.queue_timeout_action,
@@ -87,7 +88,7 @@ class PipelineServing:
 
 def check_options(options) -> None:
     """Checks of the config-related options that need nothing but the options (run before any work)."""
-    if options.triton_backend == "tensorrt_plan" and options.instance_kind == "cpu":
+    if options.triton_backend == TENSORRT_PLAN and options.instance_kind == KIND_CPU:
         raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend auto or "
                         "python_onnxruntime for CPU serving")
     if options.preferred_batch_sizes:
@@ -181,11 +182,11 @@ def model_config(name: str, *, serving_backend: str, io: IOSpec, max_batch_size:
     pb = _pb()
     if serving_backend not in SERVING_BACKENDS:
         raise UserError(f"--triton-backend {serving_backend!r} is not one of {', '.join(SERVING_BACKENDS)}")
-    if serving_backend == "tensorrt_plan" and instance_kind == "cpu":
+    if serving_backend == TENSORRT_PLAN and instance_kind == KIND_CPU:
         raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend onnxruntime_onnx "
                         "or python_onnxruntime for CPU serving")
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if serving_backend == "python_onnxruntime":
+    if serving_backend == PYTHON_ONNXRUNTIME:
         config.backend = "python"
     else:
         config.platform = serving_backend

@@ -7,22 +7,23 @@ from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec
+from trt_converters.triton.backends import PYTHON_ONNXRUNTIME, TENSORRT_PLAN, ServingChoice
 from trt_converters.triton.config import (MODEL_FILES, Scheduling, add_warmup, check_against_profiles,
                                            model_config, write_config)
 from trt_converters.triton.python_model import version_folder, write_python_model
 
 
-def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None,
-                       profiles: dict | None = None) -> Path:
+def package_core_model(repo: Path, options, io: IOSpec, serving: ServingChoice, *, engine: Path | None,
+                       onnx_graph: Path | None, profiles: dict | None = None) -> Path:
     """Writes `<repo>/<model_name>/` for the chosen serving backend and returns that folder."""
-    backend = options.triton_backend
-    artifact = engine if backend == "tensorrt_plan" else onnx_graph
+    backend = serving.backend
+    artifact = engine if backend == TENSORRT_PLAN else onnx_graph
     if artifact is None or not Path(artifact).is_file():
-        what = "a TensorRT engine (--generate-trt)" if backend == "tensorrt_plan" else "an ONNX graph (--generate-onnx)"
+        what = "a TensorRT engine (--generate-trt)" if backend == TENSORRT_PLAN else "an ONNX graph (--generate-onnx)"
         raise UserError(f"--triton-backend {backend} needs {what}")
     model_dir = Path(repo) / options.model_name
-    config, warmup = core_model_config(options, io, profiles or {})
-    if backend == "python_onnxruntime":
+    config, warmup = core_model_config(options, io, profiles or {}, serving)
+    if backend == PYTHON_ONNXRUNTIME:
         write_python_model(model_dir, "onnxruntime_python", config, files={MODEL_FILES[backend]: Path(artifact)},
                            warmup_files=warmup)
     else:
@@ -31,22 +32,22 @@ def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, 
     return model_dir
 
 
-def core_model_config(options, io: IOSpec, profiles: dict):
+def core_model_config(options, io: IOSpec, profiles: dict, serving: ServingChoice):
     """The core model's ModelConfig and warmup files, checked against the profile (UserError if they disagree).
 
     Cheap: the conversion calls it once before any work, and again when it packages the model.
     """
-    backend = options.triton_backend
+    backend = serving.backend
     parameters = {}
-    if backend != "tensorrt_plan":
-        if options.intra_op_threads is not None:
-            parameters["intra_op_thread_count"] = options.intra_op_threads
-        if options.inter_op_threads is not None:
-            parameters["inter_op_thread_count"] = options.inter_op_threads
+    if backend != TENSORRT_PLAN:
+        if serving.intra_op_threads is not None:
+            parameters["intra_op_thread_count"] = serving.intra_op_threads
+        if serving.inter_op_threads is not None:
+            parameters["inter_op_thread_count"] = serving.inter_op_threads
     scheduling = Scheduling.from_options(options, serving_backend=backend)
     config = model_config(options.model_name, serving_backend=backend, io=io, max_batch_size=options.max_batch_size,
-                          scheduling=scheduling, instance_kind=options.instance_kind,
-                          instance_count=options.instance_count, parameters=parameters)
+                          scheduling=scheduling, instance_kind=serving.instance_kind,
+                          instance_count=serving.instance_count, parameters=parameters)
     warmup = add_warmup(config, io, profiles) if scheduling.warmup and profiles else None
     check_against_profiles(config, profiles)
     return config, warmup
