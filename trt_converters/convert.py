@@ -57,6 +57,10 @@ def _progress_lines(stage: str):
 
 def run_conversion(options: ConvertOptions) -> dict:
     """Runs the stages the options ask for and returns the report (also written as JSON)."""
+    if options.triton_repo_uri is not None:  # an s3:// repository: staged here, then uploaded
+        from trt_converters.storage.publish import convert_to_remote
+
+        return convert_to_remote(options, run_conversion)
     from trt_converters.triton.backends import choose_serving
 
     serving = choose_serving(options)
@@ -185,7 +189,9 @@ def _outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
         outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
     outputs.append(("--report-path", options.resolved_report_path(), "file"))
     if options.generate_triton_config:
-        outputs.append(("the Triton model folder", options.triton_repo / options.model_name, "folder"))
+        from trt_converters.triton.versions import core_model_target
+
+        outputs.append((*core_model_target(options), "folder"))
         if options.pipeline:
             from trt_converters.pipelines import pipeline_model_names
 
@@ -685,6 +691,9 @@ def _stage_package(state: RunState) -> None:
                                    onnx_graph=state.serving_onnx, profiles=state.profiles)
     staged = {options.model_name: state.staging.path_for(options.triton_repo / options.model_name)}
     shutil.move(str(model_dir), str(staged[options.model_name]))
+    from trt_converters.triton.versions import place_version
+
+    place_version(staged[options.model_name], options.triton_repo / options.model_name, options.model_version)
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": options.triton_backend, "instance_kind": options.instance_kind, "inputs": served_inputs}
     if options.pipeline:

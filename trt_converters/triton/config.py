@@ -106,6 +106,8 @@ def check_options(options) -> None:
                             f"{options.priority_levels} (--priority-levels)")
     if options.version_policy is not None and not _VERSION_POLICY.match(options.version_policy):
         raise UserError(f"--version-policy {options.version_policy!r} must be all, latest:N or specific:V[,V...]")
+    if getattr(options, "model_version", None) is not None and options.model_version < 1:
+        raise UserError(f"--model-version must be >= 1, got {options.model_version}")
     unknown = sorted(set(options.pipeline_instance_count or {}) - {*PIPELINE_ROLES, "*"})
     if unknown:
         raise UserError(f"--pipeline-instance-count names role {unknown[0]!r}; roles: {', '.join(PIPELINE_ROLES)}")
