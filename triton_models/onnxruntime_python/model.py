@@ -18,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import RequestError, exception_response, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "onnxruntime")
@@ -39,10 +39,6 @@ _ORT_TO_NUMPY = {
     "tensor(bool)": np.bool_,
     "tensor(string)": np.object_,
 }
-
-
-class RequestError(Exception):
-    """A request this model cannot answer; reported to its client, never fatal."""
 
 
 def _parameter(config, key):
@@ -134,7 +130,7 @@ class TritonPythonModel:
         try:
             return self.session.run(self.output_names, feeds)
         except Exception as exc:  # ORT raises several types for bad shapes/values
-            raise RequestError(f"ONNX Runtime failed: {exc}") from exc
+            raise RuntimeError(f"ONNX Runtime failed: {exc}") from exc
 
     def _response(self, results):
         tensors = []
@@ -155,7 +151,7 @@ class TritonPythonModel:
         results = self._run(stacked)
         total = sum(sizes)
         if any(np.ndim(r) == 0 or np.shape(r)[0] != total for r in results):
-            raise RequestError("outputs are not batched along dimension 0")
+            raise RuntimeError("outputs are not batched along dimension 0")
         bounds = np.cumsum(sizes)[:-1]
         per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
         return {index: self._response([parts[k] for parts in per_output])
@@ -168,7 +164,7 @@ class TritonPythonModel:
             try:
                 feeds = self._read_inputs(request)
             except RequestError as exc:
-                responses[index] = error_response(f"{self.model_name}: {exc}")
+                responses[index] = exception_response(exc, f"{self.model_name}: ")
                 continue
             if self.batched:
                 key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
@@ -186,7 +182,7 @@ class TritonPythonModel:
                     try:
                         responses_by_index.update(self._run_group([(index, feeds)]))
                     except Exception as exc:  # answer this request with its error, keep serving
-                        responses_by_index[index] = error_response(f"{self.model_name}: {exc}")
+                        responses_by_index[index] = exception_response(exc, f"{self.model_name}: ")
             for index, response in responses_by_index.items():
                 responses[index] = response
         return responses

@@ -23,15 +23,11 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import torch_loading  # noqa: E402
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import RequestError, exception_response, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt),
 # plus those model_script.py imports
 REQUIRES = ("numpy", "safetensors", "torch")
-
-
-class RequestError(Exception):
-    """A request this model cannot answer; reported to its client, never fatal."""
 
 
 def _int_parameter(config, key, model_name):
@@ -98,7 +94,7 @@ class TritonPythonModel:
         elif not isinstance(result, (tuple, list)):
             result = [result]
         if len(result) < len(self.outputs):
-            raise RequestError(f"the model returned {len(result)} outputs, the config lists {len(self.outputs)}")
+            raise RuntimeError(f"the model returned {len(result)} outputs, the config lists {len(self.outputs)}")
         return [r.detach().cpu().numpy() for r in result[:len(self.outputs)]]
 
     def _response(self, results):
@@ -114,7 +110,7 @@ class TritonPythonModel:
         stacked = [np.concatenate([arrays[k] for _, arrays in members], axis=0) for k in range(len(self.inputs))]
         results = self._forward(stacked)
         if any(np.ndim(r) == 0 or np.shape(r)[0] != sum(sizes) for r in results):
-            raise RequestError("outputs are not batched along dimension 0")
+            raise RuntimeError("outputs are not batched along dimension 0")
         bounds = np.cumsum(sizes)[:-1]
         parts = [np.split(r, bounds, axis=0) for r in results]
         return {index: self._response([p[k] for p in parts]) for k, (index, _) in enumerate(members)}
@@ -126,7 +122,7 @@ class TritonPythonModel:
             try:
                 arrays = self._read_inputs(request)
             except RequestError as exc:
-                responses[index] = error_response(f"{self.model_name}: {exc}")
+                responses[index] = exception_response(exc, f"{self.model_name}: ")
                 continue
             key = tuple((a.shape[1:], a.dtype.str) for a in arrays) if self.batched else ("request", index)
             groups.setdefault(key, []).append((index, arrays))
@@ -139,7 +135,7 @@ class TritonPythonModel:
                     try:
                         answered.update(self._run_group([(index, arrays)]))
                     except Exception as exc:
-                        answered[index] = error_response(f"{self.model_name}: {exc}")
+                        answered[index] = exception_response(exc, f"{self.model_name}: ")
             for index, response in answered.items():
                 responses[index] = response
         return responses
