@@ -158,6 +158,13 @@ def test_two_replicas_on_one_s3_repository(run_cli, tiny_checkpoints, tmp_path, 
         assert traffic.failures == {"a": [], "b": []}
         until_kill = {name: dict(answers) for name, answers in traffic.answers.items()}
 
+        load = _bench(replicas, tmp_path / "bench.json")
+        per_replica = {p["replica"]: p for p in load["rows"][0]["replicas"]}
+        assert sorted(per_replica) == sorted(r.url.removeprefix("http://") for r in replicas)
+        assert load["rows"][0]["errors"] == 0 and all(p["requests"] > 0 and p["errors"] == 0
+                                                      for p in per_replica.values())
+        assert load["rows"][0]["requests"] == sum(p["requests"] for p in per_replica.values())
+
         replica_a, replica_b = replicas
         before_kill = traffic.requests("a")
         replica_b.kill()
@@ -177,3 +184,18 @@ def test_two_replicas_on_one_s3_repository(run_cli, tiny_checkpoints, tmp_path, 
             traffic.stop()
         for replica in replicas:
             replica.stop()
+
+
+def _bench(replicas, json_path: Path) -> dict:
+    """`trt-bench --triton URL1,URL2`: the closed loop spread over both replicas, reported per replica."""
+    from click.testing import CliRunner
+
+    from trt_converters.bench_cli import main
+
+    urls = ",".join(r.url for r in replicas)
+    result = CliRunner().invoke(main, ["--triton", urls, "--model", "mlp", "--concurrency", "4",
+                                       "--measurement-seconds", "1", "--json", str(json_path), "--no-progress"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "per replica (concurrency -> replica):" in result.stdout
+    return json.loads(json_path.read_text())
