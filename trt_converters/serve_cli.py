@@ -31,16 +31,18 @@ class ServeError(StageError):
     """The server cannot serve this repository here (exit status 1)."""
 
 
-def check_repository_folder(repo: Path, models: tuple[str, ...]) -> None:
+def check_repository_folder(repo: Path, models: tuple[str, ...], shown: str | None = None) -> None:
+    """`repo` holds models and every --model; messages name `shown` (a remote repository's URL) when given."""
+    name = shown or repo
     if not repo.is_dir():
-        raise ServeError(f"model repository {repo} is not a directory: pass the folder that holds <model>/config.pbtxt")
+        raise ServeError(f"model repository {name} is not a directory: pass the folder that holds <model>/config.pbtxt")
     found = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     if not found:
-        raise ServeError(f"{repo} holds no model (no {repo}/<model>/config.pbtxt): pass a Triton model repository, "
+        raise ServeError(f"{name} holds no model (no {name}/<model>/config.pbtxt): pass a Triton model repository, "
                          "e.g. the --triton-repo of trt-convert")
     missing = [m for m in models if m not in found]
     if missing:
-        raise UserError(f"--model {missing[0]!r} is not in {repo} (models: {', '.join(found)})")
+        raise UserError(f"--model {missing[0]!r} is not in {name} (models: {', '.join(found)})")
 
 
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -143,10 +145,10 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, model_control_m
         from trt_converters.storage.serving import model_control_args, repository_view
 
         control = model_control_args(model_control_mode, repository_poll_secs, models)
-        configs = repository_view(repo, models)  # the folder, or the remote configs copied here
+        configs = repository_view(repo)  # the folder, or the remote configs copied here
+        check_repository_folder(configs, models, shown=repo if is_url(repo) else None)
         if not is_url(repo):
             repo = configs
-            check_repository_folder(repo, models)
         ports = {"HTTP": http_port, "gRPC": grpc_port, "metrics": metrics_port}
         if len(set(ports.values())) < 3:
             raise UserError(f"--http-port, --grpc-port and --metrics-port must differ; got {http_port}, {grpc_port}, "

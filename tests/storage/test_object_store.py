@@ -153,3 +153,26 @@ def test_local_model_version_keeps_the_other_versions(run_cli, tiny_checkpoints,
     repeated = run_cli([*flags, "--model-version", "3", "--output-dir", tmp_path / "o4"])
     assert repeated.exit_code == 2
     assert repeated.stderr.strip() == f"error: {repo}/mlp/3 already exists; pass --overwrite to replace it"
+
+
+@pytest.mark.parametrize("mode, secs, models, expected", [
+    ("none", None, (), []),
+    ("poll", None, (), ["--model-control-mode=poll", "--repository-poll-secs=15"]),
+    ("poll", 2, (), ["--model-control-mode=poll", "--repository-poll-secs=2"]),
+    ("none", None, ("a",), ["--model-control-mode=explicit", "--load-model=a"]),
+])
+def test_model_control_flags(mode, secs, models, expected):
+    from trt_converters.storage.serving import model_control_args
+
+    assert model_control_args(mode, secs, models) == expected
+
+
+@pytest.mark.parametrize("mode, secs, models, message", [
+    ("poll", None, ("a",), "cannot be combined with --model-control-mode poll"),
+    ("none", 5, (), "--repository-poll-secs needs --model-control-mode poll"),
+])
+def test_model_control_flags_that_contradict(mode, secs, models, message):
+    from trt_converters.storage.serving import model_control_args
+
+    with pytest.raises(UserError, match=message):
+        model_control_args(mode, secs, models)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import model_flags
+from tests.fixtures.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVERT = ["--generate-onnx", "--generate-triton-config", "--triton-backend", "python_onnxruntime"]
@@ -28,25 +29,12 @@ BOUND_S = 240  # every wait below ends by this bound
 pytestmark = [pytest.mark.s3, pytest.mark.triton]
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 class Replica:
     """`trt-serve URI --model-control-mode poll` in its own process group (killed as a whole by its PID)."""
 
     def __init__(self, name: str, uri: str, env: dict, log_dir: Path):
         self.name = name
-        http, grpc, metrics = _free_ports(3)
+        http, grpc, metrics = free_ports(3)
         self.url = f"http://127.0.0.1:{http}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trt_converters.serve_cli", uri, "--http-port", str(http), "--grpc-port",
@@ -145,6 +133,9 @@ def test_two_replicas_on_one_s3_repository(run_cli, tiny_checkpoints, tmp_path, 
     try:
         for replica in replicas:
             replica.wait_ready()
+            output = "".join(replica.lines)
+            assert f"serving {uri}" in output and any(line.split() == ["mlp", "READY"] for line in replica.lines)
+            assert f"curl -s {replica.url}/v2/models/mlp/infer" in output  # examples from the remote configs
         assert {infer(r.url) for r in replicas} == {"1"}
         traffic = Traffic(replicas)
         _wait_until(lambda: all(traffic.requests(r.name) >= 20 for r in replicas), "20 answers from each replica")

@@ -8,14 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from trt_converters.errors import StageError, UserError
+from trt_converters.errors import UserError
 from trt_converters.storage.location import S3Location, parse_repository
 
 
-def repository_view(repo: str, models: tuple[str, ...]) -> Path:
+def repository_view(repo: str) -> Path:
     """A local folder with `<model>/config.pbtxt` of every model in `repo`: the folder itself when local, else a
-    temporary copy of the remote configs (removed at exit). Fails with one line when the remote repository cannot
-    be read, holds no model, or lacks a --model."""
+    temporary copy of the remote configs (removed at exit); one line when the remote repository cannot be read."""
     from trt_converters.storage import s3 as s3_ops
 
     location = parse_repository(repo, what="REPO")
@@ -23,16 +22,10 @@ def repository_view(repo: str, models: tuple[str, ...]) -> Path:
         return location
     s3 = s3_ops.client(location)
     s3_ops.check_access(s3, location)
-    found = sorted(s3_ops.model_folders(s3, location))
-    if not found:
-        raise StageError(f"{location} holds no model (no <model>/config.pbtxt under it): pass a Triton model "
-                         "repository, e.g. the --triton-repo of trt-convert")
-    missing = [m for m in models if m not in found]
-    if missing:
-        raise UserError(f"--model {missing[0]!r} is not in {location} (models: {', '.join(found)})")
     view = Path(tempfile.mkdtemp(prefix="trtc-serve-configs-"))
     atexit.register(shutil.rmtree, view, True)
-    s3_ops.download(s3, location, [f"{name}/{s3_ops.CONFIG_FILE}" for name in found], view)
+    found = s3_ops.model_folders(s3, location)
+    s3_ops.download(s3, location, [f"{name}/{s3_ops.CONFIG_FILE}" for name in sorted(found)], view)
     return view
 
 
