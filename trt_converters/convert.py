@@ -57,7 +57,7 @@ def _progress_lines(stage: str):
 
 def run_conversion(options: ConvertOptions) -> dict:
     """Runs the stages the options ask for and returns the report (also written as JSON)."""
-    if options.triton_repo_uri is not None:  # an s3:// repository: staged here, then uploaded
+    if options.triton_repo_uri is not None and options.generate_triton_config:  # s3://: staged here, then uploaded
         from trt_converters.storage.publish import convert_to_remote
 
         return convert_to_remote(options, run_conversion)

@@ -176,3 +176,16 @@ def test_model_control_flags_that_contradict(mode, secs, models, message):
 
     with pytest.raises(UserError, match=message):
         model_control_args(mode, secs, models)
+
+
+def test_an_s3_repository_in_a_config_file_stays_a_url(tmp_path):
+    from trt_converters.options import build_options, read_config_file
+
+    config = tmp_path / "family.yaml"
+    config.write_text("triton_repo: s3://models/prod\nmodel_name: mlp\n")
+    values = read_config_file(config)
+    assert values["triton_repo"] == "s3://models/prod"  # not resolved against the file's folder
+    options = build_options(values, {}, read_checkpoint=False)
+    assert (options.triton_repo, options.triton_repo_uri) == (None, "s3://models/prod")
+    with pytest.raises(UserError, match="the gs:// scheme is not supported"):
+        build_options(values, {"triton_repo": "gs://models/prod"}, read_checkpoint=False)
