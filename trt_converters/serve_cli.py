@@ -1,4 +1,4 @@
-"""`trt-serve REPO`: run the real Triton server on a model repository, in the foreground.
+"""`trt-serve REPO`: run the real Triton server on a model repository (a folder or s3://...), in the foreground.
 
 It prints each model's state (READY, or the server's own reason), the URLs and one ready-to-paste `curl` per
 entry point, then serves until Ctrl-C (or SIGTERM), which stops the server cleanly.
@@ -23,6 +23,7 @@ EPILOG = """\b
 Examples:
   trt-serve quickstart/model_repository
   trt-serve repo --http-port 9000 --grpc-port 9001 --metrics-port 9002 --model minilm_l6_e5 --log-file triton.log
+  trt-serve s3://models/prod --model-control-mode poll --repository-poll-secs 15   (AWS_* credentials)
 Then: trt-infer --model NAME "a sentence", or the printed curl commands.
 """
 
