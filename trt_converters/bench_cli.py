@@ -111,7 +111,8 @@ def resolve_artifacts(model_flags: dict, report_path, onnx, engine):
 @click.option("--threads", type=int, help="Intra-op threads for PyTorch and ONNX Runtime alike [their defaults].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
 @click.option("--no-progress", is_flag=True, help="No tqdm progress bar.")
-@click.option("--triton", "triton_url", help="Load-test a served model at this HTTP URL instead (with --model).")
+@click.option("--triton", "triton_url", help="Load-test a served model at this HTTP URL instead (with --model); "
+                                            "URL1,URL2,...: replicas, the clients spread over them.")
 @click.option("--model", "triton_model", help="--triton: the model (or pipeline entry model) to load.")
 @click.option("--concurrency", default="1,2,4,8", show_default=True, help="--triton: comma-separated client counts.")
 @click.option("--input-data", type=click.Path(dir_okay=False, path_type=Path),

@@ -26,7 +26,8 @@ ORIGINAL_FLAGS = [
     _option("--model-name", help="Name of the model in the Triton repository."),
     _option("--onnx-path", type=click.Path(dir_okay=False), help="Where the FP32 ONNX graph goes [OUTPUT_DIR/NAME/model.onnx]."),
     _option("--engine-path", type=click.Path(dir_okay=False), help="Where the TensorRT engine goes [OUTPUT_DIR/NAME/model.plan]."),
-    _option("--triton-repo", type=click.Path(file_okay=False), help="Triton model repository to write into."),
+    _option("--triton-repo", type=click.Path(file_okay=False),
+            help="Triton model repository to write into: a folder or s3://[HOST:PORT/]BUCKET/PREFIX."),
     _option("--generate-onnx/--no-generate-onnx", help="Export and verify the ONNX graph."),
     _option("--generate-trt/--no-generate-trt", help="Build the TensorRT engine."),
     _option("--generate-triton-config/--no-generate-triton-config", help="Write the model (and pipeline) into --triton-repo."),
@@ -102,6 +103,9 @@ ADDED_FLAGS = [
     _option("--priority-levels", type=int, help="Dynamic batching priority levels (1 is the highest)."),
     _option("--default-priority-level", type=int,
             help="Priority of requests that name none.  [default: the lowest, --priority-levels]"),
+    _option("--model-version", type=click.IntRange(min=1),
+            help="Write the model as this version beside the versions already in --triton-repo.  [default: 1, "
+                 "replacing the model folder]"),
     _option("--version-policy", help="Triton version_policy: all, latest:N or specific:V[,V...]."),
     _option("--pipeline-instance-count", help="CPU instances of each pre/post-processing model: N, or ROLE=N pairs "
                                               "(tokenizer, preprocess, postprocess, entry).  [default: 1]"),

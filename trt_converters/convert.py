@@ -17,6 +17,10 @@ from trt_converters.triton.backends import ServingChoice
 
 def run_conversion(options: ConvertOptions) -> dict:
     """Runs the stages the options ask for and returns the report (also written as JSON)."""
+    if options.triton_repo_uri is not None and options.generate_triton_config:  # s3://: staged here, then uploaded
+        from trt_converters.storage.publish import convert_to_remote
+
+        return convert_to_remote(options, run_conversion)
     from trt_converters.stages.checks import check_required, check_targets
     from trt_converters.triton.backends import choose_serving
 

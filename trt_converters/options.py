@@ -33,6 +33,8 @@ class ConvertOptions(BaseModel):
     onnx_path: Optional[Path] = None
     engine_path: Optional[Path] = None
     triton_repo: Optional[Path] = None
+    triton_repo_uri: Optional[str] = None  # an s3:// --triton-repo (storage/location.py); triton_repo is then None
+    model_version: Optional[int] = None
     generate_onnx: bool = False
     generate_trt: bool = False
     generate_triton_config: bool = False
@@ -101,6 +103,13 @@ class ConvertOptions(BaseModel):
     _sources: dict = PrivateAttr(default_factory=dict)
     _derived: dict = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_repository(cls, data):
+        from trt_converters.storage.location import remote_repository_options
+
+        return remote_repository_options(data)
+
     @field_validator("model_io_config", mode="before")
     @classmethod
     def _io(cls, value):
@@ -132,18 +141,9 @@ class ConvertOptions(BaseModel):
     @field_validator("pipeline_instance_count", mode="before")
     @classmethod
     def _instance_counts(cls, value):
-        """3 (every pre/post model), or tokenizer=2,postprocess=1 (per role); YAML may give a mapping."""
-        if value is None or isinstance(value, dict):
-            return value
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-            return {"*": int(value)}
-        counts = {}
-        for item in str(value).split(","):
-            role, separator, count = item.partition("=")
-            if not separator or not count.strip().isdigit():
-                raise ValueError(f"{value!r}: give a count (2) or ROLE=COUNT pairs (tokenizer=2,postprocess=1)")
-            counts[role.strip()] = int(count)
-        return counts
+        from trt_converters.triton.config import parse_instance_counts
+
+        return parse_instance_counts(value)
 
     @field_validator("triton_parameters", mode="before")
     @classmethod
@@ -282,7 +282,7 @@ def read_config_file(path: Path) -> dict:
         raise UserError(f"--config {path}: unknown option {unknown[0]!r}; options are the long flag names, "
                         "e.g. max_batch_size")
     for key in PATH_OPTIONS:
-        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute() and "://" not in data[key]:
             data[key] = str((path.parent / data[key]).resolve())
     if isinstance(data.get("model_io_config"), str) and not data["model_io_config"].lstrip().startswith("{"):
         candidate = path.parent / data["model_io_config"]

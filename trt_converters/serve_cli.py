@@ -1,4 +1,4 @@
-"""`trt-serve REPO`: run the real Triton server on a model repository, in the foreground.
+"""`trt-serve REPO`: run the real Triton server on a model repository (a folder or s3://...), in the foreground.
 
 It prints each model's state (READY, or the server's own reason), the URLs and one ready-to-paste `curl` per
 entry point, then serves until Ctrl-C (or SIGTERM), which stops the server cleanly.
@@ -23,6 +23,7 @@ EPILOG = """\b
 Examples:
   trt-serve quickstart/model_repository
   trt-serve repo --http-port 9000 --grpc-port 9001 --metrics-port 9002 --model minilm_l6_e5 --log-file triton.log
+  trt-serve s3://models/prod --model-control-mode poll --repository-poll-secs 15   (AWS_* credentials)
 Then: trt-infer --model NAME "a sentence", or the printed curl commands.
 """
 
@@ -31,16 +32,18 @@ class ServeError(StageError):
     """The server cannot serve this repository here (exit status 1)."""
 
 
-def check_repository_folder(repo: Path, models: tuple[str, ...]) -> None:
+def check_repository_folder(repo: Path, models: tuple[str, ...], shown: str | None = None) -> None:
+    """`repo` holds models and every --model; messages name `shown` (a remote repository's URL) when given."""
+    name = shown or repo
     if not repo.is_dir():
-        raise ServeError(f"model repository {repo} is not a directory: pass the folder that holds <model>/config.pbtxt")
+        raise ServeError(f"model repository {name} is not a directory: pass the folder that holds <model>/config.pbtxt")
     found = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     if not found:
-        raise ServeError(f"{repo} holds no model (no {repo}/<model>/config.pbtxt): pass a Triton model repository, "
+        raise ServeError(f"{name} holds no model (no {name}/<model>/config.pbtxt): pass a Triton model repository, "
                          "e.g. the --triton-repo of trt-convert")
     missing = [m for m in models if m not in found]
     if missing:
-        raise UserError(f"--model {missing[0]!r} is not in {repo} (models: {', '.join(found)})")
+        raise UserError(f"--model {missing[0]!r} is not in {name} (models: {', '.join(found)})")
 
 
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -113,13 +116,18 @@ def render_examples(repo: Path, states: dict[str, str], http_url: str) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EPILOG)
-@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--metrics-port", default=8002, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", "models", multiple=True, help="Serve only this model (repeatable; Triton's explicit model "
                                                        "control). An ensemble brings its steps.  [default: all]")
+@click.option("--model-control-mode", type=click.Choice(["none", "poll", "explicit"]), default="none",
+              show_default=True, help="poll: load new and changed models and versions while serving (every "
+                                      "--repository-poll-secs); explicit: only --model.")
+@click.option("--repository-poll-secs", type=click.IntRange(1, 86_400),
+              help="Seconds between repository polls with --model-control-mode poll.  [default: 15]")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Keep the server's log here.")
 @click.option("--startup-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86_400),
               help="Seconds to wait for the server and its models.")
@@ -127,13 +135,21 @@ def render_examples(repo: Path, states: dict[str, str], http_url: str) -> str:
               help="Response cache size (bytes, 64M, 1G): 'auto' starts Triton's local cache with 64M when a served "
                    "config enables response_cache, 0 starts none.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
-def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, startup_timeout, cache_size, verbose):
+def main(repo, host, http_port, grpc_port, metrics_port, models, model_control_mode, repository_poll_secs, log_file,
+         startup_timeout, cache_size, verbose):
     """Serve a Triton model repository with the real tritonserver, in the foreground (Ctrl-C stops it)."""
     with errors_reported(verbose):
         from trt_converters.triton.server import (LocalTritonServer, PortInUseError, ServerLaunch, TritonServerError,
                                                   find_triton_distribution, model_states)
 
-        check_repository_folder(repo, models)
+        from trt_converters.storage.location import is_url
+        from trt_converters.storage.serving import model_control_args, repository_view
+
+        control = model_control_args(model_control_mode, repository_poll_secs, models)
+        configs = repository_view(repo)  # the folder, or the remote configs copied here
+        check_repository_folder(configs, models, shown=repo if is_url(repo) else None)
+        if not is_url(repo):
+            repo = configs
         ports = {"HTTP": http_port, "gRPC": grpc_port, "metrics": metrics_port}
         if len(set(ports.values())) < 3:
             raise UserError(f"--http-port, --grpc-port and --metrics-port must differ; got {http_port}, {grpc_port}, "
@@ -141,9 +157,8 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
         check_ports_free(host, ports)
         distribution = find_triton_distribution(prefer_installed=True)
         extra = ["--exit-on-error=false", "--strict-readiness=false"]
-        if models:
-            extra += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in models)]
-        cache_bytes = response_cache_bytes(repo, models, cache_size)
+        extra += control
+        cache_bytes = response_cache_bytes(configs, models, cache_size)
         if cache_bytes:
             extra.append(f"--cache-config=local,size={cache_bytes}")
         server = LocalTritonServer(repo, log_path=log_file, startup_timeout=startup_timeout, launch=ServerLaunch(
@@ -158,7 +173,7 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
             except TritonServerError as exc:
                 lines = str(exc).splitlines()
                 raise ServeError(f"{lines[0]} {' | '.join(lines[1:4])}".strip()) from None
-            states = model_states(server, explicit=bool(models))
+            states = model_states(server, explicit=bool(models) or model_control_mode == "explicit")
             if not any(state == "READY" for state in states.values()):
                 first = next(iter(sorted(states.items())), ("", "the server found no model"))
                 raise ServeError(f"no model of {repo} loaded; {first[0]}: {first[1]}"
@@ -173,7 +188,7 @@ def main(repo, host, http_port, grpc_port, metrics_port, models, log_file, start
                 click.echo(f"log      {log_file}")
             if cache_bytes:
                 click.echo(f"cache    local response cache, {cache_bytes >> 20} MiB")
-            examples = render_examples(repo, states, server.http_url)
+            examples = render_examples(configs, states, server.http_url)
             if examples:
                 click.echo(f"\n{examples}")
             failed = sorted(n for n, s in states.items() if s != "READY")

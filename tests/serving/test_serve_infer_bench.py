@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522,
@@ -33,17 +34,6 @@ UNLOADABLE = 'name: "needs_ort"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4
              'input { name: "x" data_type: TYPE_FP32 dims: [4] }\noutput { name: "y" data_type: TYPE_FP32 dims: [4] }\n'
 
 pytestmark = pytest.mark.triton
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _invoke(main, args):
@@ -91,7 +81,7 @@ def converted(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(converted):
     """`trt-serve` in a child process, as a user starts it; stopped with SIGINT (Ctrl-C) at the end."""
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     log = converted / "triton.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "trt_converters.serve_cli", converted / "repo", "--http-port", str(http),
@@ -218,7 +208,7 @@ def test_infer_errors_are_one_line(served, args, status, message):
 def test_infer_gives_up_on_an_unreachable_server():
     from trt_converters.infer_cli import main
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     code, _, err = _invoke(main, ["--url", f"http://127.0.0.1:{port}", "--model", "m", "--wait", "1", "x"])
     assert code == 1
     assert err.startswith(f"error: cannot reach Triton at http://127.0.0.1:{port} within 1 s")
@@ -291,7 +281,7 @@ def test_serve_refuses_a_port_in_use(served, tmp_path):
     from trt_converters.serve_cli import main
 
     http, _, _ = served["ports"]
-    grpc, metrics = _free_ports(2)
+    grpc, metrics = free_ports(2)
     code, out, err = _invoke(main, [served["work"] / "repo", "--http-port", http, "--grpc-port", grpc,
                                     "--metrics-port", metrics])
     assert code == 1
@@ -309,7 +299,7 @@ def test_serve_refuses_a_broken_repository(tmp_path):
     broken = tmp_path / "repo" / "broken"
     (broken / "1").mkdir(parents=True)
     (broken / "config.pbtxt").write_text('name: "broken"\nplatform: "onnxruntime_onnx"\nmax_batch_size: [4]\n')
-    ports = _free_ports(3)
+    ports = free_ports(3)
     code, _, err = _invoke(main, [tmp_path / "repo", "--http-port", ports[0], "--grpc-port", ports[1],
                                   "--metrics-port", ports[2], "--startup-timeout", "120"])
     assert code == 1
@@ -335,7 +325,7 @@ def test_serve_refuses_a_model_not_in_the_repository(converted):
 def test_bench_triton_gives_up_on_an_unreachable_server():
     from trt_converters.bench_cli import main
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     code, _, err = _invoke(main, ["--triton", f"http://127.0.0.1:{port}", "--model", "m", "--timeout", "1"])
     assert code == 1
     assert err.startswith(f"error: cannot reach Triton at http://127.0.0.1:{port} within 1 s")

@@ -570,3 +570,31 @@ def test_seed_003_curl_body_reaches_the_renamed_entry_input(served):
     assert ensemble.response_cache.enable and not core.response_cache.enable
     e5_core = read_config(repo / "e5" / "config.pbtxt")  # dynamic length: warmup at the profile's opt length
     assert [list(w.inputs["input_ids"].dims) for w in e5_core.model_warmup] == [[16], [16]]
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("model, output", [("emotion_classifier", "probabilities"), ("e5_e5", "embeddings"),
+                                           ("gector_gector", "corrected")])
+def test_bad_requests_get_400_with_a_clear_message_and_the_server_keeps_serving(served, model, output):
+    from tests.helpers.bad_requests import BadRequest, assert_battery, http_infer
+
+    server = served["server"]
+
+    def send(tensors):
+        return lambda: http_infer(server, model, tensors, [output])
+
+    def texts(rows):
+        return np.array([[t.encode()] for t in rows], dtype=np.object_)
+
+    cases = [
+        BadRequest("unknown input name", send({"sentence": (texts(SENTENCES), "BYTES")}),
+                   "unexpected inference input 'sentence'"),
+        BadRequest("numbers for text", send({"text": (np.ones((2, 1), dtype=np.int32), "INT32")}),
+                   f"input 'text' data-type is 'INT32', but model '{model}' expects 'BYTES'"),
+        BadRequest("wrong shape", send({"text": (texts(SENTENCES[:2]).reshape(1, 2), "BYTES")}),
+                   "unexpected shape for input 'text'"),
+        BadRequest("batch above max_batch_size", send({"text": (texts(["a sentence"] * 9), "BYTES")}),
+                   f"batch-size must be <= 8 for '{model}'"),
+        BadRequest("no input", send({}), "expected 1 inputs but got 0 inputs"),
+    ]
+    assert_battery(server, cases, send({"text": (texts(SENTENCES), "BYTES")}))

@@ -76,11 +76,28 @@ def test_decode_grayscale_expands_to_three_channels():
     assert images.decode_image(_encode(gray), channel_order="GRAY").shape == (3, 4, 1)
 
 
-def test_decode_rejects_alpha_unless_dropped():
+def test_alpha_palette_and_16_bit_images_read_as_opencv_reads_them():
+    from PIL import Image
+
     rgba = np.full((3, 3, 4), 9, dtype=np.uint8)
-    with pytest.raises(images.InvalidImageError, match="alpha channel .*4 channels"):
-        images.decode_image(_encode(rgba))
-    assert images.decode_image(_encode(rgba), drop_alpha=True).shape == (3, 3, 3)
+    rgba[..., 3] = 0  # fully transparent: the colour is kept, as cv2.imread's IMREAD_COLOR keeps it
+    assert images.decode_image(_encode(rgba)).tolist() == np.full((3, 3, 3), 9).tolist()
+    assert images.decode_image(_encode(rgba), channel_order="BGR").shape == (3, 3, 3)
+    gray16 = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    buffer = io.BytesIO()
+    Image.fromarray(gray16).save(buffer, "PNG")
+    decoded = images.decode_image(buffer.getvalue())
+    assert decoded.shape == (3, 4, 3) and (decoded[..., 0] == gray16 >> 8).all()  # high byte, not clipped
+    palette = Image.fromarray(np.full((2, 2, 3), 255, dtype=np.uint8)).convert("P")
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG", transparency=0)
+    assert images.decode_image(buffer.getvalue()).tolist() == np.full((2, 2, 3), 255).tolist()
+
+
+def test_image_rejections_are_the_clients_mistakes():
+    from trt_converters.serving_runtime.triton_io import RequestError
+
+    assert issubclass(images.InvalidImageError, RequestError)
 
 
 @pytest.mark.parametrize("data, message", [

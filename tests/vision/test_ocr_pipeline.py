@@ -375,11 +375,43 @@ def test_trocr_pipeline_matches_pytorch_generate(server, repo, trocr, protocol):
 
 @pytest.mark.triton
 @pytest.mark.parametrize("model", ["crnn_line_text", "trocr_text"])
-def test_bad_images_get_clear_errors_and_server_keeps_serving(server, model):
-    from tritonclient.utils import InferenceServerException
+def test_bad_requests_get_400_with_a_clear_message_and_the_server_keeps_serving(server, model):
+    from tests.helpers.bad_requests import BadRequest, assert_battery, http_infer
 
-    with pytest.raises(InferenceServerException, match="cannot decode image"):
-        infer("http", server.http_url, model, encoded=[b"not an image"])
-    with pytest.raises(InferenceServerException, match="channels"):
-        infer("http", server.http_url, model, raw=np.zeros((1, 20, 40, 4), dtype=np.uint8))
-    assert len(infer("http", server.http_url, model, encoded=[png_bytes(LINES[0])])) == 1
+    def send(name, array, datatype):
+        return lambda: http_infer(server, model, {name: (array, datatype)}, ["text"])
+
+    def encoded(*items):
+        return send("image", np.array([[item] for item in items], dtype=np.object_), "BYTES")
+
+    random_bytes = np.random.default_rng(1).integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    channels = 1 if model.startswith("crnn") else 3  # CRNN reads grayscale lines
+    cases = [
+        BadRequest("random bytes", encoded(random_bytes), "cannot decode image: 2048 bytes in no known image format"),
+        BadRequest("a text file", encoded(b"hello\nworld\n"), "cannot decode image"),
+        BadRequest("empty bytes", encoded(b""), "empty image: 0 bytes received"),
+        BadRequest("0x0 raw image", send("image_raw", np.zeros((1, 0, 0, channels), dtype=np.uint8), "UINT8"),
+                   "raw image is empty: shape \\[0, 0, "),
+        BadRequest("4-channel raw image", send("image_raw", np.zeros((1, 20, 40, 4), dtype=np.uint8), "UINT8"),
+                   f"raw image has 4 channels; expected {channels}"),
+        BadRequest("no image input", lambda: http_infer(server, model, {}, ["text"]),
+                   "send exactly one of the inputs|expected 1 inputs|input"),
+    ]
+    assert_battery(server, cases, encoded(png_bytes(LINES[0])))
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("model", ["crnn_line_text", "trocr_text"])
+def test_alpha_and_16_bit_lines_read_as_their_8_bit_rgb(server, model):
+    from PIL import Image
+
+    line = LINES[1] if LINES[1].shape[2] == 3 else np.repeat(LINES[1], 3, axis=2)
+    expected = infer("http", server.http_url, model, encoded=[png_bytes(line)])
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([line, np.full(line.shape[:2], 90, dtype=np.uint8)]), "RGBA").save(buffer, "PNG")
+    assert infer("http", server.http_url, model, encoded=[buffer.getvalue()]) == expected
+    gray = line[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(gray.astype(np.uint16) * 257).save(buffer, "PNG")
+    assert infer("http", server.http_url, model, encoded=[buffer.getvalue()]) == \
+        infer("http", server.http_url, model, encoded=[png_bytes(np.dstack([gray] * 3))])

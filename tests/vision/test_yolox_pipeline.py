@@ -215,29 +215,75 @@ def test_raw_uint8_images_give_pytorch_boxes(served_yolox, protocol):
 
 
 @pytest.mark.triton
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(served_yolox, protocol):
-    from tritonclient.utils import InferenceServerException
+def test_bad_requests_get_400_with_a_clear_message_and_the_server_keeps_serving(served_yolox):
+    from tests.helpers.bad_requests import BadRequest, assert_battery, http_infer
 
     model, server = served_yolox
     good = _encode(_photo(5, 80, 80), "PNG")
     jpeg = _encode(_photo(6, 80, 80), "JPEG")
-    corrupt = jpeg[: len(jpeg) // 2]
-    rgba = _encode(np.full((20, 20, 4), 200, dtype=np.uint8), "PNG")
+    outputs = ["boxes", "scores", "classes", "num_detections"]
+
+    def send(name, array, datatype):
+        return lambda: http_infer(server, PIPELINE, {name: (array, datatype)}, outputs)
+
+    def encoded(*items):
+        return send("image", np.array([[item] for item in items], dtype=np.object_), "BYTES")
+
+    random_bytes = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     cases = [
-        ("image", np.array([[b"not an image at all"]], dtype=np.object_), "BYTES", "no known image format"),
-        ("image", np.array([[corrupt]], dtype=np.object_), "BYTES", "corrupt or truncated"),
-        ("image", np.array([[good], [rgba]], dtype=np.object_), "BYTES", r"image 1: image has an alpha channel"),
-        ("image", np.array([[b""]], dtype=np.object_), "BYTES", "empty image: 0 bytes"),
-        ("image_raw", np.zeros((1, 20, 20, 4), dtype=np.uint8), "UINT8", "dims|4 channels"),
-        ("image", np.zeros((0, 1), dtype=np.object_), "BYTES", "got 0|empty batch|batch"),
+        BadRequest("random bytes", encoded(random_bytes), "image 0: cannot decode image: 4096 bytes in no known"),
+        BadRequest("a text file", encoded(b"name,score\nbox,0.5\n"), "image 0: cannot decode image"),
+        BadRequest("empty bytes", encoded(b""), "image 0: empty image: 0 bytes received"),
+        BadRequest("truncated JPEG", encoded(jpeg[: len(jpeg) // 2]), "image 0: cannot decode image: corrupt"),
+        BadRequest("one bad image of two", encoded(good, b"junk"), "image 1: cannot decode image"),
+        BadRequest("0x0 raw image", send("image_raw", np.zeros((1, 0, 0, 3), dtype=np.uint8), "UINT8"),
+                   "raw image is empty|empty"),
+        BadRequest("4-channel raw image", send("image_raw", np.zeros((1, 20, 20, 4), dtype=np.uint8), "UINT8"),
+                   "unexpected shape|dims|4 channels"),
+        BadRequest("float raw image", send("image_raw", np.zeros((1, 20, 20, 3), dtype=np.float32), "FP32"),
+                   "data-type|datatype|FP32"),
+        BadRequest("both inputs", lambda: http_infer(server, PIPELINE, {
+            "image": (np.array([[good]], dtype=np.object_), "BYTES"),
+            "image_raw": (_photo(1, 20, 20)[None], "UINT8")}, outputs), "send exactly one of 'image'"),
     ]
-    for name, array, datatype, message in cases:
-        with pytest.raises(InferenceServerException, match=message):
-            _infer(protocol, server, name, array, datatype)
-    assert server.is_running()
-    _assert_same(_infer(protocol, server, "image", np.array([[good]], dtype=np.object_), "BYTES"), 0,
-                 _reference(model, good))
+    assert_battery(server, cases, encoded(good))
+
+
+@pytest.mark.triton
+def test_alpha_palette_16_bit_and_grayscale_images_are_read_as_opencv_reads_them(served_yolox):
+    """cv2.imread(path) (the reference demo's reader) drops alpha, expands palette and grayscale images and keeps
+    the high byte of 16-bit samples: each variant gets the boxes of its 8-bit RGB equivalent."""
+    from PIL import Image
+
+    from tests.helpers.bad_requests import http_infer
+
+    model, server = served_yolox
+    rgb = _photo(9, 96, 80)
+    alpha = np.dstack([rgb, np.full(rgb.shape[:2], 40, dtype=np.uint8)])
+    gray = rgb[..., 0]
+    variants = {"rgba": (_encode(alpha, "PNG"), rgb),
+                "gray": (_encode(gray, "PNG"), np.dstack([gray] * 3)),
+                "gray16": (_png16(gray.astype(np.uint16) * 257), np.dstack([gray] * 3))}
+    palette = Image.fromarray(rgb).quantize(64)
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG")
+    variants["palette"] = (buffer.getvalue(), np.asarray(palette.convert("RGB")))
+    outputs = ["boxes", "scores", "classes", "num_detections"]
+    for name, (data, equivalent) in variants.items():
+        got = http_infer(server, PIPELINE, {"image": (np.array([[data]], dtype=np.object_), "BYTES")}, outputs)
+        same = http_infer(server, PIPELINE, {"image": (np.array([[_encode(equivalent, "PNG")]], dtype=np.object_),
+                                                       "BYTES")}, outputs)
+        for key in outputs:
+            np.testing.assert_array_equal(got[key], same[key], err_msg=name)
+        assert int(got["num_detections"][0, 0]) > 0, name
+
+
+def _png16(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint16)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- export script (TensorRT plan)
@@ -287,8 +333,10 @@ class _FakeBackendUtils:
             return self._array
 
     class TritonError:
-        def __init__(self, message):
-            self.message = message
+        INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+        def __init__(self, message, code=INTERNAL):
+            self.message, self.code = message, code
 
     class InferenceResponse:
         def __init__(self, output_tensors=None, error=None):
@@ -341,6 +389,7 @@ def test_preprocess_answers_each_request_on_its_own(tmp_path, monkeypatch):
     assert raw.error is None and raw.outputs["letterbox_info"].tolist() == [[2.0, 64, 32]]
     assert "send exactly one of 'image'" in none.error.message
     assert "empty batch" in empty.error.message
+    assert bad.error.code == none.error.code == empty.error.code == "INVALID_ARG"  # the client's mistakes: 400
 
 
 def test_postprocess_pads_rows_and_names_classes(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.triton_io import error_response, model_arguments, parameter  # noqa: E402
+from serving_runtime.triton_io import exception_response, model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy",)
@@ -62,5 +62,5 @@ class TritonPythonModel:
             try:
                 responses.append(self._answer(request))
             except Exception as exc:  # answer this request with its error, keep serving the others
-                responses.append(error_response(f"{self.model_name}: {exc}"))
+                responses.append(exception_response(exc, f"{self.model_name}: "))
         return responses

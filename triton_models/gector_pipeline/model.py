@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.gector_decoding import Decoding, GectorLabels, correct_sentences  # noqa: E402
 from serving_runtime.hf_tokenizer import initialize_text_model  # noqa: E402
-from serving_runtime.triton_io import call_model, error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import call_model, error_response, exception_response, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -70,7 +70,8 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}",
+                                                  invalid_request=True)
                 continue
             array = tensor.as_numpy()
             owners.append((index, len(sentences), array.shape))
@@ -88,7 +89,7 @@ class TritonPythonModel:
                 texts = corrected[start:start + count] if corrected is not None \
                     else self._correct(sentences[start:start + count])
             except Exception as exc:  # answer this request with its error, keep serving
-                responses[index] = error_response(f"{self.model_name}: {exc}")
+                responses[index] = exception_response(exc, f"{self.model_name}: ")
                 continue
             values = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
             responses[index] = pb_utils.InferenceResponse(

@@ -17,8 +17,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.batching import RequestError, answer_in_groups  # noqa: E402
-from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
+from serving_runtime.batching import answer_in_groups  # noqa: E402
+from serving_runtime.triton_io import RequestError, model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "onnxruntime")
@@ -129,7 +129,7 @@ class TritonPythonModel:
         try:
             return self.session.run(self.output_names, feeds)
         except Exception as exc:  # ORT raises several types for bad shapes/values
-            raise RequestError(f"ONNX Runtime failed: {exc}") from exc
+            raise RuntimeError(f"ONNX Runtime failed: {exc}") from exc
 
     def _response(self, results):
         tensors = []

@@ -23,8 +23,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import torch_loading  # noqa: E402
-from serving_runtime.batching import RequestError, answer_in_groups  # noqa: E402
-from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
+from serving_runtime.batching import answer_in_groups  # noqa: E402
+from serving_runtime.triton_io import RequestError, model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt),
 # plus those model_script.py imports
@@ -94,7 +94,7 @@ class TritonPythonModel:
         elif not isinstance(result, (tuple, list)):
             result = [result]
         if len(result) < len(self.outputs):
-            raise RequestError(f"the model returned {len(result)} outputs, the config lists {len(self.outputs)}")
+            raise RuntimeError(f"the model returned {len(result)} outputs, the config lists {len(self.outputs)}")
         return [r.detach().cpu().numpy() for r in result[:len(self.outputs)]]
 
     def _response(self, results):

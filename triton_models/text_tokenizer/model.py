@@ -88,7 +88,8 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
             if tensor is None:
-                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}")
+                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}",
+                                                  invalid_request=True)
                 continue
             batch = triton_io.texts(tensor.as_numpy())
             owners.append((index, len(texts), len(batch)))

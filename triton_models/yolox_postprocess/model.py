@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import nms as yolox_nms  # noqa: E402
-from serving_runtime.triton_io import parameter  # noqa: E402
+from serving_runtime.triton_io import exception_response, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy",)
@@ -44,8 +44,8 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._postprocess(request)))
-            except ValueError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"postprocess: {exc}")))
+            except Exception as exc:  # a fault: the preprocess step has checked the client's input
+                responses.append(exception_response(exc, "postprocess: "))
         return responses
 
     def _postprocess(self, request):

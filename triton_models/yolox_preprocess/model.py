@@ -6,7 +6,7 @@ Inputs (give exactly one per request):
 Outputs:
     <input_name>    TYPE_FP32 [B, 3, H, W]  letterboxed (pad 114), 0..255, channel order from the config
     letterbox_info  TYPE_FP32 [B, 3]        ratio, original height, original width
-A request with a bad image gets an error naming the image; other requests are answered normally.
+A request with a bad image gets an INVALID_ARG error (HTTP 400) naming the image; other requests are answered.
 Image decoding and the letterbox come from the serving runtime copied beside this file.
 """
 
@@ -19,14 +19,10 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import images as yolox_images, letterbox as yolox_letterbox  # noqa: E402
-from serving_runtime.triton_io import parameter  # noqa: E402
+from serving_runtime.triton_io import RequestError, exception_response, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "pillow")
-
-
-class RequestError(Exception):
-    """This request cannot be answered; the message goes to its client."""
 
 
 class TritonPythonModel:
@@ -44,8 +40,8 @@ class TritonPythonModel:
                 tensor, info = self._preprocess(request)
                 responses.append(pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor(self.input_name, tensor), pb_utils.Tensor("letterbox_info", info)]))
-            except RequestError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            except Exception as exc:  # RequestError: the client's mistake (HTTP 400); others: 500
+                responses.append(exception_response(exc))
         return responses
 
     def _preprocess(self, request):

@@ -1,8 +1,9 @@
 """One execute() call's requests answered in groups: requests whose non-batch shapes agree run as one
 call (concatenated along the batch dimension) and the outputs are split back per request.
 
-A request that cannot be read, or whose group fails and then fails alone, gets an error response; the
-other requests of the call are still answered.
+A request that cannot be read, or whose group fails and then fails alone, gets an error response (a
+RequestError: INVALID_ARG, HTTP 400; any other exception: INTERNAL, HTTP 500); the other requests of the call
+are still answered.
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .triton_io import error_response
-
-
-class RequestError(Exception):
-    """A request a model cannot answer; reported to its client, never fatal."""
+from .triton_io import RequestError, exception_response
 
 
 def answer_in_groups(requests, read: Callable, run: Callable, respond: Callable, *, batched: bool,
@@ -32,7 +29,7 @@ def answer_in_groups(requests, read: Callable, run: Callable, respond: Callable,
         try:
             feeds = read(request)
         except RequestError as exc:
-            responses[index] = error_response(f"{model_name}: {exc}")
+            responses[index] = exception_response(exc, f"{model_name}: ")
             continue
         key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items()) if batched else ("request", index)
         groups.setdefault(key, []).append((index, feeds))
@@ -45,7 +42,7 @@ def answer_in_groups(requests, read: Callable, run: Callable, respond: Callable,
                 try:
                     answered.update(_run_group([(index, feeds)], run, respond))
                 except Exception as exc:  # answer this request with its error, keep serving
-                    answered[index] = error_response(f"{model_name}: {exc}")
+                    answered[index] = exception_response(exc, f"{model_name}: ")
         for index, response in answered.items():
             responses[index] = response
     return responses
@@ -61,7 +58,7 @@ def _run_group(members, run: Callable, respond: Callable) -> dict:
     stacked = {n: np.concatenate([feeds[n] for _, feeds in members], axis=0) for n in names}
     results = run(stacked)
     if any(np.ndim(r) == 0 or np.shape(r)[0] != sum(sizes) for r in results):
-        raise RequestError("outputs are not batched along dimension 0")
+        raise RuntimeError("outputs are not batched along dimension 0")  # the model's fault; run them alone
     bounds = np.cumsum(sizes)[:-1]
     per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
     return {index: respond([parts[k] for parts in per_output]) for k, (index, _) in enumerate(members)}

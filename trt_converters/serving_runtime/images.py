@@ -1,8 +1,10 @@
 """Image decoding and validation for serving code (YOLOX, OCR).
 
-Standalone on purpose: imports only numpy and PIL (lazily), no `trt_converters` modules, so a
-pipeline writer can copy this file beside a Triton python-backend `model.py`.
-Every rejection raises `InvalidImageError` with a one-line message meant for the client.
+Imports only numpy, PIL (lazily) and the serving runtime, so it runs beside a Triton python-backend `model.py`.
+Every rejection raises `InvalidImageError` (a `triton_io.RequestError`: HTTP 400) with a one-line message meant
+for the client. Images are read as the reference implementations read them (OpenCV's `imread` for YOLOX, PIL's
+`convert` for the OCR models): alpha is dropped, palette and grayscale images are expanded, 16-bit samples are
+scaled to 8 bits.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ import io
 
 import numpy as np
 
+from .triton_io import RequestError
+
 CHANNEL_ORDERS = ("RGB", "BGR", "GRAY")
 MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard; larger images are rejected
 
 
-class InvalidImageError(ValueError):
+class InvalidImageError(RequestError):
     """The client sent something that is not a usable image."""
 
 
-def decode_image(data: bytes, *, channel_order: str = "RGB", drop_alpha: bool = False) -> np.ndarray:
+def decode_image(data: bytes, *, channel_order: str = "RGB") -> np.ndarray:
     """Encoded image bytes (JPEG, PNG, BMP, WebP, ...) -> uint8 array [H, W, 3] ([H, W, 1] for GRAY).
 
-    Grayscale and palette images are expanded to 3 channels. Images with an alpha channel are
-    rejected unless `drop_alpha` (compositing over some background would be a guess).
+    Grayscale and palette images are expanded to 3 channels; an alpha channel is dropped (not composited), and
+    16-bit samples keep their high byte, as `cv2.imread(path)` reads them.
     """
     _check_channel_order(channel_order)
     if isinstance(data, np.ndarray):
@@ -40,14 +44,7 @@ def decode_image(data: bytes, *, channel_order: str = "RGB", drop_alpha: bool = 
             if width * height > MAX_IMAGE_PIXELS:
                 raise InvalidImageError(f"image is {width}x{height}, above the {MAX_IMAGE_PIXELS} pixel limit")
             image.load()
-            mode = image.mode
-            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info)
-            if has_alpha and not drop_alpha:
-                channels = len(image.getbands())
-                raise InvalidImageError(f"image has an alpha channel ({mode}, {channels} channels); "
-                                        "send a 3-channel RGB/BGR or grayscale image")
-            target = "L" if channel_order == "GRAY" else "RGB"
-            array = np.asarray(image.convert(target), dtype=np.uint8)
+            array = _eight_bit(image, "L" if channel_order == "GRAY" else "RGB")
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
@@ -60,6 +57,15 @@ def decode_image(data: bytes, *, channel_order: str = "RGB", drop_alpha: bool = 
     if array.ndim == 2:
         array = array[:, :, None]
     return _reorder(array, channel_order)
+
+
+def _eight_bit(image, target: str) -> np.ndarray:
+    """A decoded PIL image as uint8 in `target` mode ("RGB" or "L"); PIL's convert drops alpha."""
+    if image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's convert would clip at 255, OpenCV scales
+        from PIL import Image
+
+        image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+    return np.asarray(image.convert(target), dtype=np.uint8)
 
 
 def validate_hwc_image(array, *, channel_order: str = "RGB") -> np.ndarray:

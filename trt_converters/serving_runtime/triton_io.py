@@ -35,8 +35,15 @@ def optional_input(request, name: str):
     return None if tensor is None else tensor.as_numpy()
 
 
+class RequestError(ValueError):
+    """The request is wrong (the client's mistake, e.g. bytes that are no image): answered with Triton's
+    INVALID_ARG code, which the HTTP endpoint returns as 400 and gRPC as INVALID_ARGUMENT. Any other exception is a
+    fault of the server (INTERNAL: HTTP 500), which clients and load balancers may retry."""
+
+
 def call_model(model_name: str, inputs: dict, output_names):
-    """One BLS request to another model in the repository; its error becomes a ValueError.
+    """One BLS request to another model in the repository. Its INVALID_ARG error becomes a RequestError, any other
+    error a RuntimeError.
 
     `output_names` is one name (returns that array) or a list of names (returns a list).
     """
@@ -49,19 +56,31 @@ def call_model(model_name: str, inputs: dict, output_names):
         inputs=[pb_utils.Tensor(name, value) for name, value in inputs.items()],
     ).exec()
     if response.has_error():
-        raise ValueError(f"model {model_name}: {response.error().message()}")
+        error = response.error()
+        message = f"model {model_name}: {error.message()}"
+        if error.code() == pb_utils.TritonError.INVALID_ARG:
+            raise RequestError(message)
+        raise RuntimeError(message)
     arrays = [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in names]
     return arrays[0] if isinstance(output_names, str) else arrays
 
 
-def error_response(message: str):
+def error_response(message: str, *, invalid_request: bool = False):
+    """An error answer: INVALID_ARG (HTTP 400) for the client's mistakes, else INTERNAL (HTTP 500)."""
     import triton_python_backend_utils as pb_utils
 
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+    code = pb_utils.TritonError.INVALID_ARG if invalid_request else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))
+
+
+def exception_response(exc: Exception, prefix: str = ""):
+    """The error answer for an exception raised while handling one request (RequestError: the client's)."""
+    return error_response(f"{prefix}{exc}", invalid_request=isinstance(exc, RequestError))
 
 
 def text_responses(requests, recognize: Callable) -> list:
-    """A `text` output (one string a row) per request; a ValueError answers that request alone."""
+    """A `text` output (one string a row) per request; an exception answers that request alone (RequestError:
+    HTTP 400, others 500)."""
     import numpy as np
     import triton_python_backend_utils as pb_utils
 
@@ -71,6 +90,6 @@ def text_responses(requests, recognize: Callable) -> list:
             rows = recognize(request)
             out = pb_utils.Tensor("text", np.array([[t.encode("utf-8")] for t in rows], dtype=np.object_))
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
-        except ValueError as exc:  # bad image from the client, or a core-model failure
-            responses.append(error_response(str(exc)))
+        except Exception as exc:  # bad image from the client, or a core-model failure
+            responses.append(exception_response(exc))
     return responses

@@ -95,7 +95,9 @@ def planned_outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
         outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
     outputs.append(("--report-path", options.resolved_report_path(), "file"))
     if options.generate_triton_config:
-        outputs.append(("the Triton model folder", options.triton_repo / options.model_name, "folder"))
+        from trt_converters.triton.versions import core_model_target
+
+        outputs.append((*core_model_target(options), "folder"))
         if options.pipeline:
             from trt_converters.pipelines import pipeline_model_names
 

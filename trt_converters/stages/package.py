@@ -15,6 +15,7 @@ from trt_converters.spec import IOSpec
 from trt_converters.stages.checks import entry_models, input_data_path
 from trt_converters.stages.context import RunContext, log, warnings_logged
 from trt_converters.triton.backends import TENSORRT_PLAN, ServingChoice
+from trt_converters.triton.versions import place_version
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def package_stage(run: RunContext, serving: ServingChoice, served: ServedArtifac
                                    profiles=run.profiles)
     staged = {options.model_name: run.staged(options.triton_repo / options.model_name)}
     shutil.move(str(model_dir), str(staged[options.model_name]))
+    place_version(staged[options.model_name], options.triton_repo / options.model_name, options.model_version)
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
              "backend": serving.backend, "instance_kind": serving.instance_kind, "inputs": served_inputs}
     if options.pipeline:

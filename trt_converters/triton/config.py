@@ -86,6 +86,22 @@ class PipelineServing:
         return int(self.instance_counts.get(role, self.instance_counts.get("*", 1)))
 
 
+def parse_instance_counts(value) -> dict[str, int] | None:
+    """--pipeline-instance-count: 3 (every pre/post model), or tokenizer=2,postprocess=1 (per role); YAML may give
+    a mapping."""
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        return {"*": int(value)}
+    counts = {}
+    for item in str(value).split(","):
+        role, separator, count = item.partition("=")
+        if not separator or not count.strip().isdigit():
+            raise ValueError(f"{value!r}: give a count (2) or ROLE=COUNT pairs (tokenizer=2,postprocess=1)")
+        counts[role.strip()] = int(count)
+    return counts
+
+
 def check_options(options) -> None:
     """Checks of the config-related options that need nothing but the options (run before any work)."""
     if options.triton_backend == TENSORRT_PLAN and options.instance_kind == KIND_CPU:
@@ -109,6 +125,8 @@ def check_options(options) -> None:
                             f"{options.priority_levels} (--priority-levels)")
     if options.version_policy is not None and not _VERSION_POLICY.match(options.version_policy):
         raise UserError(f"--version-policy {options.version_policy!r} must be all, latest:N or specific:V[,V...]")
+    if getattr(options, "model_version", None) is not None and options.model_version < 1:
+        raise UserError(f"--model-version must be >= 1, got {options.model_version}")
     unknown = sorted(set(options.pipeline_instance_count or {}) - {*PIPELINE_ROLES, "*"})
     if unknown:
         raise UserError(f"--pipeline-instance-count names role {unknown[0]!r}; roles: {', '.join(PIPELINE_ROLES)}")

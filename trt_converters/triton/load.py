@@ -132,9 +132,13 @@ def _infer_inputs(arrays: dict):
     return inputs
 
 
-def run_level(address: str, model: str, requests: list[dict], concurrency: int, settings: LoadSettings) -> dict:
-    """One concurrency level: `concurrency` clients in a closed loop; stats of the measurement window."""
+def run_level(address: str | list[str], model: str, requests: list[dict], concurrency: int,
+              settings: LoadSettings) -> dict:
+    """One concurrency level: `concurrency` clients in a closed loop; stats of the measurement window. With several
+    addresses (replicas), client i sends to replica i mod R, and the row has a `replicas` row per replica."""
     import tritonclient.http as httpclient
+
+    addresses = [address] if isinstance(address, str) else list(address)
 
     start = time.monotonic() + 0.2
     window_start = start + settings.warmup_seconds
@@ -143,7 +147,7 @@ def run_level(address: str, model: str, requests: list[dict], concurrency: int, 
     errors: list[list[str]] = [[] for _ in range(concurrency)]
 
     def worker(index: int) -> None:
-        client = httpclient.InferenceServerClient(address, connection_timeout=settings.timeout,
+        client = httpclient.InferenceServerClient(addresses[index % len(addresses)], connection_timeout=settings.timeout,
                                                   network_timeout=settings.timeout)
         try:
             position = index
@@ -174,10 +178,18 @@ def run_level(address: str, model: str, requests: list[dict], concurrency: int, 
         thread.start()
     for thread in threads:
         thread.join(timeout=max(0.0, window_end - time.monotonic()) + settings.timeout + 5)
+    row = {"concurrency": concurrency, **_window_stats(latencies, errors, settings)}
+    if len(addresses) > 1:
+        row["replicas"] = [{"replica": replica, **_window_stats(latencies[k::len(addresses)], errors[k::len(addresses)],
+                                                                settings)}
+                           for k, replica in enumerate(addresses)]
+    return row
+
+
+def _window_stats(latencies: list[list[float]], errors: list[list[str]], settings: LoadSettings) -> dict:
     samples = sorted(v for values in latencies for v in values)
     failures = [e for values in errors for e in values]
-    row = {"concurrency": concurrency, "requests": len(samples), "errors": len(failures),
-           "window_s": settings.measurement_seconds,
+    row = {"requests": len(samples), "errors": len(failures), "window_s": settings.measurement_seconds,
            "throughput_infer_per_s": len(samples) * settings.batch_size / settings.measurement_seconds}
     if failures:
         row["first_error"] = failures[0]
@@ -200,21 +212,30 @@ def _message(exc: BaseException) -> str:
 
 def run_load(url: str, model: str, settings: LoadSettings, *, input_data: Path | None = None,
              progress=None) -> dict:
-    """Every concurrency level in turn; returns {'model', 'url', 'settings', 'input_data', 'rows'}."""
+    """Every concurrency level in turn; returns {'model', 'url', 'settings', 'input_data', 'rows'}. `url` may list
+    replicas of one repository, comma-separated: the clients are spread over them (see run_level)."""
     from trt_converters.infer_cli import connect, host_port, ready_model
     from trt_converters.triton.config import parse_config_json
     from trt_converters.triton.examples import perf_input_data
 
     wait = min(10.0, settings.timeout)
-    client = connect(url, wait=wait, timeout=settings.timeout)
-    try:
-        ready_model(client, model, wait=wait)
-        config = parse_config_json(client.get_model_config(model))
-    finally:
-        client.close()
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls or len(set(map(host_port, urls))) < len(urls):
+        raise UserError(f"--triton {url!r}: give one URL, or the URLs of distinct replicas separated by commas")
+    configs = []
+    for replica in urls:  # every replica must serve the model, with one config
+        client = connect(replica, wait=wait, timeout=settings.timeout)
+        try:
+            ready_model(client, model, wait=wait)
+            configs.append(parse_config_json(client.get_model_config(model)))
+        finally:
+            client.close()
+    if any(c != configs[0] for c in configs[1:]):
+        raise UserError(f"the replicas serve different configs of {model}: load one model at a time")
+    config = configs[0]
     data = read_input_data(input_data) if input_data else perf_input_data(config)
     requests = request_arrays(data, config, settings.batch_size)
-    address = host_port(url)
+    address = [host_port(u) for u in urls] if len(urls) > 1 else host_port(urls[0])
     rows = []
     for concurrency in settings.concurrency:
         if progress:
@@ -241,6 +262,11 @@ def render_load_table(rows: list[dict]) -> str:
     text = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
     errors = [f"concurrency {r['concurrency']}: {r['errors']} failed requests, first: {r['first_error']}"
               for r in rows if r.get("errors")]
+    per_replica = [f"  {r['concurrency']:>3} -> {p['replica']}: {p['requests']} requests, {p['errors']} errors, "
+                   f"{p['throughput_infer_per_s']:.1f} infer/s, p50 {p.get('p50_ms', float('nan')):.2f} ms, "
+                   f"p99 {p.get('p99_ms', float('nan')):.2f} ms" for r in rows for p in r.get("replicas", [])]
+    if per_replica:
+        text += "\nper replica (concurrency -> replica):\n" + "\n".join(per_replica)
     return text + ("\n" + "\n".join(errors) if errors else "")
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.storage.location import is_url, server_repository
 from trt_converters.triton.distribution import (TritonDistribution, find_triton_distribution, interpreter_libdir,
                                                 serving_environment)
 
@@ -112,11 +113,11 @@ class LocalTritonServer:
     only with `launch.metrics`.
     """
 
-    def __init__(self, repo: Path, *, log_path: Path | None = None, startup_timeout: float = 90.0,
+    def __init__(self, repo: Path | str, *, log_path: Path | None = None, startup_timeout: float = 90.0,
                  launch: ServerLaunch = ServerLaunch()) -> None:
         if launch.wait_for not in ("ready", "live"):
             raise ValueError("wait_for must be 'ready' or 'live'")
-        self.repo = Path(repo)
+        self.repo = repo if is_url(repo) else Path(repo)  # a folder, or an s3:// URL Triton reads itself
         self.log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout = startup_timeout
         self.extra_args = tuple(launch.extra_args)
@@ -151,7 +152,7 @@ class LocalTritonServer:
         """Start the server and block until it is ready; raise TritonServerError otherwise."""
         if self._process is not None:
             raise RuntimeError("server already started")
-        if not self.repo.is_dir():
+        if isinstance(self.repo, Path) and not self.repo.is_dir():
             raise UserError(
                 f"model repository {self.repo} is not a directory: "
                 "pass the folder that holds <model>/config.pbtxt"
@@ -257,7 +258,7 @@ class LocalTritonServer:
     def _command(self, dist: TritonDistribution, backends: Path, http: int, grpc: int, metrics: int) -> list[str]:
         cmd = [
             str(dist.binary),
-            f"--model-repository={self.repo.resolve()}",
+            f"--model-repository={server_repository(self.repo)}",
             f"--backend-directory={backends}",
             f"--cache-directory={dist.caches}",
             f"--http-address={self.host}",
