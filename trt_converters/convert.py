@@ -18,6 +18,7 @@ from pathlib import Path
 from trt_converters import library_logs, progress
 from trt_converters.atomic import Staging, atomic_write_text
 from trt_converters.errors import StageError, UserError
+from trt_converters.openvino_cpu.stage import runs_openvino
 from trt_converters.options import ConvertOptions
 from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs, verification_shapes
 from trt_converters.spec import IOSpec
@@ -43,6 +44,7 @@ class RunState:
     graph_inputs: list[str] | None = None
     calibration_check: tuple | None = None
     calibration_data: dict | None = None
+    openvino: object = None  # openvino_cpu.stage.OpenVINOArtifacts
 
 
 def log(message: str) -> None:
@@ -60,7 +62,8 @@ def run_conversion(options: ConvertOptions) -> dict:
     from trt_converters.triton.backends import choose_serving
 
     serving = choose_serving(options)
-    options = options.model_copy(update={"triton_backend": serving.backend, "instance_kind": serving.instance_kind})
+    options = options.model_copy(update={"triton_backend": serving.backend, "instance_kind": serving.instance_kind,
+                                         "cpu_runtime": serving.cpu_runtime})
     _check_required(options)
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
@@ -88,6 +91,8 @@ def run_conversion(options: ConvertOptions) -> dict:
             _use_existing_onnx(state)
         if options.precision != "fp32" or options.onnx_int8:
             _stage_lower(state)
+        if runs_openvino(options):
+            _stage_openvino(state)
         if options.generate_trt:
             _stage_build(state)
         if options.generate_triton_config:
@@ -183,6 +188,10 @@ def _outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
             outputs.append(("the fused FP32 graph", options.ort_fused_onnx_path(), "file"))
     if options.generate_trt:
         outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
+    if runs_openvino(options):
+        from trt_converters.openvino_cpu.stage import output_files
+
+        outputs += [(label, path, "file") for label, path in output_files(options)]
     outputs.append(("--report-path", options.resolved_report_path(), "file"))
     if options.generate_triton_config:
         outputs.append(("the Triton model folder", options.triton_repo / options.model_name, "folder"))
@@ -474,6 +483,17 @@ def _stage_lower(state: RunState) -> None:
         state.serving_onnx = path
 
 
+def _stage_openvino(state: RunState) -> None:
+    """OpenVINO IRs from the FP32 graph, verified like the other lowered graphs (openvino_cpu/stage.py)."""
+    from trt_converters.openvino_cpu.stage import lower_for_openvino
+
+    verified = bool(state.references) and not state.options.skip_verify
+    with _warnings_logged():
+        state.openvino = lower_for_openvino(state, lambda p: _verification_data(state, p) if verified else None, log)
+    if state.openvino.chosen:
+        state.options = state.options.model_copy(update={"openvino_precision": state.openvino.chosen})
+
+
 def _fuse_for_cpu(state: RunState) -> Path:
     """The FP32 graph in the form ONNX Runtime's transformer optimizer fuses, fused and verified; the plain
     FP32 graph when there is no PyTorch model to re-export or the fused graph fails verification."""
@@ -682,7 +702,9 @@ def _stage_package(state: RunState) -> None:
     io = state.io.with_inputs(served_inputs)
     repo_stage = state.staging.root / "repository"
     model_dir = package_core_model(repo_stage, options, io, engine=state.engine or options.resolved_engine_path(),
-                                   onnx_graph=state.serving_onnx, profiles=state.profiles)
+                                   onnx_graph=state.serving_onnx, profiles=state.profiles,
+                                   openvino_ir=state.openvino.irs.get(options.openvino_precision)
+                                   if state.openvino else None)
     staged = {options.model_name: state.staging.path_for(options.triton_repo / options.model_name)}
     shutil.move(str(model_dir), str(staged[options.model_name]))
     entry = {"repository": str(options.triton_repo), "model": options.model_name,
@@ -730,6 +752,10 @@ def _tuned(state: RunState) -> ConvertOptions:
     if graph is None or not Path(graph).is_file():
         raise UserError("--tune needs the ONNX graph it serves (--generate-onnx or an existing --onnx-path)")
     shapes = {name: (1, *profile.opt[1:]) for name, profile in state.profiles.items()}
+    if runs_openvino(state.options):
+        from trt_converters.openvino_cpu.stage import tuned_options
+
+        return tuned_options(state, synthetic_inputs(state.io, shapes, seed=0), log)
     log("[tune] measuring instances x intra-op threads (batch-1 requests, opt shape)")
     result = tune_cpu_serving(graph, synthetic_inputs(state.io, shapes, seed=0))
     state.report["stages"]["tune"] = result.as_dict()

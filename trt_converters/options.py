@@ -14,6 +14,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from trt_converters.errors import UserError
+from trt_converters.openvino_cpu.choice import check_cpu_runtime, reconcile_cpu_runtime
 from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_file, parse_byte_size, parse_io_config
 
 PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
@@ -101,7 +102,10 @@ class ConvertOptions(BaseModel):
     ort_fusion: bool = True
     cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
     tune: bool = False
-    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"
+    cpu_runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    openvino_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime", "openvino",
+                            "python_openvino"] = "auto"
     instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
     instance_count: int = 1
     model_warmup: Optional[bool] = None  # None: on for TensorRT plans
@@ -198,6 +202,7 @@ class ConvertOptions(BaseModel):
         from trt_converters.triton.config import check_options
 
         check_options(self)
+        check_cpu_runtime(self)
         if self.triton_inputs is not None and self.model_io_config is not None:
             declared = [t.name for t in self.model_io_config.inputs]
             unknown = [name for name in self.triton_inputs if name not in declared]
@@ -461,6 +466,7 @@ def _reconcile(values: dict, sources: dict, derived: dict) -> None:
             sequence = limit
             derived["input_size"] = {"value": [batch, sequence], "from": f"model_io_config max_shape ({io_source})"}
         values["input_size"] = (batch, sequence)
+    reconcile_cpu_runtime(values, sources, derived, _rank)
     preferred = values.get("preferred_batch_sizes")
     if isinstance(preferred, (list, tuple)) and isinstance(max_batch, int) and stronger("max_batch_size",
                                                                                        "preferred_batch_sizes"):

@@ -18,7 +18,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.batching import RequestError, execute_batched, read_inputs  # noqa: E402
+from serving_runtime.triton_io import parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "onnxruntime")
@@ -41,20 +42,8 @@ _ORT_TO_NUMPY = {
 }
 
 
-class RequestError(Exception):
-    """A request this model cannot answer; reported to its client, never fatal."""
-
-
 def _parameter(config, key):
     return (parameter(config, key) or "").strip() or None
-
-
-def _to_text(array):
-    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])(array)
-
-
-def _to_bytes(array):
-    return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode("utf-8"), otypes=[object])(array)
 
 
 class TritonPythonModel:
@@ -108,88 +97,19 @@ class TritonPythonModel:
         self.output_names = [name for name, _ in self.outputs]
 
     # -- request handling -----------------------------------------------------------------
-    def _read_inputs(self, request):
-        feeds = {}
-        for name, dtype in self.input_dtypes.items():
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                if name in self.optional_inputs:
-                    raise RequestError(f"input {name!r} is required by the ONNX graph of {self.model_name}")
-                raise RequestError(f"missing input {name!r}")
-            array = tensor.as_numpy()
-            if dtype is np.object_:
-                array = _to_text(array)
-            elif dtype is not None and array.dtype != dtype:
-                array = array.astype(dtype)
-            if self.batched and array.ndim == 0:
-                raise RequestError(f"input {name!r} has no batch dimension")
-            feeds[name] = array
-        if self.batched:
-            sizes = {a.shape[0] for a in feeds.values()}
-            if len(sizes) > 1:
-                raise RequestError(f"inputs disagree on batch size: {sorted(sizes)}")
-        return feeds
-
     def _run(self, feeds):
         try:
             return self.session.run(self.output_names, feeds)
         except Exception as exc:  # ORT raises several types for bad shapes/values
             raise RequestError(f"ONNX Runtime failed: {exc}") from exc
 
-    def _response(self, results):
-        tensors = []
-        for (name, dtype), value in zip(self.outputs, results):
-            value = np.asarray(value)
-            value = _to_bytes(value) if dtype is np.object_ else value.astype(dtype, copy=False)
-            tensors.append(pb_utils.Tensor(name, value))
-        return pb_utils.InferenceResponse(output_tensors=tensors)
-
-    def _run_group(self, members):
-        """Run (index, feeds) pairs with equal non-batch shapes as one call; index -> response."""
-        if len(members) == 1:
-            index, feeds = members[0]
-            return {index: self._response(self._run(feeds))}
-        sizes = [next(iter(feeds.values())).shape[0] for _, feeds in members]
-        names = list(members[0][1])
-        stacked = {n: np.concatenate([feeds[n] for _, feeds in members], axis=0) for n in names}
-        results = self._run(stacked)
-        total = sum(sizes)
-        if any(np.ndim(r) == 0 or np.shape(r)[0] != total for r in results):
-            raise RequestError("outputs are not batched along dimension 0")
-        bounds = np.cumsum(sizes)[:-1]
-        per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
-        return {index: self._response([parts[k] for parts in per_output])
-                for k, (index, _) in enumerate(members)}
-
     def execute(self, requests):
-        responses = [None] * len(requests)
-        groups = {}
-        for index, request in enumerate(requests):
-            try:
-                feeds = self._read_inputs(request)
-            except RequestError as exc:
-                responses[index] = error_response(f"{self.model_name}: {exc}")
-                continue
-            if self.batched:
-                key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
-            else:
-                key = ("request", index)
-            groups.setdefault(key, []).append((index, feeds))
+        def read(request):
+            return read_inputs(request, self.input_dtypes, batched=self.batched, optional=self.optional_inputs,
+                               model_name=self.model_name)
 
-        for members in groups.values():
-            try:
-                responses_by_index = self._run_group(members)
-            except Exception:
-                # One bad request must not fail the others: fall back to one call each.
-                responses_by_index = {}
-                for index, feeds in members:
-                    try:
-                        responses_by_index.update(self._run_group([(index, feeds)]))
-                    except Exception as exc:  # answer this request with its error, keep serving
-                        responses_by_index[index] = error_response(f"{self.model_name}: {exc}")
-            for index, response in responses_by_index.items():
-                responses[index] = response
-        return responses
+        return execute_batched(requests, read, self._run, self.outputs, batched=self.batched,
+                               model_name=self.model_name)
 
     def finalize(self):
         self.session = None

@@ -7,6 +7,7 @@ tokenizers/transformers, torch), and other modules of this folder by relative im
 converter and the tests import the same modules from here, so each piece of logic exists once.
 
     triton_io        config parameters, optional inputs, BLS calls, per-request error answers
+    batching         requests of one execute() call run as one batched graph-runtime call
     gector_decoding  GECToR tags -> edits, iterations (gotutiyan/gector's predict semantics)
     verb_forms       the $TRANSFORM_VERB_* dictionary
     ctc, ocr_decoding, ocr_preprocess   CTC and greedy encoder-decoder decoding, line-image input

@@ -15,7 +15,8 @@ import importlib.util
 from dataclasses import dataclass, field
 
 # Triton backend folder each serving choice needs on the server
-BACKEND_FOLDERS = {"tensorrt_plan": "tensorrt", "onnxruntime_onnx": "onnxruntime", "python_onnxruntime": "python"}
+BACKEND_FOLDERS = {"tensorrt_plan": "tensorrt", "onnxruntime_onnx": "onnxruntime", "python_onnxruntime": "python",
+                   "openvino": "openvino", "python_openvino": "python"}
 TRITON_CONTAINER = "NVIDIA's Triton container (nvcr.io/nvidia/tritonserver:<yy.mm>-py3)"
 
 
@@ -25,10 +26,12 @@ class ServingChoice:
     instance_kind: str
     why: str
     warnings: list[str] = field(default_factory=list)
+    cpu_runtime: str = "auto"  # onnxruntime, openvino, or auto (measured by --tune)
+    cpu_runtime_why: str = ""
 
     def as_report(self) -> dict:
         return {"backend": self.backend, "instance_kind": self.instance_kind, "why": self.why,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "cpu_runtime": self.cpu_runtime, "cpu_runtime_why": self.cpu_runtime_why}
 
 
 def cuda_gpu_count() -> int:
@@ -58,12 +61,18 @@ def choose_serving(options) -> ServingChoice:
         kind = "gpu" if backend == "tensorrt_plan" else "cpu"
         why += "; instances follow the backend"
     choice = ServingChoice(backend=backend, instance_kind=kind, why=why)
+    from trt_converters.openvino_cpu.choice import resolve_cpu_runtime
+    from trt_converters.openvino_cpu.serving import serving_warnings
+
+    choice.cpu_runtime, choice.cpu_runtime_why = resolve_cpu_runtime(options, backend)
     if options.generate_triton_config:
-        choice.warnings += _local_server_warnings(backend)
+        choice.warnings += _local_server_warnings(backend) + serving_warnings(backend, options.openvino_precision)
     return choice
 
 
 def _auto_backend(options) -> tuple[str, str]:
+    if options.cpu_runtime == "openvino":
+        return "python_openvino", "auto: --cpu-runtime openvino (the python backend's OpenVINO model; Triton's own: openvino)"
     if options.onnx_int8:
         return "python_onnxruntime", "auto: --onnx-int8 graphs run on ONNX Runtime (CPU integer kernels)"
     if options.instance_kind == "cpu":
@@ -98,6 +107,7 @@ def _local_server_warnings(backend: str) -> list[str]:
     if available is None or needed in available:
         return []
     where = {"tensorrt_plan": f"{TRITON_CONTAINER} on a GPU, with the TensorRT version that built the engine",
-             "onnxruntime_onnx": f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here"}[backend]
+             "onnxruntime_onnx": f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here",
+             "openvino": f"{TRITON_CONTAINER}, or use --triton-backend python_openvino here"}[backend]
     return [f"--triton-backend {backend} needs Triton's {needed} backend, which the local server (nvidia-pytriton "
             f"wheel: {', '.join(sorted(available))} only) does not have; serve it with {where}"]

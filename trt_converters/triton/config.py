@@ -15,8 +15,9 @@ from typing import Iterable, Mapping, Optional
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec, TensorSpec
 
-SERVING_BACKENDS = ("tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime")
-MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx", "python_onnxruntime": "model.onnx"}
+SERVING_BACKENDS = ("tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime", "openvino", "python_openvino")
+MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx", "python_onnxruntime": "model.onnx",
+               "openvino": "model.xml", "python_openvino": "model.xml"}  # OpenVINO IR: model.bin beside model.xml
 # A model is a folder of the repository and a segment of /v2/models/<name>/... URLs: no separators, no
 # hidden or relative folders, nothing a URL would need to escape.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
@@ -180,11 +181,13 @@ def model_config(name: str, *, serving_backend: str, io: IOSpec, max_batch_size:
     if serving_backend not in SERVING_BACKENDS:
         raise UserError(f"--triton-backend {serving_backend!r} is not one of {', '.join(SERVING_BACKENDS)}")
     if serving_backend == "tensorrt_plan" and instance_kind == "cpu":
-        raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend onnxruntime_onnx "
-                        "or python_onnxruntime for CPU serving")
+        raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend onnxruntime_onnx, "
+                        "python_onnxruntime, openvino or python_openvino for CPU serving")
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if serving_backend == "python_onnxruntime":
+    if serving_backend.startswith("python_"):
         config.backend = "python"
+    elif serving_backend == "openvino":  # Triton's openvino backend has no platform name
+        config.backend = "openvino"
     else:
         config.platform = serving_backend
     config.input.extend(tensor_config(t, pb.ModelInput) for t in io.inputs)

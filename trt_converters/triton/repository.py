@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from trt_converters.errors import UserError
+from trt_converters.openvino_cpu import OPENVINO_BACKENDS
 from trt_converters.serving_runtime import copy_runtime
 from trt_converters.spec import IOSpec
 from trt_converters.triton.config import (MODEL_FILES, Scheduling, add_warmup, check_against_profiles,
@@ -31,9 +32,17 @@ def triton_model_source(name: str) -> Path:
 
 
 def package_core_model(repo: Path, options, io: IOSpec, *, engine: Path | None, onnx_graph: Path | None,
-                       profiles: dict | None = None) -> Path:
+                       profiles: dict | None = None, openvino_ir: Path | None = None) -> Path:
     """Writes `<repo>/<model_name>/` for the chosen serving backend and returns that folder."""
     backend = options.triton_backend
+    if backend in OPENVINO_BACKENDS:
+        from trt_converters.openvino_cpu.serving import copy_ir
+
+        model_dir = Path(repo) / options.model_name
+        (model_dir / VERSION).mkdir(parents=True, exist_ok=True)
+        copy_ir(openvino_ir, model_dir / VERSION, backend)
+        write_config(model_dir, *core_model_config(options, io, profiles or {}))
+        return model_dir
     artifact = engine if backend == "tensorrt_plan" else onnx_graph
     if artifact is None or not Path(artifact).is_file():
         what = "a TensorRT engine (--generate-trt)" if backend == "tensorrt_plan" else "an ONNX graph (--generate-onnx)"
@@ -57,7 +66,11 @@ def core_model_config(options, io: IOSpec, profiles: dict):
     """
     backend = options.triton_backend
     parameters = {}
-    if backend != "tensorrt_plan":
+    if backend in OPENVINO_BACKENDS:
+        from trt_converters.openvino_cpu.serving import openvino_parameters
+
+        parameters = openvino_parameters(backend, options.openvino_precision, options.intra_op_threads)
+    elif backend != "tensorrt_plan":
         if options.intra_op_threads is not None:
             parameters["intra_op_thread_count"] = options.intra_op_threads
         if options.inter_op_threads is not None:

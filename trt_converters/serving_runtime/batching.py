@@ -1,0 +1,107 @@
+"""Requests of one execute() call run as one batched call of a graph runtime (ONNX Runtime, OpenVINO).
+
+Requests whose inputs agree in their non-batch shapes and dtypes are concatenated along dimension 0,
+run once, and the outputs split back per request. A request that fails gets an error response; the
+others of the call are still answered (a failing group is retried one request at a time).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .triton_io import error_response
+
+
+class RequestError(Exception):
+    """A request the model cannot answer; reported to its client, never fatal."""
+
+
+def to_text(array):
+    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])(array)
+
+
+def to_bytes(array):
+    return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode("utf-8"), otypes=[object])(array)
+
+
+def read_inputs(request, input_dtypes: dict, *, batched: bool, optional: set, model_name: str) -> dict:
+    """name -> numpy array of one request, cast to the graph's dtype (None: as sent; object: text)."""
+    import triton_python_backend_utils as pb_utils
+
+    feeds = {}
+    for name, dtype in input_dtypes.items():
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            if name in optional:
+                raise RequestError(f"input {name!r} is required by the graph of {model_name}")
+            raise RequestError(f"missing input {name!r}")
+        array = tensor.as_numpy()
+        if dtype is np.object_:
+            array = to_text(array)
+        elif dtype is not None and array.dtype != dtype:
+            array = array.astype(dtype)
+        if batched and array.ndim == 0:
+            raise RequestError(f"input {name!r} has no batch dimension")
+        feeds[name] = array
+    if batched:
+        sizes = {a.shape[0] for a in feeds.values()}
+        if len(sizes) > 1:
+            raise RequestError(f"inputs disagree on batch size: {sorted(sizes)}")
+    return feeds
+
+
+def response(outputs: list, results: list):
+    """An InferenceResponse of (name, numpy dtype) outputs from the runtime's result arrays."""
+    import triton_python_backend_utils as pb_utils
+
+    tensors = []
+    for (name, dtype), value in zip(outputs, results):
+        value = np.asarray(value)
+        value = to_bytes(value) if dtype is np.object_ else value.astype(dtype, copy=False)
+        tensors.append(pb_utils.Tensor(name, value))
+    return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def _run_group(members: list, run: Callable, outputs: list) -> dict:
+    """(index, feeds) pairs with equal non-batch shapes as one call; index -> response."""
+    if len(members) == 1:
+        index, feeds = members[0]
+        return {index: response(outputs, run(feeds))}
+    sizes = [next(iter(feeds.values())).shape[0] for _, feeds in members]
+    stacked = {n: np.concatenate([feeds[n] for _, feeds in members], axis=0) for n in members[0][1]}
+    results = run(stacked)
+    total = sum(sizes)
+    if any(np.ndim(r) == 0 or np.shape(r)[0] != total for r in results):
+        raise RequestError("outputs are not batched along dimension 0")
+    bounds = np.cumsum(sizes)[:-1]
+    per_output = [np.split(np.asarray(r), bounds, axis=0) for r in results]
+    return {index: response(outputs, [parts[k] for parts in per_output]) for k, (index, _) in enumerate(members)}
+
+
+def execute_batched(requests, read: Callable, run: Callable, outputs: list, *, batched: bool, model_name: str):
+    """Responses for `requests`: `read(request)` -> feeds, `run(feeds)` -> result arrays in `outputs` order."""
+    responses = [None] * len(requests)
+    groups: dict = {}
+    for index, request in enumerate(requests):
+        try:
+            feeds = read(request)
+        except RequestError as exc:
+            responses[index] = error_response(f"{model_name}: {exc}")
+            continue
+        key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items()) if batched else ("request", index)
+        groups.setdefault(key, []).append((index, feeds))
+    for members in groups.values():
+        try:
+            answered = _run_group(members, run, outputs)
+        except Exception:
+            answered = {}
+            for index, feeds in members:  # one bad request must not fail the others
+                try:
+                    answered.update(_run_group([(index, feeds)], run, outputs))
+                except Exception as exc:
+                    answered[index] = error_response(f"{model_name}: {exc}")
+        for index, answer in answered.items():
+            responses[index] = answer
+    return responses
