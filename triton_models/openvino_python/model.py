@@ -27,6 +27,8 @@ REQUIRES = ("numpy", "openvino")
 
 _CHOICES = {"inference_precision": ("f32", "bf16"), "performance_hint": ("LATENCY", "THROUGHPUT")}
 _COUNTS = ("inference_num_threads", "num_streams")
+_PROPERTIES = {"inference_precision": "INFERENCE_PRECISION_HINT", "performance_hint": "PERFORMANCE_HINT",
+               "inference_num_threads": "INFERENCE_NUM_THREADS", "num_streams": "NUM_STREAMS"}
 
 
 def _properties(config, model_name):
@@ -42,7 +44,7 @@ def _properties(config, model_name):
         if key in _CHOICES and value not in _CHOICES[key]:
             raise pb_utils.TritonModelException(
                 f"{model_name}: parameter {key} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        properties[key.upper()] = value
+        properties[_PROPERTIES[key]] = value
     return properties
 
 

@@ -52,7 +52,7 @@ def resolve_cpu_runtime(options, backend: str) -> tuple[str, str]:
     if backend not in BACKEND_RUNTIME:
         return options.cpu_runtime, "the core model is not served on CPU"
     if options.cpu_runtime != "auto":
-        return options.cpu_runtime, f"--cpu-runtime {options.cpu_runtime}"
+        return options.cpu_runtime, f"cpu_runtime {options.cpu_runtime} ({options.option_sources()['cpu_runtime']})"
     if options.triton_backend in BACKEND_RUNTIME:
         return BACKEND_RUNTIME[backend], f"--triton-backend {options.triton_backend}"
     if options.tune and not options.onnx_int8 and importable("openvino") and importable("nncf"):

@@ -13,6 +13,8 @@ sqrt(scale), made OpenVINO's CPU plugin fail to compile the INT8 graph (openvino
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +96,12 @@ def quantize_ir(fp32_xml: Path, out_xml: Path, calibration: dict) -> QuantizeRes
     names = {name for port in model.inputs for name in port.get_names()}
     items = calibration_items(calibration, names)
     ignored = activation_matmuls(model)
+    progress = io.StringIO()  # NNCF draws progress bars on the terminal; the stage prints its own lines
     try:
-        quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(items), fast_bias_correction=True,
-                                  ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+        with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
+            quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(items), fast_bias_correction=True,
+                                      ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
     except Exception as exc:  # NNCF raises several types; the message is what helps
         raise StageError(f"NNCF INT8 quantization failed: {_first_line(exc)}") from exc
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)

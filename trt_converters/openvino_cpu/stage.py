@@ -197,6 +197,8 @@ def tuned_options(state, inputs: dict, log: Callable):
     backend = options.triton_backend
     if BACKEND_RUNTIME.get(backend) != winner["runtime"]:
         backend = COUNTERPART[backend]
+    state.report.setdefault("serving", {}).update(backend=backend, cpu_runtime=winner["runtime"],
+                                                  cpu_runtime_why="--tune: the fastest row within its budget")
     update = {"triton_backend": backend, "cpu_runtime": winner["runtime"], "instance_count": winner["instances"],
               "intra_op_threads": winner["threads"]}
     if winner["runtime"] == "openvino":
