@@ -26,6 +26,12 @@ the cells in rotating model order; the table gives the median over rounds with [
 
     .venv/bin/python benchmarks/cpu_e2e.py                 # writes results/cpu_e2e.{md,json,png}
     .venv/bin/python benchmarks/cpu_e2e.py --seconds 2 --rounds 1 --concurrency 1 4 --out /tmp/e2e.md   # smoke
+
+`--peers` runs benchmarks/cpu_peers.py instead: the runtimes a user could pick (PyTorch FP32 and BF16 autocast,
+ONNX Runtime, OpenVINO with its defaults, FP32 and NNCF INT8, and our served --tune winner) at equal inputs,
+each in its own process, median and spread over alternating rounds, with the CPU's features:
+
+    .venv/bin/python benchmarks/cpu_e2e.py --peers --size base --batch 1 --length 128 --threads 2
 """
 
 from __future__ import annotations
@@ -477,6 +483,12 @@ def machine_facts() -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peers" in argv:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from cpu_peers import main as peers_main
+
+        return peers_main([a for a in argv if a != "--peers"])
     args = parse_args(argv)
     import numpy as np
     import torch

@@ -55,7 +55,7 @@ def resolve_cpu_runtime(options, backend: str) -> tuple[str, str]:
         return options.cpu_runtime, f"cpu_runtime {options.cpu_runtime} ({options.option_sources()['cpu_runtime']})"
     if options.triton_backend in BACKEND_RUNTIME:
         return BACKEND_RUNTIME[backend], f"--triton-backend {options.triton_backend}"
-    if options.tune and not options.onnx_int8 and importable("openvino") and importable("nncf"):
+    if options.tune and importable("openvino") and importable("nncf"):
         return "auto", "--tune measures ONNX Runtime and OpenVINO"
     return "onnxruntime", "auto: ONNX Runtime (--tune measures OpenVINO beside it)"
 

@@ -188,7 +188,8 @@ def tuned_options(state, inputs: dict, log: Callable):
     from trt_converters.openvino_cpu.tune import contenders_of_run, tune_runtimes
 
     options = state.options
-    contenders = contenders_of_run(state.serving_onnx, state.openvino, options.cpu_runtime, options.precision)
+    onnx_precision = f"int8 ({options.onnx_int8})" if options.onnx_int8 else options.precision
+    contenders = contenders_of_run(state.serving_onnx, state.openvino, options.cpu_runtime, onnx_precision)
     log("[tune] measuring " + ", ".join(f"{c.runtime} {c.precision}" for c in contenders if c.within_budget)
         + " x instances x intra-op threads (batch-1 requests, opt shape)")
     result = tune_runtimes(contenders, inputs)
