@@ -18,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.batching import RequestError, execute_batched, read_inputs  # noqa: E402
+from serving_runtime.batching import RequestError, execute_model, served_outputs  # noqa: E402
 from serving_runtime.triton_io import parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -86,14 +86,7 @@ class TritonPythonModel:
         self.input_dtypes = {
             n: _ORT_TO_NUMPY.get((graph_inputs.get(n) or defaults[n]).type) for n in config_inputs}
 
-        self.outputs = []
-        for entry in self.config.get("output", []):
-            name = entry["name"]
-            if name not in graph_outputs:
-                raise pb_utils.TritonModelException(
-                    f"{self.model_name}: config output {name!r} is not an ONNX graph output "
-                    f"(graph outputs: {sorted(graph_outputs)})")
-            self.outputs.append((name, pb_utils.triton_string_to_numpy(entry["data_type"])))
+        self.outputs = served_outputs(self.config, graph_outputs, self.model_name, "ONNX graph")
         self.output_names = [name for name, _ in self.outputs]
 
     # -- request handling -----------------------------------------------------------------
@@ -104,12 +97,7 @@ class TritonPythonModel:
             raise RequestError(f"ONNX Runtime failed: {exc}") from exc
 
     def execute(self, requests):
-        def read(request):
-            return read_inputs(request, self.input_dtypes, batched=self.batched, optional=self.optional_inputs,
-                               model_name=self.model_name)
-
-        return execute_batched(requests, read, self._run, self.outputs, batched=self.batched,
-                               model_name=self.model_name)
+        return execute_model(self, requests, self._run)
 
     def finalize(self):
         self.session = None

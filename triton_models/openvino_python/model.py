@@ -19,7 +19,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.batching import RequestError, execute_batched, read_inputs  # noqa: E402
+from serving_runtime.batching import RequestError, execute_model, served_outputs  # noqa: E402
 from serving_runtime.triton_io import parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -74,14 +74,7 @@ class TritonPythonModel:
                 f"(not in model: {unknown}; needed by model but not in config: {missing})")
         self.optional_inputs = {i["name"] for i in self.config.get("input", []) if i.get("optional")}
         self.input_dtypes = {n: graph_inputs[n].get_element_type().to_dtype().type for n in config_inputs}
-        self.outputs = []
-        for entry in self.config.get("output", []):
-            name = entry["name"]
-            if name not in graph_outputs:
-                raise pb_utils.TritonModelException(
-                    f"{self.model_name}: config output {name!r} is not an output of the OpenVINO model "
-                    f"(outputs: {sorted(graph_outputs)})")
-            self.outputs.append((name, pb_utils.triton_string_to_numpy(entry["data_type"])))
+        self.outputs = served_outputs(self.config, graph_outputs, self.model_name, "OpenVINO model")
         self.output_ports = [graph_outputs[name] for name, _ in self.outputs]
 
     def _run(self, feeds):
@@ -93,12 +86,7 @@ class TritonPythonModel:
         return [np.array(results[port]) for port in self.output_ports]
 
     def execute(self, requests):
-        def read(request):
-            return read_inputs(request, self.input_dtypes, batched=self.batched, optional=self.optional_inputs,
-                               model_name=self.model_name)
-
-        return execute_batched(requests, read, self._run, self.outputs, batched=self.batched,
-                               model_name=self.model_name)
+        return execute_model(self, requests, self._run)
 
     def finalize(self):
         self.request = None

@@ -105,3 +105,26 @@ def execute_batched(requests, read: Callable, run: Callable, outputs: list, *, b
         for index, answer in answered.items():
             responses[index] = answer
     return responses
+
+
+def execute_model(model, requests, run: Callable):
+    """execute() of a graph-runtime model whose `input_dtypes`, `optional_inputs`, `outputs`, `batched` and
+    `model_name` attributes describe its tensors; `run(feeds)` -> result arrays in `outputs` order."""
+    def read(request):
+        return read_inputs(request, model.input_dtypes, batched=model.batched, optional=model.optional_inputs,
+                           model_name=model.model_name)
+
+    return execute_batched(requests, read, run, model.outputs, batched=model.batched, model_name=model.model_name)
+
+
+def served_outputs(config: dict, graph_outputs, model_name: str, graph: str) -> list:
+    """(name, numpy dtype) of the config's outputs; a name the graph lacks is a load error naming `graph`."""
+    import triton_python_backend_utils as pb_utils
+
+    outputs = []
+    for entry in config.get("output", []):
+        if entry["name"] not in graph_outputs:
+            raise pb_utils.TritonModelException(f"{model_name}: config output {entry['name']!r} is not an output of "
+                                                f"the {graph} (its outputs: {sorted(graph_outputs)})")
+        outputs.append((entry["name"], pb_utils.triton_string_to_numpy(entry["data_type"])))
+    return outputs
