@@ -47,12 +47,12 @@ def output_files(options) -> list[tuple[str, Path]]:
 
 def wanted_precisions(options) -> list[str]:
     """The precisions to make and verify, in the order a choice without measurement takes them."""
-    from trt_converters.openvino_cpu.runtime import default_precision
+    from trt_converters.openvino_cpu.runtime import default_precision, has_bf16
 
     if options.openvino_precision != "auto":
         return [options.openvino_precision]
-    if options.tune:
-        return list(PRECISIONS)
+    if options.tune:  # BF16 only where it is native: elsewhere OpenVINO would run it as FP32
+        return [p for p in PRECISIONS if p != "bf16" or has_bf16()]
     return list(dict.fromkeys([default_precision(), "fp32"]))
 
 
