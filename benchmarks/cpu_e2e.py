@@ -18,7 +18,9 @@ Contenders, all in one tritonserver (nvidia-pytriton wheel; python backend only)
                 (trt_converters.onnxruntime_cpu.tune) instead of 1 instance x all cores
   equal inputs (every request already padded to 128 tokens, token tensors in, logits out):
     pytorch (python backend), ORT FP32 plain, ORT FP32 fused, seed 002's graph, INT8 plain 7-bit (the
-    previous default), INT8 fused 7-bit, INT8 fused per target (ours): one row per change.
+    previous default), INT8 fused 7-bit, INT8 fused per target (ours): one row per change; and OpenVINO
+    (python_openvino) on the FP32 export with its defaults (BF16 where the CPU has AMX/AVX-512 BF16) and on
+    NNCF's INT8 IR calibrated on the corpus.
 
 Load: gRPC, batch-1 requests from C closed-loop client threads for a fixed time per cell; rounds repeat
 the cells in rotating model order; the table gives the median over rounds with [min-max], p50/p99 latency
