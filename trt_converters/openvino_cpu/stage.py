@@ -94,6 +94,12 @@ def lower_for_openvino(state, verification_data: Callable, log: Callable) -> Ope
         for path in (paths["int8"], ir_bin(paths["int8"])):
             path.unlink(missing_ok=True)
     entry["seconds"] = round(time.perf_counter() - started, 3)
+    shown = artifacts.chosen or ("int8" if "int8" in artifacts.irs else "fp32")
+    final = ir_paths(options)["int8" if shown == "int8" else "fp32"]
+    staged = artifacts.irs.get(shown, fp32_xml)
+    entry.update(path=str(final), bytes=staged.stat().st_size + ir_bin(staged).stat().st_size)
+    if artifacts.chosen and entry["precisions"][artifacts.chosen].get("verified"):
+        entry["verify"] = entry["precisions"][artifacts.chosen]
     state.report["stages"]["openvino"] = entry
     return artifacts
 
