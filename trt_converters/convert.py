@@ -485,11 +485,16 @@ def _stage_lower(state: RunState) -> None:
 
 def _stage_openvino(state: RunState) -> None:
     """OpenVINO IRs from the FP32 graph, verified like the other lowered graphs (openvino_cpu/stage.py)."""
-    from trt_converters.openvino_cpu.stage import lower_for_openvino
+    from trt_converters.openvino_cpu.stage import StageInputs, lower_for_openvino, wanted_precisions
 
     verified = bool(state.references) and not state.options.skip_verify
+    if verified and "int8" in wanted_precisions(state.options):
+        _verification_data(state, "int8")  # loads --calib-data once, for NNCF and for the check
+    run = StageInputs(state.options, state.io, state.profiles, state.onnx_fp32, state.staging.path_for,
+                      lambda p: _verification_data(state, p) if verified else None, state.calibration_data)
     with _warnings_logged():
-        state.openvino = lower_for_openvino(state, lambda p: _verification_data(state, p) if verified else None, log)
+        state.openvino = lower_for_openvino(run, log)
+    state.report["stages"]["openvino"] = state.openvino.entry
     if state.openvino.chosen:
         state.options = state.options.model_copy(update={"openvino_precision": state.openvino.chosen})
 
@@ -753,9 +758,13 @@ def _tuned(state: RunState) -> ConvertOptions:
         raise UserError("--tune needs the ONNX graph it serves (--generate-onnx or an existing --onnx-path)")
     shapes = {name: (1, *profile.opt[1:]) for name, profile in state.profiles.items()}
     if runs_openvino(state.options):
-        from trt_converters.openvino_cpu.stage import tuned_options
+        from trt_converters.openvino_cpu.stage import tune_serving
 
-        return tuned_options(state, synthetic_inputs(state.io, shapes, seed=0), log)
+        update, state.report["stages"]["tune"] = tune_serving(state.options, graph, state.openvino,
+                                                              synthetic_inputs(state.io, shapes, seed=0), log)
+        state.report.setdefault("serving", {}).update(backend=update["triton_backend"], cpu_runtime=update[
+            "cpu_runtime"], cpu_runtime_why="--tune: the fastest row within its budget")
+        return state.options.model_copy(update=update)
     log("[tune] measuring instances x intra-op threads (batch-1 requests, opt shape)")
     result = tune_cpu_serving(graph, synthetic_inputs(state.io, shapes, seed=0))
     state.report["stages"]["tune"] = result.as_dict()

@@ -97,7 +97,7 @@ class TritonPythonModel:
             raise RequestError(f"ONNX Runtime failed: {exc}") from exc
 
     def execute(self, requests):
-        return execute_model(self, requests, self._run)
+        return execute_model(self, requests, self._run, "ONNX graph")
 
     def finalize(self):
         self.session = None

@@ -86,7 +86,7 @@ class TritonPythonModel:
         return [np.array(results[port]) for port in self.output_ports]
 
     def execute(self, requests):
-        return execute_model(self, requests, self._run)
+        return execute_model(self, requests, self._run, "OpenVINO model")
 
     def finalize(self):
         self.request = None

@@ -19,11 +19,27 @@ from trt_converters.errors import StageError
 from trt_converters.openvino_cpu import PRECISIONS
 
 
+@dataclass(frozen=True)
+class StageInputs:
+    """What the stage reads from the run: its options, IO spec, profiles and FP32 graph, where staged files go
+    (final path -> staging path), the verification data per precision ((input sets, references, what they
+    are), or None when there is nothing to verify against) and the calibration arrays the run loaded."""
+
+    options: object
+    io: object
+    profiles: dict
+    onnx_fp32: Path | None
+    staged: Callable[[Path], Path]
+    verification_data: Callable[[str], tuple | None]
+    calibration: dict | None = None
+
+
 @dataclass
 class OpenVINOArtifacts:
     irs: dict[str, Path] = field(default_factory=dict)  # precision -> staged model.xml (fp32 and bf16 share one)
     met_budget: dict[str, bool] = field(default_factory=dict)  # precision -> verified within its budget
     chosen: str | None = None
+    entry: dict = field(default_factory=dict)  # the report's `openvino` stage
 
     def within_budget(self) -> list[str]:
         return [p for p in PRECISIONS if self.met_budget.get(p)]
@@ -56,34 +72,32 @@ def wanted_precisions(options) -> list[str]:
     return list(dict.fromkeys([default_precision(), "fp32"]))
 
 
-def lower_for_openvino(state, verification_data: Callable, log: Callable) -> OpenVINOArtifacts:
-    """Makes and verifies the IRs; `verification_data(precision)` gives (input sets, references, what they are)
-    or None when there is nothing to verify against."""
+def lower_for_openvino(run: StageInputs, log: Callable) -> OpenVINOArtifacts:
+    """Makes and verifies the IRs, chooses one (without --tune); the report entry is `artifacts.entry`."""
     from trt_converters.openvino_cpu.lower import convert_to_ir, ir_bin
     from trt_converters.openvino_cpu.runtime import cpu_features, openvino_module
 
-    options = state.options
-    if state.onnx_fp32 is None:
+    options = run.options
+    if run.onnx_fp32 is None:
         raise StageError("--cpu-runtime openvino needs the FP32 ONNX graph: pass --generate-onnx or --onnx-path")
     features = cpu_features()
     precisions = wanted_precisions(options)
-    paths = {key: state.staging.path_for(path) for key, path in ir_paths(options).items()}
+    paths = {key: run.staged(path) for key, path in ir_paths(options).items()}
     started = time.perf_counter()
-    log(f"[openvino] FP32 IR from {Path(state.onnx_fp32).name}")
+    log(f"[openvino] FP32 IR from {Path(run.onnx_fp32).name}")
     artifacts = OpenVINOArtifacts()
-    fp32_xml = convert_to_ir(state.onnx_fp32, paths["fp32"])
+    fp32_xml = convert_to_ir(run.onnx_fp32, paths["fp32"])
     entry: dict = {"openvino": openvino_module().__version__, "cpu_features": features, "precisions": {},
                    "files": {"fp32": str(ir_paths(options)["fp32"])}}
     for precision in precisions:
         if precision == "int8":
-            verification_data("int8")  # loads --calib-data once, for the calibration and the check
-            xml, details = _quantize(state, fp32_xml, paths["int8"], log)
+            xml, details = _quantize(run, fp32_xml, paths["int8"], log)
             entry["files"]["int8"] = str(ir_paths(options)["int8"])
             entry["int8"] = details
         else:
             xml = fp32_xml
         artifacts.irs[precision] = xml
-        result = _verify(state, xml, precision, verification_data)
+        result = _verify(run, xml, precision)
         entry["precisions"][precision] = result
         artifacts.met_budget[precision] = result["met_budget"]
         log(f"[openvino] {precision}: {result['summary']}")
@@ -100,7 +114,7 @@ def lower_for_openvino(state, verification_data: Callable, log: Callable) -> Ope
     entry.update(path=str(final), bytes=staged.stat().st_size + ir_bin(staged).stat().st_size)
     if artifacts.chosen and entry["precisions"][artifacts.chosen].get("verified"):
         entry["verify"] = entry["precisions"][artifacts.chosen]
-    state.report["stages"]["openvino"] = entry
+    artifacts.entry = entry
     return artifacts
 
 
@@ -123,14 +137,14 @@ def _choose(options, artifacts: OpenVINOArtifacts, entry: dict) -> None:
                     else f"{wanted_precisions(options)[0]} missed its budget")
 
 
-def _quantize(state, fp32_xml: Path, out_xml: Path, log: Callable) -> tuple[Path, dict]:
+def _quantize(run: StageInputs, fp32_xml: Path, out_xml: Path, log: Callable) -> tuple[Path, dict]:
     from trt_converters.calibration import load_calibration_data
     from trt_converters.openvino_cpu.lower import quantize_ir
 
-    options = state.options
-    calibration = state.calibration_data
+    options = run.options
+    calibration = run.calibration
     if calibration is None:
-        calibration = load_calibration_data(state.io, state.profiles, source=options.calib_data,
+        calibration = load_calibration_data(run.io, run.profiles, source=options.calib_data,
                                             samples=options.calib_samples, tokenizer_path=options.tokenizer_path,
                                             image_options=options.image_options)
     elif options.calib_samples:
@@ -141,13 +155,13 @@ def _quantize(state, fp32_xml: Path, out_xml: Path, log: Callable) -> tuple[Path
     return result.path, {**result.as_report(), "calibration": source}
 
 
-def _verify(state, xml: Path, precision: str, verification_data: Callable) -> dict:
+def _verify(run: StageInputs, xml: Path, precision: str) -> dict:
     from trt_converters.onnxruntime_cpu.accuracy import accuracy_report
     from trt_converters.openvino_cpu.runtime import inference_hint, run_ir
     from trt_converters.verify import failure_message
 
-    options = state.options
-    data = verification_data("int8" if precision == "int8" else "fp32")
+    options = run.options
+    data = run.verification_data("int8" if precision == "int8" else "fp32")
     if data is None:
         return {"met_budget": True, "verified": False, "inference_precision": inference_hint(precision),
                 "summary": "not verified (no PyTorch reference without --generate-onnx)"}
@@ -188,24 +202,21 @@ def runs_openvino(options) -> bool:
                                                  and options.triton_backend in BACKEND_RUNTIME)
 
 
-def tuned_options(state, inputs: dict, log: Callable):
-    """The options with the runtime, precision, instances and threads that --tune measured fastest."""
+def tune_serving(options, onnx_graph: Path | None, artifacts: OpenVINOArtifacts | None, inputs: dict,
+                 log: Callable) -> tuple[dict, dict]:
+    """--tune across runtimes: (the option updates for the winner, the report's `tune` stage)."""
     from trt_converters.openvino_cpu.choice import BACKEND_RUNTIME, COUNTERPART
     from trt_converters.openvino_cpu.tune import contenders_of_run, tune_runtimes
 
-    options = state.options
     onnx_precision = f"int8 ({options.onnx_int8})" if options.onnx_int8 else options.precision
-    contenders = contenders_of_run(state.serving_onnx, state.openvino, options.cpu_runtime, onnx_precision)
+    contenders = contenders_of_run(onnx_graph, artifacts, options.cpu_runtime, onnx_precision)
     log("[tune] measuring " + ", ".join(f"{c.runtime} {c.precision}" for c in contenders if c.within_budget)
         + " x instances x intra-op threads (batch-1 requests, opt shape)")
     result = tune_runtimes(contenders, inputs)
-    state.report["stages"]["tune"] = result.as_dict()
     winner = result.winner
     backend = options.triton_backend
     if BACKEND_RUNTIME.get(backend) != winner["runtime"]:
         backend = COUNTERPART[backend]
-    state.report.setdefault("serving", {}).update(backend=backend, cpu_runtime=winner["runtime"],
-                                                  cpu_runtime_why="--tune: the fastest row within its budget")
     update = {"triton_backend": backend, "cpu_runtime": winner["runtime"], "instance_count": winner["instances"],
               "intra_op_threads": winner["threads"]}
     if winner["runtime"] == "openvino":
@@ -214,4 +225,4 @@ def tuned_options(state, inputs: dict, log: Callable):
     log(f"[tune] CPU features: {features}")
     log(f"[tune] {winner['runtime']} {winner['precision']}, {winner['instances']} instance(s) x {winner['threads']} "
         f"thread(s): {winner['runs_per_s']} runs/s; served by --triton-backend {backend}")
-    return options.model_copy(update=update)
+    return update, result.as_dict()

@@ -26,7 +26,8 @@ def to_bytes(array):
     return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode("utf-8"), otypes=[object])(array)
 
 
-def read_inputs(request, input_dtypes: dict, *, batched: bool, optional: set, model_name: str) -> dict:
+def read_inputs(request, input_dtypes: dict, *, batched: bool, optional: set, model_name: str,
+                graph: str = "graph") -> dict:
     """name -> numpy array of one request, cast to the graph's dtype (None: as sent; object: text)."""
     import triton_python_backend_utils as pb_utils
 
@@ -35,7 +36,7 @@ def read_inputs(request, input_dtypes: dict, *, batched: bool, optional: set, mo
         tensor = pb_utils.get_input_tensor_by_name(request, name)
         if tensor is None:
             if name in optional:
-                raise RequestError(f"input {name!r} is required by the graph of {model_name}")
+                raise RequestError(f"input {name!r} is required by the {graph} of {model_name}")
             raise RequestError(f"missing input {name!r}")
         array = tensor.as_numpy()
         if dtype is np.object_:
@@ -107,12 +108,13 @@ def execute_batched(requests, read: Callable, run: Callable, outputs: list, *, b
     return responses
 
 
-def execute_model(model, requests, run: Callable):
+def execute_model(model, requests, run: Callable, graph: str):
     """execute() of a graph-runtime model whose `input_dtypes`, `optional_inputs`, `outputs`, `batched` and
-    `model_name` attributes describe its tensors; `run(feeds)` -> result arrays in `outputs` order."""
+    `model_name` attributes describe its tensors; `run(feeds)` -> result arrays in `outputs` order; `graph`
+    names what it runs in error messages."""
     def read(request):
         return read_inputs(request, model.input_dtypes, batched=model.batched, optional=model.optional_inputs,
-                           model_name=model.model_name)
+                           model_name=model.model_name, graph=graph)
 
     return execute_batched(requests, read, run, model.outputs, batched=model.batched, model_name=model.model_name)
 
