@@ -173,3 +173,5 @@ def test_cpu_runtime_follows_the_stronger_source(tmp_path):
         build_options({}, {"cpu_runtime": "openvino", "onnx_int8": "dynamic"}, read_checkpoint=False)
     with pytest.raises(UserError, match="--openvino-precision applies"):
         build_options({}, {"openvino_precision": "int8"}, read_checkpoint=False)
+    with pytest.raises(UserError, match="serves on the CPU"):
+        build_options({}, {"triton_backend": "openvino", "instance_kind": "gpu"}, read_checkpoint=False)

@@ -43,6 +43,8 @@ def check_cpu_runtime(options) -> None:
                         "--openvino-precision int8 (or --cpu-runtime onnxruntime)")
     if options.openvino_precision != "auto" and not (openvino or (options.cpu_runtime == "auto" and options.tune)):
         raise UserError("--openvino-precision applies to --cpu-runtime openvino (or auto with --tune)")
+    if openvino and options.instance_kind == "gpu":
+        raise UserError("--cpu-runtime openvino serves on the CPU: use --instance-kind cpu (or auto)")
     if openvino and options.generate_trt:
         raise UserError("--cpu-runtime openvino serves an OpenVINO IR on CPU; drop --generate-trt or serve the engine")
 
