@@ -175,3 +175,11 @@ def test_cpu_runtime_follows_the_stronger_source(tmp_path):
         build_options({}, {"openvino_precision": "int8"}, read_checkpoint=False)
     with pytest.raises(UserError, match="serves on the CPU"):
         build_options({}, {"triton_backend": "openvino", "instance_kind": "gpu"}, read_checkpoint=False)
+
+
+def test_contradicting_runtime_flags_are_a_usage_error_before_any_work(run_cli, tiny_roberta, tmp_path):
+    result = run_cli(cli_flags(tmp_path, tiny_roberta.checkpoint) + ["--cpu-runtime", "onnxruntime",
+                                                                     "--triton-backend", "python_openvino"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --cpu-runtime onnxruntime contradicts")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "repo").exists()
