@@ -16,6 +16,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 SECTIONS = [
     ("cpu_e2e", "python benchmarks/cpu_e2e.py"),
+    ("cpu_peers", "python benchmarks/cpu_e2e.py --peers --size base --batch 1 --length 128 --threads 2"),
     ("cpu_models", "python benchmarks/cpu_models.py"),
     ("cpu_models_tiny", "python benchmarks/cpu_models.py --size tiny"),
     ("conversion_cost", "python benchmarks/conversion_cost.py"),

@@ -98,7 +98,7 @@ def prepare(family_name: str, size: str, work: Path, *, max_batch_size: int = 8)
     import torch
 
     from trt_converters.loading import construct_model, import_model_class
-    from trt_converters.options import read_config_file
+    from trt_converters.config_file import read_config_file
 
     family = FAMILIES[family_name]
     config = read_config_file(family.config_path())
@@ -143,7 +143,7 @@ def convert(prepared: Prepared, out_dir: Path, flags: list[str], *, log_path: Pa
 
 
 def _model_name(prepared: Prepared) -> str:
-    from trt_converters.options import read_config_file
+    from trt_converters.config_file import read_config_file
 
     return read_config_file(prepared.family.config_path())["model_name"]
 

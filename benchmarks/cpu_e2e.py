@@ -18,7 +18,9 @@ Contenders, all in one tritonserver (nvidia-pytriton wheel; python backend only)
                 (trt_converters.onnxruntime_cpu.tune) instead of 1 instance x all cores
   equal inputs (every request already padded to 128 tokens, token tensors in, logits out):
     pytorch (python backend), ORT FP32 plain, ORT FP32 fused, seed 002's graph, INT8 plain 7-bit (the
-    previous default), INT8 fused 7-bit, INT8 fused per target (ours): one row per change.
+    previous default), INT8 fused 7-bit, INT8 fused per target (ours): one row per change; and OpenVINO
+    (python_openvino) on the FP32 export with its defaults (BF16 where the CPU has AMX/AVX-512 BF16) and on
+    NNCF's INT8 IR calibrated on the corpus.
 
 Load: gRPC, batch-1 requests from C closed-loop client threads for a fixed time per cell; rounds repeat
 the cells in rotating model order; the table gives the median over rounds with [min-max], p50/p99 latency
@@ -26,6 +28,12 @@ the cells in rotating model order; the table gives the median over rounds with [
 
     .venv/bin/python benchmarks/cpu_e2e.py                 # writes results/cpu_e2e.{md,json,png}
     .venv/bin/python benchmarks/cpu_e2e.py --seconds 2 --rounds 1 --concurrency 1 4 --out /tmp/e2e.md   # smoke
+
+`--peers` runs benchmarks/cpu_peers.py instead: the runtimes a user could pick (PyTorch FP32 and BF16 autocast,
+ONNX Runtime, OpenVINO with its defaults, FP32 and NNCF INT8, and our served --tune winner) at equal inputs,
+each in its own process, median and spread over alternating rounds, with the CPU's features:
+
+    .venv/bin/python benchmarks/cpu_e2e.py --peers --size base --batch 1 --length 128 --threads 2
 """
 
 from __future__ import annotations
@@ -49,7 +57,9 @@ SCRIPT = ROOT / "benchmarks" / "minilm_classifier.py"
 SEED_MODEL = ROOT / "benchmarks" / "seed_text_classifier" / "model.py"
 FIXED = 128
 E2E = ("seed", "seed002", "ours_longest", "ours", "ours_tuned")
-CORE = ("pytorch", "ort_fp32", "ort_fp32_fused", "seed002_core", "ort_int8_7bit", "ort_int8_fused_7bit", "ours_core")
+OPENVINO_CORE = ("ov_defaults", "ov_int8")  # python_openvino models (openvino_cpu): IR + inference precision
+CORE = ("pytorch", "ort_fp32", "ort_fp32_fused", "seed002_core", "ort_int8_7bit", "ort_int8_fused_7bit", "ours_core",
+        *OPENVINO_CORE)
 LABELS = {
     "seed": "seed's way: tokenizer + PyTorch in one python model",
     "seed002": "seed 002 recipe (quantize_dynamic defaults, fixed 128) + tokenizer ensemble",
@@ -63,6 +73,8 @@ LABELS = {
     "ort_int8_7bit": "ORT INT8 dynamic, 7-bit, unfused (previous default)",
     "ort_int8_fused_7bit": "+ fusion (QAttention), 7-bit",
     "ours_core": "+ 8-bit weights for this target (ours)",
+    "ov_defaults": "OpenVINO on the FP32 export, its defaults (BF16 where native)",
+    "ov_int8": "OpenVINO INT8 (NNCF on the corpus, ours)",
 }
 
 
@@ -167,7 +179,7 @@ def build_graphs(args, hf_model, names, log) -> dict:
     checkpoint = work / "model.pt"
     torch.save(wrapper.state_dict(), checkpoint)
     dynamic, fixed = io_spec(-1, len(names)), io_spec(FIXED, len(names))
-    paths = {name: work / f"{name}.onnx" for name in CORE if name != "pytorch"}
+    paths = {name: work / f"{name}.onnx" for name in CORE if name not in ("pytorch", *OPENVINO_CORE)}
     timings = {}
 
     def make(name, build):
@@ -216,8 +228,23 @@ def build_graphs(args, hf_model, names, log) -> dict:
             "cpu_target": ours[CPU_TARGET_KEY], "weight_bits": ours[WEIGHT_BITS_KEY]}
 
 
-def graph_accuracy(model, tokenizer, texts, graphs) -> dict:
-    """Each core graph run directly by ONNX Runtime on the corpus padded to 128, against PyTorch FP32."""
+def build_openvino(args, built, tokenizer, texts) -> dict:
+    """OpenVINO contenders: the FP32 export as an IR served with OpenVINO's defaults, and NNCF INT8 on the corpus."""
+    import numpy as np
+
+    from trt_converters.openvino_cpu.lower import convert_to_ir, quantize_ir
+
+    fp32, int8 = args.workdir / "openvino" / "model.xml", args.workdir / "openvino_int8" / "model.xml"
+    if not (args.reuse and int8.exists()):
+        convert_to_ir(built["paths"]["ort_fp32"], fp32)
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=FIXED, return_tensors="np")
+        calibration = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        log(f"NNCF INT8: {quantize_ir(fp32, int8, calibration).as_report()}")
+    return {"ov_defaults": (fp32, "auto"), "ov_int8": (int8, "int8")}
+
+
+def graph_accuracy(model, tokenizer, texts, graphs, openvino=None) -> dict:
+    """Each core graph run directly (ONNX Runtime, OpenVINO) on the corpus padded to 128, against PyTorch FP32."""
     import numpy as np
     import torch
 
@@ -233,9 +260,14 @@ def graph_accuracy(model, tokenizer, texts, graphs) -> dict:
     with torch.no_grad():
         references = [{"logits": model(torch.from_numpy(b["input_ids"]), torch.from_numpy(b["attention_mask"])).numpy()}
                       for b in batches]
+    from trt_converters.openvino_cpu.runtime import default_precision, run_ir
+
+    runs = {name: lambda path=path: run_onnx_model(path, batches) for name, path in graphs.items()}
+    runs.update({name: lambda xml=xml, p=precision: run_ir(xml, batches, default_precision() if p == "auto" else p)
+                 for name, (xml, precision) in (openvino or {}).items()})
     results = {}
-    for name, path in graphs.items():
-        report = accuracy_report(references, run_onnx_model(path, batches))
+    for name, run in runs.items():
+        report = accuracy_report(references, run())
         worst = report.worst()
         agree, rows = report.top_class_agreement["logits"]
         results[name] = {"max_rel_error": worst.max_rel_error, "cosine": worst.cosine, "top1": agree, "rows": rows}
@@ -263,6 +295,10 @@ def write_repository(args, built, names, tokenizer_dir: Path) -> Path:
     for name, path in built["paths"].items():
         io = built["fixed"] if name == "seed002_core" else built["dynamic"]
         write_onnxruntime_python_model(repo, name, path, io, serving)
+    from trt_converters.openvino_cpu.serving import write_openvino_python_model
+
+    for name, (xml, precision) in built["openvino"].items():
+        write_openvino_python_model(repo, name, xml, built["dynamic"], serving, precision=precision)
     tuned = built["tune"]
     write_onnxruntime_python_model(repo, "ours_core_tuned", built["paths"]["ours_core"], built["dynamic"],
                                    CpuServing(max_batch_size=args.max_batch_size, instance_count=tuned["instances"],
@@ -477,11 +513,18 @@ def machine_facts() -> dict:
     except OSError:
         pass
     flags = cpu_flags()
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+              "amx_bf16")
     return {"cpu": cpu, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peers" in argv:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from cpu_peers import main as peers_main
+
+        return peers_main([a for a in argv if a != "--peers"])
     args = parse_args(argv)
     import numpy as np
     import torch
@@ -495,11 +538,12 @@ def main(argv=None) -> int:
     labels, texts = read_corpus()
     hf_model, tokenizer, names = fitted_classifier(args.workdir, labels, texts)
     built = build_graphs(args, hf_model, names, log)
+    built["openvino"] = build_openvino(args, built, tokenizer, texts)
     cached = args.workdir / "accuracy.json"
     if args.reuse and not built["timings"] and cached.exists():  # nothing rebuilt: the graphs measured before
         accuracy = json.loads(cached.read_text())
     else:
-        accuracy = graph_accuracy(built["wrapper"], tokenizer, texts, dict(built["paths"]))
+        accuracy = graph_accuracy(built["wrapper"], tokenizer, texts, dict(built["paths"]), built["openvino"])
         cached.write_text(json.dumps(accuracy))
     for name, acc in accuracy.items():
         log(f"accuracy {name}: rel {acc['max_rel_error']:.4f} cos {acc['cosine']:.5f} top-1 {acc['top1']}/{acc['rows']}")

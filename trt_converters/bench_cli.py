@@ -72,7 +72,8 @@ def resolve_artifacts(model_flags: dict, report_path, onnx, engine):
     """ModelArtifacts from the model flags (MODEL_FLAGS' names), --config and --report, by options.build_options:
     flags > the checkpoint's config.json > --config > the report > defaults."""
     from trt_converters.bench import ModelArtifacts, artifacts_from_report
-    from trt_converters.options import build_options, read_config_file
+    from trt_converters.config_file import read_config_file
+    from trt_converters.options import build_options
 
     config_path = model_flags.get("config_path")
     config = read_config_file(Path(config_path)) if config_path else {}

@@ -86,9 +86,14 @@ ADDED_FLAGS = [
             help="With --onnx-int8 dynamic: fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer first.  [default: on]"),
     _option("--cpu-target", type=click.Choice(["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"]),
             help="CPU the ONNX Runtime INT8 graph is for: 8-bit weights with VNNI, 7-bit without (auto = this machine).  [default: auto]"),
+    _option("--cpu-runtime", type=click.Choice(["auto", "onnxruntime", "openvino"]),
+            help="CPU serving runtime; auto: ONNX Runtime, or the faster of both measured with --tune.  [default: auto]"),
+    _option("--openvino-precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
+            help="OpenVINO: FP32 or BF16 inference of the FP32 IR, or INT8 by NNCF; auto: OpenVINO's default here "
+                 "(BF16 where native), all measured with --tune.  [default: auto]"),
     _option("--triton-backend", type=click.Choice([AUTO, *SERVING_BACKENDS]),
             help="How Triton serves the core model; auto: the engine where this machine has a GPU and TensorRT, "
-                 "else ONNX Runtime on CPU (python backend).  [default: auto]"),
+                 "else ONNX Runtime (or --cpu-runtime openvino) on CPU (python backend).  [default: auto]"),
     _option("--instance-kind", type=click.Choice(["auto", "gpu", "cpu"]),
             help="Triton instance_group kind; auto: GPU for engines, CPU for ONNX Runtime.  [default: auto]"),
     _option("--instance-count", type=int, help="Triton instances per device.  [default: 1]"),
@@ -113,7 +118,7 @@ ADDED_FLAGS = [
             help="KEY=VALUE written to the core model's config parameters (repeatable)."),
     _option("--intra-op-threads", type=int, help="ONNX Runtime intra-op threads (CPU serving)."),
     _option("--tune", is_flag=True,
-            help="CPU serving: choose intra-op threads and instance count by a short measurement (recorded in the config and report)."),
+            help="CPU serving: choose runtime (--cpu-runtime auto), precision, intra-op threads and instance count by a short measurement (recorded in the config and report)."),
     _option("--inter-op-threads", type=int, help="ONNX Runtime inter-op threads (CPU serving)."),
     _option("--pipeline", help="Pre/post-processing pipeline to write around the model (classifier, gector, e5, yolox, ...)."),
     _option("--pipeline-name", help="Name of the pipeline's entry model [MODEL_NAME_PIPELINE]."),
@@ -131,7 +136,8 @@ def main(ctx: click.Context, config_path, pipeline_option, triton_parameter, **f
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     with errors_reported(verbose, interrupted="interrupted; nothing was written"):
         from trt_converters.convert import run_conversion
-        from trt_converters.options import build_options, read_config_file
+        from trt_converters.config_file import read_config_file
+        from trt_converters.options import build_options
         from trt_converters.report import render_table
 
         config_values = read_config_file(config_path) if config_path else {}

@@ -8,6 +8,8 @@ files as they were.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from trt_converters.atomic import Staging, atomic_write_text
 from trt_converters.options import ConvertOptions
 from trt_converters.shapes import profiles_for
@@ -28,7 +30,7 @@ def run_conversion(options: ConvertOptions) -> dict:
     check_required(options, serving)
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
-    check_targets(options)
+    check_targets(options, serving)
     for key, derived in options.derived_values().items():
         log(f"[options] {key} = {derived['value']} (from {derived['from']})")
     if options.generate_triton_config:
@@ -59,10 +61,12 @@ def _check_serving(options: ConvertOptions, serving: ServingChoice, profiles: di
 
 def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     """The stages in order, each on the results of those before; the report from their results."""
+    from trt_converters.openvino_cpu.stage import runs_openvino
     from trt_converters.stages.build import build_options, build_stage
     from trt_converters.stages.export import existing_graph, export_graph
     from trt_converters.stages.lower import lower_for_tensorrt
     from trt_converters.stages.onnxruntime_int8 import lower_for_onnxruntime
+    from trt_converters.stages.openvino import openvino_stage
     from trt_converters.stages.package import ServedArtifacts, package_stage
     from trt_converters.stages.references import load_model_and_references
     from trt_converters.stages.verification import Budgets, Verifier
@@ -79,11 +83,15 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
         verifier = None
     if loaded is None and (options.precision_mode != "fp32" or options.onnx_int8):
         log("warning: the lowered graph is not verified: without --generate-onnx there is no PyTorch reference")
-    lowered = ort_lowered = None
+    lowered = ort_lowered = openvino = None
     if options.precision_mode != "fp32":
         lowered = lower_for_tensorrt(run, precision, exported.onnx, budgets, verifier)
     if options.onnx_int8:
         ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, loaded, verifier)
+    if runs_openvino(serving, options.tune):
+        openvino = openvino_stage(run, exported.onnx, loaded, verifier)
+        if openvino.chosen is not None:
+            serving = replace(serving, openvino_precision=openvino.chosen)
     engine_graph = lowered.graph if lowered is not None and lowered.graph is not None else exported.onnx
     built = build_stage(run, build_options(options), engine_graph, serving if options.generate_triton_config
                         else None) if options.generate_trt else None
@@ -91,16 +99,17 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     if options.generate_triton_config:
         served_graph = ort_lowered.graph if ort_lowered is not None else engine_graph
         packaged = package_stage(run, serving, ServedArtifacts(served_graph, built.engine if built else None,
-                                                               exported.graph_inputs))
+                                                               exported.graph_inputs, openvino))
     stages = {**({"export": exported.entry} if exported.entry is not None else {}),
               **({"verify_fp32": exported.verification} if exported.verification is not None else {}),
               **(lowered.report_entries() if lowered is not None else {}),
               **(ort_lowered.report_entries() if ort_lowered is not None else {}),
+              **({"openvino": openvino.entry} if openvino is not None else {}),
               **({"build": built.entry} if built is not None else {}),
               **(packaged.report_entries() if packaged is not None else {})}
     report = _report_header(options, run.profiles, stages)
     if options.generate_triton_config:
-        report["serving"] = serving.as_report()
+        report["serving"] = (packaged.serving if packaged is not None else serving).as_report()
     if loaded is not None:
         report["model"] = loaded.entry
     if lowered is not None and lowered.choice is not None:

@@ -13,12 +13,10 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from trt_converters.errors import UserError
+from trt_converters.openvino_cpu.choice import check_cpu_runtime, reconcile_cpu_runtime
 from trt_converters.precision.options import PrecisionOptions
-from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_file, parse_byte_size, parse_io_config
+from trt_converters.spec import IOSpec, describe_validation_error, parse_byte_size, parse_io_config
 from trt_converters.triton.config import DEFAULT_MAX_QUEUE_DELAY_US
-
-PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
-                "calib_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
 
 
 class ConvertOptions(BaseModel):
@@ -80,7 +78,10 @@ class ConvertOptions(BaseModel):
     ort_fusion: bool = True
     cpu_target: Literal["auto", "avx2", "avx512", "avx_vnni", "avx512_vnni"] = "auto"
     tune: bool = False
-    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime"] = "auto"  # requested
+    cpu_runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    openvino_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    triton_backend: Literal["auto", "tensorrt_plan", "onnxruntime_onnx", "python_onnxruntime", "openvino",
+                            "python_openvino"] = "auto"  # requested
     instance_kind: Literal["auto", "gpu", "cpu"] = "auto"
     instance_count: int = 1
     model_warmup: Optional[bool] = None  # None: on for TensorRT plans
@@ -175,6 +176,7 @@ class ConvertOptions(BaseModel):
         from trt_converters.triton.config import check_options
 
         check_options(self)
+        check_cpu_runtime(self)
         if self.triton_inputs is not None and self.model_io_config is not None:
             self.model_io_config.check_triton_inputs(self.triton_inputs)
         if self.pipeline is not None:
@@ -266,38 +268,6 @@ class ConvertOptions(BaseModel):
 
     def resolved_pipeline_name(self) -> str:
         return self.pipeline_name or f"{self.model_name}_{self.pipeline}"
-
-
-def read_config_file(path: Path) -> dict:
-    """A YAML/JSON config: option names as keys, relative paths resolved against the file's folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--config {path} does not exist")
-    data = load_mapping_file(path, what="--config")
-    data = {key.replace("-", "_"): value for key, value in data.items()}
-    if "precision" in data:  # --precision's value lives in precision_mode
-        data["precision_mode"] = data.pop("precision")
-    unknown = sorted(set(data) - set(ConvertOptions.model_fields) - set(PRECISION_FLAGS))
-    if unknown:
-        raise UserError(f"--config {path}: unknown option {unknown[0]!r}; options are the long flag names, "
-                        "e.g. max_batch_size")
-    for key in PATH_OPTIONS:
-        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute() and "://" not in data[key]:
-            data[key] = str((path.parent / data[key]).resolve())
-    if isinstance(data.get("model_io_config"), str) and not data["model_io_config"].lstrip().startswith("{"):
-        candidate = path.parent / data["model_io_config"]
-        if candidate.is_file():
-            data["model_io_config"] = str(candidate)
-    options = data.get("pipeline_options") or {}
-    if isinstance(options, dict):
-        data["pipeline_options"] = {k: _resolve_relative(path.parent, k, v) for k, v in options.items()}
-    return data
-
-
-def _resolve_relative(base: Path, key: str, value):
-    if isinstance(value, str) and key.endswith("_path") and not Path(value).is_absolute():
-        return str((base / value).resolve())
-    return value
 
 
 # strongest first; "report": what a trt-convert report.json says of the model (trt-bench --report)
@@ -453,6 +423,7 @@ def _reconcile(values: dict, sources: dict, derived: dict) -> None:
             sequence = limit
             derived["input_size"] = {"value": [batch, sequence], "from": f"model_io_config max_shape ({io_source})"}
         values["input_size"] = (batch, sequence)
+    reconcile_cpu_runtime(values, sources, derived, _rank)
     preferred = values.get("preferred_batch_sizes")
     if isinstance(preferred, (list, tuple)) and isinstance(max_batch, int) and stronger("max_batch_size",
                                                                                        "preferred_batch_sizes"):

@@ -47,7 +47,8 @@ def gector_checkpoint(tmp_path_factory) -> Path:
 
 
 def build(flags: dict, yaml: Path | None = GECTOR_YAML):
-    from trt_converters.options import build_options, read_config_file
+    from trt_converters.config_file import read_config_file
+    from trt_converters.options import build_options
 
     return build_options(read_config_file(yaml) if yaml else {}, flags)
 

@@ -179,7 +179,8 @@ def test_model_control_flags_that_contradict(mode, secs, models, message):
 
 
 def test_an_s3_repository_in_a_config_file_stays_a_url(tmp_path):
-    from trt_converters.options import build_options, read_config_file
+    from trt_converters.config_file import read_config_file
+    from trt_converters.options import build_options
 
     config = tmp_path / "family.yaml"
     config.write_text("triton_repo: s3://models/prod\nmodel_name: mlp\n")

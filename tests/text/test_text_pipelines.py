@@ -4,21 +4,18 @@ python_onnxruntime."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.text import SENTENCES, TINY, import_script, infer, torch_rows
 from tests.text.conftest import GECTOR_LABELS, ROOT, gector_config, write_json
 from trt_converters.errors import UserError
 from trt_converters.pipelines.base import PipelineRequest
 from trt_converters.spec import IOSpec
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-SENTENCES = ["I has a apple .", "she go to school yesterday", "This is a test sentence with some words .",
-             "the well-known cats is sleeping on the mat"]
 # Longer than GECTOR_MAX_LENGTH tokens: the tagger sees only their beginning.
 LONG_SENTENCES = ["the well-known cats is sleeping on the mat and she go to school yesterday with a apple .",
                   "Triton serves models over HTTP and gRPC quickly , are they well known  cats ?"]
@@ -204,13 +201,6 @@ def test_gector_user_errors(tmp_path, roberta_tokenizer_dir):
 
 
 # -- end to end on the real Triton server ----------------------------------------------------
-def import_script(name):
-    spec = importlib.util.spec_from_file_location(f"text_pipeline_test_{name}", ROOT / "model_scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def convert(run_cli, work: Path, name: str, config: str, ckpt: Path, kwargs: dict, *extra,
             input_size=("2", "16")) -> None:
     result = run_cli([
@@ -330,33 +320,6 @@ def served(tmp_path_factory, roberta_tokenizer_dir):
                "tokenizers": {"classifier": roberta_tokenizer_dir, "gector": gector_dir,
                               "e5": minilm_checkpoint_dir()}}
     assert not server.is_running()
-
-
-def infer(server, protocol, model, texts, outputs, text_input="text"):
-    if protocol == "http":
-        import tritonclient.http as client_lib
-
-        client = client_lib.InferenceServerClient(url=server.http_url)
-    else:
-        import tritonclient.grpc as client_lib
-
-        client = client_lib.InferenceServerClient(url=server.grpc_url)
-    text = client_lib.InferInput(text_input, [len(texts), 1], "BYTES")
-    text.set_data_from_numpy(np.array([[t.encode()] for t in texts], dtype=np.object_))
-    result = client.infer(model, [text], outputs=[client_lib.InferRequestedOutput(o) for o in outputs])
-    return {o: result.as_numpy(o) for o in outputs}
-
-
-def torch_rows(model, tokenizer, texts, prefix="", max_length=128):
-    """PyTorch outputs one text at a time (no padding), stacked."""
-    import torch
-
-    rows = []
-    with torch.no_grad():
-        for text in texts:
-            enc = tokenizer([prefix + text], truncation=True, max_length=max_length, return_tensors="pt")
-            rows.append(model(enc["input_ids"], enc["attention_mask"]).numpy()[0])
-    return np.stack(rows)
 
 
 @pytest.mark.triton

@@ -225,7 +225,8 @@ def test_entry_tensor_names_are_renamed_but_never_onto_core_tensors(tmp_path):
 
 
 def test_every_config_field_comes_from_the_yaml_too(tmp_path):
-    from trt_converters.options import build_options, read_config_file
+    from trt_converters.config_file import read_config_file
+    from trt_converters.options import build_options
 
     yaml_file = tmp_path / "family.yaml"
     yaml_file.write_text("\n".join([

@@ -301,7 +301,8 @@ def test_crnn_export_dynamic_width_matches_pytorch(crnn, tmp_path):
 def test_shipped_config_io_matches_model(config_name):
     """configs/<name>.yaml at full size: the model built from its kwargs produces the declared output
     shapes (on the meta device: shapes only, no weights or compute)."""
-    from trt_converters.options import build_options, read_config_file
+    from trt_converters.config_file import read_config_file
+    from trt_converters.options import build_options
 
     options = build_options(read_config_file(ROOT / "configs" / f"{config_name}.yaml"), {})
     spec = importlib.util.spec_from_file_location(f"_cfg_{config_name}", options.model_script_path)

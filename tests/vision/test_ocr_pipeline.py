@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from trt_converters.errors import UserError  # noqa: E402
-from trt_converters.options import read_config_file  # noqa: E402
+from trt_converters.config_file import read_config_file  # noqa: E402
 from trt_converters.pipelines import crnn as crnn_pipeline  # noqa: E402
 from trt_converters.pipelines import trocr as trocr_pipeline  # noqa: E402
 from trt_converters.serving_runtime import ocr_preprocess  # noqa: E402

@@ -17,8 +17,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_runtime.batching import answer_in_groups  # noqa: E402
-from serving_runtime.triton_io import RequestError, model_arguments, parameter  # noqa: E402
+from serving_runtime.batching import execute_model, served_outputs  # noqa: E402
+from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "onnxruntime")
@@ -43,14 +43,6 @@ _ORT_TO_NUMPY = {
 
 def _parameter(config, key):
     return (parameter(config, key) or "").strip() or None
-
-
-def _to_text(array):
-    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])(array)
-
-
-def _to_bytes(array):
-    return np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode("utf-8"), otypes=[object])(array)
 
 
 class TritonPythonModel:
@@ -92,56 +84,18 @@ class TritonPythonModel:
         self.input_dtypes = {
             n: _ORT_TO_NUMPY.get((graph_inputs.get(n) or defaults[n]).type) for n in config_inputs}
 
-        self.outputs = []
-        for entry in self.config.get("output", []):
-            name = entry["name"]
-            if name not in graph_outputs:
-                raise pb_utils.TritonModelException(
-                    f"{self.model_name}: config output {name!r} is not an ONNX graph output "
-                    f"(graph outputs: {sorted(graph_outputs)})")
-            self.outputs.append((name, pb_utils.triton_string_to_numpy(entry["data_type"])))
+        self.outputs = served_outputs(self.config, graph_outputs, self.model_name, "ONNX graph")
         self.output_names = [name for name, _ in self.outputs]
 
     # -- request handling -----------------------------------------------------------------
-    def _read_inputs(self, request):
-        feeds = {}
-        for name, dtype in self.input_dtypes.items():
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                if name in self.optional_inputs:
-                    raise RequestError(f"input {name!r} is required by the ONNX graph of {self.model_name}")
-                raise RequestError(f"missing input {name!r}")
-            array = tensor.as_numpy()
-            if dtype is np.object_:
-                array = _to_text(array)
-            elif dtype is not None and array.dtype != dtype:
-                array = array.astype(dtype)
-            if self.batched and array.ndim == 0:
-                raise RequestError(f"input {name!r} has no batch dimension")
-            feeds[name] = array
-        if self.batched:
-            sizes = {a.shape[0] for a in feeds.values()}
-            if len(sizes) > 1:
-                raise RequestError(f"inputs disagree on batch size: {sorted(sizes)}")
-        return feeds
-
     def _run(self, feeds):
         try:
             return self.session.run(self.output_names, feeds)
         except Exception as exc:  # ORT raises several types for bad shapes/values
             raise RuntimeError(f"ONNX Runtime failed: {exc}") from exc
 
-    def _response(self, results):
-        tensors = []
-        for (name, dtype), value in zip(self.outputs, results):
-            value = np.asarray(value)
-            value = _to_bytes(value) if dtype is np.object_ else value.astype(dtype, copy=False)
-            tensors.append(pb_utils.Tensor(name, value))
-        return pb_utils.InferenceResponse(output_tensors=tensors)
-
     def execute(self, requests):
-        return answer_in_groups(requests, self._read_inputs, self._run, self._response, batched=self.batched,
-                                model_name=self.model_name)
+        return execute_model(self, requests, self._run, "ONNX graph")
 
     def finalize(self):
         self.session = None

@@ -23,8 +23,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import torch_loading  # noqa: E402
-from serving_runtime.batching import answer_in_groups  # noqa: E402
-from serving_runtime.triton_io import RequestError, model_arguments, parameter  # noqa: E402
+from serving_runtime.batching import execute_model  # noqa: E402
+from serving_runtime.triton_io import model_arguments, parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt),
 # plus those model_script.py imports
@@ -68,22 +68,7 @@ class TritonPythonModel:
         self.torch = torch
         self.inputs = [(i["name"], pb_utils.triton_string_to_numpy(i["data_type"])) for i in self.config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in self.config["output"]]
-
-    def _read_inputs(self, request):
-        arrays = {}
-        for name, dtype in self.inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                raise RequestError(f"missing input {name!r}")
-            array = tensor.as_numpy()
-            if array.dtype != dtype:
-                array = array.astype(dtype)
-            if self.batched and array.ndim == 0:
-                raise RequestError(f"input {name!r} has no batch dimension")
-            arrays[name] = array
-        if self.batched and len({a.shape[0] for a in arrays.values()}) > 1:
-            raise RequestError(f"inputs disagree on batch size: {sorted({a.shape[0] for a in arrays.values()})}")
-        return arrays
+        self.input_dtypes, self.optional_inputs = dict(self.inputs), set()
 
     def _forward(self, arrays):
         """Outputs of forward() on {input name: array}, inputs passed positionally in config order."""
@@ -97,14 +82,8 @@ class TritonPythonModel:
             raise RuntimeError(f"the model returned {len(result)} outputs, the config lists {len(self.outputs)}")
         return [r.detach().cpu().numpy() for r in result[:len(self.outputs)]]
 
-    def _response(self, results):
-        tensors = [pb_utils.Tensor(name, np.asarray(value).astype(dtype, copy=False))
-                   for (name, dtype), value in zip(self.outputs, results)]
-        return pb_utils.InferenceResponse(output_tensors=tensors)
-
     def execute(self, requests):
-        return answer_in_groups(requests, self._read_inputs, self._forward, self._response, batched=self.batched,
-                                model_name=self.model_name)
+        return execute_model(self, requests, self._forward, "PyTorch model")
 
     def finalize(self):
         self.model = None

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp16", "int8", "int8_fp16")
 # Which DEFAULT_TOLERANCES entry (verify.py) verifies a graph of each precision: INT8 error dominates in int8_fp16;
 # ort_int8 is the ONNX Runtime INT8 graph (onnxruntime_cpu/).
-TOLERANCE_KEYS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8_fp16": "int8", "ort_int8": "int8"}
+TOLERANCE_KEYS = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "int8_fp16": "int8",
+                  "ort_int8": "int8"}
 
 
 def tolerance_key(precision: str) -> str:

@@ -7,7 +7,8 @@ tokenizers/transformers, torch), and other modules of this folder by relative im
 converter and the tests import the same modules from here, so each piece of logic exists once.
 
     triton_io        initialize() arguments, config parameters, optional inputs, BLS calls, per-request error answers
-    batching         one execute() call's requests run in groups of equal shapes, split back per request
+    batching         one execute() call's requests run in groups of equal shapes, split back per request;
+                     the execute() of graph-runtime models (ONNX Runtime, OpenVINO, PyTorch)
     hf_tokenizer     the start of a model that tokenizes with the saved Hugging Face tokenizer
     gector_decoding  GECToR tags -> edits, iterations (gotutiyan/gector's predict semantics)
     verb_forms       the $TRANSFORM_VERB_* dictionary

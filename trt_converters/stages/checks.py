@@ -28,7 +28,7 @@ def check_required(options: ConvertOptions, serving: ServingChoice) -> None:
     if options.tune and (not options.generate_triton_config or serving.backend == TENSORRT_PLAN
                          or serving.instance_kind != KIND_CPU):
         raise UserError("--tune measures CPU serving: it needs --generate-triton-config with --instance-kind cpu and "
-                        "--triton-backend python_onnxruntime or onnxruntime_onnx")
+                        "--triton-backend python_onnxruntime, onnxruntime_onnx, python_openvino or openvino")
     if options.tune and (options.intra_op_threads is not None or options.instance_count != 1):
         raise UserError("--tune chooses --intra-op-threads and --instance-count by measurement; give either --tune "
                         "or those flags")
@@ -47,10 +47,10 @@ def check_required(options: ConvertOptions, serving: ServingChoice) -> None:
                         f"--generate-trt or an existing --engine-path (not found: {options.resolved_engine_path()})")
 
 
-def check_targets(options: ConvertOptions) -> None:
+def check_targets(options: ConvertOptions, serving: ServingChoice) -> None:
     """Refuses up front, before any work: two outputs on one path or an output on an input (even with
     --overwrite), and existing artifacts without --overwrite."""
-    outputs = planned_outputs(options)
+    outputs = planned_outputs(options, serving)
     inputs = [(f"--{name.replace('_', '-')}", Path(getattr(options, name)))
               for name in ("ckpt_path", "model_script_path", "calib_data", "tokenizer_path")
               if getattr(options, name) is not None]
@@ -78,8 +78,10 @@ def check_targets(options: ConvertOptions) -> None:
         raise UserError(f"{existing[0]} already exists; pass --overwrite to replace it")
 
 
-def planned_outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
+def planned_outputs(options: ConvertOptions, serving: ServingChoice) -> list[tuple[str, Path, str]]:
     """What this run writes: (what, path, "file" | "folder" | "cache"); caches are read, then rewritten."""
+    from trt_converters.openvino_cpu.stage import output_files as openvino_files, runs_openvino
+
     outputs = []
     if options.generate_onnx:
         outputs.append(("--onnx-path", options.resolved_onnx_path(), "file"))
@@ -93,6 +95,8 @@ def planned_outputs(options: ConvertOptions) -> list[tuple[str, Path, str]]:
             outputs.append(("the fused FP32 graph", options.ort_fused_onnx_path(), "file"))
     if options.generate_trt:
         outputs.append(("--engine-path", options.resolved_engine_path(), "file"))
+    if runs_openvino(serving, options.tune):
+        outputs += [(label, path, "file") for label, path in openvino_files(options)]
     outputs.append(("--report-path", options.resolved_report_path(), "file"))
     if options.generate_triton_config:
         from trt_converters.triton.versions import core_model_target

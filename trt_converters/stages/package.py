@@ -20,19 +20,22 @@ from trt_converters.triton.versions import place_version
 
 @dataclass(frozen=True)
 class ServedArtifacts:
-    """What the core model serves: the ONNX graph (the lowered one where a lowering ran), the engine, and the
-    inputs the exported graph takes (None: as declared)."""
+    """What the core model serves: the ONNX graph (the lowered one where a lowering ran), the engine, the
+    inputs the exported graph takes (None: as declared) and the OpenVINO stage's IRs (where it ran)."""
 
     onnx: Path | None
     engine: Path | None
     graph_inputs: list[str] | None
+    openvino: object = None  # openvino_cpu.stage.OpenVINOArtifacts
 
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """The report's `triton` entry, and `tune` where --tune measured the serving."""
+    """The report's `triton` entry, `tune` where --tune measured the serving, and the serving choice as packaged
+    (with what --tune chose)."""
 
     entry: dict
+    serving: ServingChoice
     tune: dict | None = None
 
     def report_entries(self) -> dict:
@@ -45,13 +48,14 @@ def package_stage(run: RunContext, serving: ServingChoice, served: ServedArtifac
     options = run.options
     tune = None
     if options.tune:
-        serving, tune = _tuned(run, serving, served.onnx)
+        serving, tune = _tuned(run, serving, served)
     served_inputs = _triton_inputs(run, served.graph_inputs)
     io = run.io.with_inputs(served_inputs)
     repo_stage = run.staging.root / "repository"
+    openvino_ir = served.openvino.irs.get(serving.openvino_precision) if served.openvino is not None else None
     model_dir = package_core_model(repo_stage, options, io, serving,
                                    engine=served.engine or options.resolved_engine_path(), onnx_graph=served.onnx,
-                                   profiles=run.profiles)
+                                   profiles=run.profiles, openvino_ir=openvino_ir)
     staged = {options.model_name: run.staged(options.triton_repo / options.model_name)}
     shutil.move(str(model_dir), str(staged[options.model_name]))
     place_version(staged[options.model_name], options.triton_repo / options.model_name, options.model_version)
@@ -65,7 +69,7 @@ def package_stage(run: RunContext, serving: ServingChoice, served: ServedArtifac
         target = options.triton_repo / "requirements.txt"
         atomic_write_text(run.staged(target), requirements)
         entry["requirements"] = str(target)
-    return PackagedModel(entry, tune)
+    return PackagedModel(entry, serving, tune)
 
 
 def _write_pipeline(run: RunContext, serving: ServingChoice, io: IOSpec, staged: dict[str, Path]) -> dict:
@@ -97,14 +101,20 @@ def _write_pipeline(run: RunContext, serving: ServingChoice, io: IOSpec, staged:
             "files": [str(p.relative_to(repo_stage)) for p in written if p.is_relative_to(repo_stage)]}
 
 
-def _tuned(run: RunContext, serving: ServingChoice, graph: Path | None) -> tuple[ServingChoice, dict]:
-    """The serving choice with the instance count and intra-op threads that --tune measured fastest."""
+def _tuned(run: RunContext, serving: ServingChoice, served: ServedArtifacts) -> tuple[ServingChoice, dict]:
+    """The serving choice with the instance count and intra-op threads that --tune measured fastest (and, where
+    OpenVINO ran, the runtime and precision)."""
     from trt_converters.onnxruntime_cpu.tune import tune_cpu_serving
+    from trt_converters.openvino_cpu.stage import runs_openvino, tune_serving
 
-    graph = graph or run.options.resolved_onnx_path()
+    graph = served.onnx or run.options.resolved_onnx_path()
     if graph is None or not Path(graph).is_file():
         raise UserError("--tune needs the ONNX graph it serves (--generate-onnx or an existing --onnx-path)")
     shapes = {name: (1, *profile.opt[1:]) for name, profile in run.profiles.items()}
+    if runs_openvino(serving, run.options.tune):
+        update, report = tune_serving(run.options, serving, graph, served.openvino,
+                                      synthetic_inputs(run.io, shapes, seed=0), log)
+        return replace(serving, **update), report
     log("[tune] measuring instances x intra-op threads (batch-1 requests, opt shape)")
     result = tune_cpu_serving(graph, synthetic_inputs(run.io, shapes, seed=0))
     log(f"[tune] {result.instances} instance(s) x {result.intra_op_threads} intra-op thread(s)")

@@ -77,7 +77,9 @@ def load_model_and_references(run: RunContext) -> LoadedModel:
 
 
 def _verifies_int8_on_calibration_data(options) -> bool:
-    int8 = options.precision_mode in ("int8", "int8_fp16", "auto") or options.onnx_int8
+    from trt_converters.openvino_cpu.stage import quantizes
+
+    int8 = options.precision_mode in ("int8", "int8_fp16", "auto") or options.onnx_int8 or quantizes(options)
     return bool(int8 and not options.skip_verify and options.calib_data and Path(options.calib_data).exists())
 
 

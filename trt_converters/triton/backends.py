@@ -18,19 +18,24 @@ from dataclasses import dataclass, field
 TENSORRT_PLAN = "tensorrt_plan"
 ONNXRUNTIME_ONNX = "onnxruntime_onnx"
 PYTHON_ONNXRUNTIME = "python_onnxruntime"
-SERVING_BACKENDS = (TENSORRT_PLAN, ONNXRUNTIME_ONNX, PYTHON_ONNXRUNTIME)
+OPENVINO = "openvino"  # Triton's openvino backend
+PYTHON_OPENVINO = "python_openvino"  # triton_models/openvino_python in the python backend
+SERVING_BACKENDS = (TENSORRT_PLAN, ONNXRUNTIME_ONNX, PYTHON_ONNXRUNTIME, OPENVINO, PYTHON_OPENVINO)
+OPENVINO_BACKENDS = (OPENVINO, PYTHON_OPENVINO)
 KIND_GPU = "gpu"
 KIND_CPU = "cpu"
 AUTO = "auto"
 # Triton backend folder each serving choice needs on the server
-BACKEND_FOLDERS = {TENSORRT_PLAN: "tensorrt", ONNXRUNTIME_ONNX: "onnxruntime", PYTHON_ONNXRUNTIME: "python"}
+BACKEND_FOLDERS = {TENSORRT_PLAN: "tensorrt", ONNXRUNTIME_ONNX: "onnxruntime", PYTHON_ONNXRUNTIME: "python",
+                   OPENVINO: "openvino", PYTHON_OPENVINO: "python"}
 TRITON_CONTAINER = "NVIDIA's Triton container (nvcr.io/nvidia/tritonserver:<yy.mm>-py3)"
 
 
 @dataclass(frozen=True)
 class ServingChoice:
-    """How the core model is served: the resolved backend and instance kind (never `auto`), and the instances
-    and ONNX Runtime threads (those --tune measured, where it ran)."""
+    """How the core model is served: the resolved backend and instance kind (never `auto`), the instances and
+    intra-op threads (those --tune measured, where it ran), the CPU runtime (`auto` only until --tune measured
+    both) and the OpenVINO precision (the OpenVINO stage's or --tune's choice)."""
 
     backend: str
     instance_kind: str
@@ -39,10 +44,13 @@ class ServingChoice:
     instance_count: int = 1
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
+    cpu_runtime: str = AUTO  # onnxruntime, openvino, or auto (measured by --tune)
+    cpu_runtime_why: str = ""
+    openvino_precision: str = AUTO  # the OpenVINO stage's or --tune's choice, where OpenVINO serves
 
     def as_report(self) -> dict:
         return {"backend": self.backend, "instance_kind": self.instance_kind, "why": self.why,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "cpu_runtime": self.cpu_runtime, "cpu_runtime_why": self.cpu_runtime_why}
 
 
 def cuda_gpu_count() -> int:
@@ -71,13 +79,23 @@ def choose_serving(options) -> ServingChoice:
     if kind == AUTO:
         kind = KIND_GPU if backend == TENSORRT_PLAN else KIND_CPU
         why += "; instances follow the backend"
-    warnings = _local_server_warnings(backend) if options.generate_triton_config else []
+    from trt_converters.openvino_cpu.choice import resolve_cpu_runtime
+    from trt_converters.openvino_cpu.serving import serving_warnings
+
+    warnings = []
+    if options.generate_triton_config:
+        warnings = _local_server_warnings(backend) + serving_warnings(backend, options.openvino_precision)
+    cpu_runtime, cpu_runtime_why = resolve_cpu_runtime(options, backend)
     return ServingChoice(backend=backend, instance_kind=kind, why=why, warnings=warnings,
                          instance_count=options.instance_count, intra_op_threads=options.intra_op_threads,
-                         inter_op_threads=options.inter_op_threads)
+                         inter_op_threads=options.inter_op_threads, cpu_runtime=cpu_runtime,
+                         cpu_runtime_why=cpu_runtime_why, openvino_precision=options.openvino_precision)
 
 
 def _auto_backend(options) -> tuple[str, str]:
+    if options.cpu_runtime == "openvino":
+        return PYTHON_OPENVINO, ("auto: --cpu-runtime openvino (the python backend's OpenVINO model; Triton's own: "
+                                 "openvino)")
     if options.onnx_int8:
         return PYTHON_ONNXRUNTIME, "auto: --onnx-int8 graphs run on ONNX Runtime (CPU integer kernels)"
     if options.instance_kind == KIND_CPU:
@@ -112,6 +130,7 @@ def _local_server_warnings(backend: str) -> list[str]:
     if available is None or needed in available:
         return []
     where = {TENSORRT_PLAN: f"{TRITON_CONTAINER} on a GPU, with the TensorRT version that built the engine",
-             ONNXRUNTIME_ONNX: f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here"}[backend]
+             ONNXRUNTIME_ONNX: f"{TRITON_CONTAINER}, or use --triton-backend python_onnxruntime here",
+             OPENVINO: f"{TRITON_CONTAINER}, or use --triton-backend python_openvino here"}[backend]
     return [f"--triton-backend {backend} needs Triton's {needed} backend, which the local server (nvidia-pytriton "
             f"wheel: {', '.join(sorted(available))} only) does not have; serve it with {where}"]

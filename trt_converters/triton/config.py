@@ -14,10 +14,11 @@ from typing import Iterable, Mapping, Optional
 
 from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec, TensorSpec
-from trt_converters.triton.backends import (KIND_CPU, ONNXRUNTIME_ONNX, PYTHON_ONNXRUNTIME, SERVING_BACKENDS,
-                                            TENSORRT_PLAN)
+from trt_converters.triton.backends import (KIND_CPU, ONNXRUNTIME_ONNX, OPENVINO, PYTHON_ONNXRUNTIME,
+                                            PYTHON_OPENVINO, SERVING_BACKENDS, TENSORRT_PLAN)
 
-MODEL_FILES = {TENSORRT_PLAN: "model.plan", ONNXRUNTIME_ONNX: "model.onnx", PYTHON_ONNXRUNTIME: "model.onnx"}
+MODEL_FILES = {TENSORRT_PLAN: "model.plan", ONNXRUNTIME_ONNX: "model.onnx", PYTHON_ONNXRUNTIME: "model.onnx",
+               OPENVINO: "model.xml", PYTHON_OPENVINO: "model.xml"}  # OpenVINO IR: model.bin beside model.xml
 # A model is a folder of the repository and a segment of /v2/models/<name>/... URLs: no separators, no
 # hidden or relative folders, nothing a URL would need to escape.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
@@ -201,11 +202,13 @@ def model_config(name: str, *, serving_backend: str, io: IOSpec, max_batch_size:
     if serving_backend not in SERVING_BACKENDS:
         raise UserError(f"--triton-backend {serving_backend!r} is not one of {', '.join(SERVING_BACKENDS)}")
     if serving_backend == TENSORRT_PLAN and instance_kind == KIND_CPU:
-        raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend onnxruntime_onnx "
-                        "or python_onnxruntime for CPU serving")
+        raise UserError("--instance-kind cpu cannot serve a TensorRT plan; use --triton-backend onnxruntime_onnx, "
+                        "python_onnxruntime, openvino or python_openvino for CPU serving")
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if serving_backend == PYTHON_ONNXRUNTIME:
+    if serving_backend in (PYTHON_ONNXRUNTIME, PYTHON_OPENVINO):
         config.backend = "python"
+    elif serving_backend == OPENVINO:  # Triton's openvino backend has no platform name
+        config.backend = "openvino"
     else:
         config.platform = serving_backend
     config.input.extend(tensor_config(t, pb.ModelInput) for t in io.inputs)
