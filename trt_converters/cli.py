@@ -56,6 +56,8 @@ ADDED_FLAGS = [
     _option("--opset", type=int, help="ONNX opset.  [default: 18]"),
     _option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="ONNX exporter.  [default: auto]"),
     _option("--skip-verify", is_flag=True, help="Skip the ONNX Runtime comparison with PyTorch."),
+    _option("--allow-constant-output", multiple=True, default=(), help="Output that may be the same for every "
+            "verification sample (repeatable); otherwise such an output fails the check."),
     _option("--atol", type=float, help="Absolute tolerance (overrides the precision's default)."),
     _option("--rtol", type=float, help="Tolerance relative to the largest reference magnitude."),
     _option("--min-cosine", type=float, help="Minimum cosine similarity per output."),

@@ -77,6 +77,7 @@ class ConvertOptions(BaseModel):
     opset: int = 18
     exporter: Literal["auto", "dynamo", "legacy"] = "auto"
     skip_verify: bool = False
+    allow_constant_output: list[str] = []
     atol: Optional[float] = None
     rtol: Optional[float] = None
     min_cosine: Optional[float] = None
@@ -144,12 +145,14 @@ class ConvertOptions(BaseModel):
     def _bytes(cls, value):
         return parse_byte_size(value)
 
-    @field_validator("preferred_batch_sizes", "triton_inputs", mode="before")
+    @field_validator("preferred_batch_sizes", "triton_inputs", "allow_constant_output", mode="before")
     @classmethod
     def _comma_list(cls, value):
         if isinstance(value, str):
             items = [item.strip() for item in value.split(",") if item.strip()]
             return items
+        if isinstance(value, tuple):  # a repeatable flag
+            return [item.strip() for part in value for item in str(part).split(",") if item.strip()]
         return value
 
     @field_validator("pipeline_instance_count", mode="before")
