@@ -22,7 +22,7 @@ from trt_converters.options import ConvertOptions
 from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs, verification_shapes
 from trt_converters.reference_check import check_references, reference_std
 from trt_converters.spec import IOSpec
-from trt_converters.synthetic_inputs import drawn_as, special_token_ids
+from trt_converters.synthetic_inputs import drawn_as, vocabulary_of
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
 
 
@@ -45,7 +45,7 @@ class RunState:
     graph_inputs: list[str] | None = None
     calibration_check: tuple | None = None
     calibration_data: dict | None = None
-    special_ids: dict | None = None  # the tokenizer's special token ids, left out of synthetic ids
+    vocabulary: dict | None = None  # the checkpoint's special ids, pad id and vocabulary size (synthetic ids)
 
 
 def log(message: str) -> None:
@@ -242,9 +242,9 @@ def _stage_export(state: RunState) -> None:
                                                              for k in load_info["kwargs"]},
                              "checkpoint": _file_facts(options.ckpt_path)}
     export_shapes = export_sample_shapes(state.profiles, options.input_size)
-    state.special_ids = special = special_token_ids(options.tokenizer_path, options.ckpt_path)
-    sample = synthetic_inputs(state.io, export_shapes, seed=0, special_ids=special)
-    state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1, special_ids=special)
+    state.vocabulary = special = vocabulary_of(options.tokenizer_path, options.ckpt_path)
+    sample = synthetic_inputs(state.io, export_shapes, seed=0, vocabulary=special)
+    state.input_sets = [synthetic_inputs(state.io, shapes, seed=i + 1, vocabulary=special)
                         for i, shapes in enumerate(verification_shapes(state.profiles, export_shapes))]
     state.references = [_run_torch(model, state.io, inputs, options.device) for inputs in state.input_sets]
     _check_finite_references(state.references, load_info["non_finite_weights"])
@@ -252,7 +252,7 @@ def _stage_export(state: RunState) -> None:
         state.report["stages"]["reference_check"] = check_references(
             lambda inputs: _run_torch(model, state.io, inputs, options.device), state.input_sets, state.references,
             redraw=lambda inputs: synthetic_inputs(state.io, {k: v.shape for k, v in inputs.items()}, seed=1000,
-                                                   special_ids=special),
+                                                   vocabulary=special),
             allow_constant=options.allow_constant_output)
     target = state.staging.path_for(options.resolved_onnx_path())
     exporters = ["legacy", "dynamo"] if options.exporter == "auto" else [options.exporter]
@@ -370,14 +370,15 @@ def _verify(state: RunState, onnx_path: Path, precision: str, label: str, output
     shapes = [{k: list(v.shape) for k, v in s.items()} for s in input_sets]
     summary = {"tolerance": vars(tolerance), "inputs": inputs_used, "input_shapes": shapes,
                "reference_std": reference_std(references),
-               **({"drawn_as": drawn_as(state.io, state.special_ids)} if input_sets is state.input_sets else {}),
+               **({"drawn_as": drawn_as(state.io, state.vocabulary)} if input_sets is state.input_sets else {}),
                "outputs": [c.as_dict() for c in comparisons], "seconds": round(time.perf_counter() - started, 3)}
     if not all(c.passed for c in comparisons):
         message = failure_message(label, comparisons, tolerance)
         if precision != "fp32" and state.onnx_fp32 is not None:
-            from trt_converters.precision.diagnose import first_divergence
+            from trt_converters.precision.diagnose import first_divergence, worst_input_set
 
-            divergence = first_divergence(state.onnx_fp32, onnx_path, input_sets[0], tolerance=tolerance)
+            worst_set = input_sets[worst_input_set(references, candidates)]
+            divergence = first_divergence(state.onnx_fp32, onnx_path, worst_set, tolerance=tolerance)
             if divergence:
                 message += f"; first divergence: {divergence}"
         raise StageError(message)

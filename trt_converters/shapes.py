@@ -101,8 +101,8 @@ def _middle(low: int, high: int, avoid: int) -> int:
 
 
 def synthetic_inputs(io: IOSpec, shapes: dict[str, tuple[int, ...]], *, seed: int = 0,
-                     special_ids: dict | None = None) -> dict:
+                     vocabulary: dict | None = None) -> dict:
     """Inputs drawn by role (padded masks, ids without special tokens, ...): see synthetic_inputs.py."""
     from trt_converters import synthetic_inputs as drawing
 
-    return drawing.synthetic_inputs(io, shapes, seed=seed, special_ids=special_ids)
+    return drawing.synthetic_inputs(io, shapes, seed=seed, vocabulary=vocabulary)

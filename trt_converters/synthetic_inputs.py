@@ -7,7 +7,8 @@ Each input has a role: the IO config's `role`, else one inferred from its name a
   float masks hold exactly 0.0 and 1.0. No row is fully masked: a tokenizer always keeps at least one
   token ([CLS]/<s>), and a fully masked row is a case the model was never meant to compute (attention
   over nothing; FP16 cannot hold the -3.4e38 fills some models use there).
-- `ids`: uniform over the vocabulary (`value_range`, [low, high)) without the special token ids;
+- `ids`: uniform over the vocabulary (`value_range`, [low, high), else the checkpoint's config.json
+  vocab_size) without the special token ids;
   padded positions hold the pad id when it is known.
 - `token_type`: 0, with a second segment (1) in the second half of the real tokens of every other row
   when the range allows a 1.
@@ -51,9 +52,11 @@ def _is_float(tensor: TensorSpec) -> bool:
     return tensor.dtype.startswith(("float", "bfloat"))
 
 
-def _range(tensor: TensorSpec) -> tuple[float, float]:
+def _range(tensor: TensorSpec, vocabulary: dict | None = None) -> tuple[float, float]:
     if tensor.value_range is not None:
         return tensor.value_range
+    if vocabulary and vocabulary.get("size") and infer_role(tensor) == "ids":
+        return (0, vocabulary["size"])
     return (0.0, 1.0) if _is_float(tensor) else (0, 2)
 
 
@@ -66,9 +69,9 @@ def row_lengths(batch: int, sequence: int, rng) -> list[int]:
     return lengths
 
 
-def _allowed_ids(low: int, high: int, special_ids: frozenset) -> list[int] | None:
+def _allowed_ids(low: int, high: int, vocabulary: frozenset) -> list[int] | None:
     """The special ids inside [low, high) when leaving them out still leaves ids to draw; else None."""
-    inside = sorted(i for i in special_ids if low <= i < high)
+    inside = sorted(i for i in vocabulary if low <= i < high)
     return inside if inside and len(inside) < high - low else None
 
 
@@ -84,13 +87,13 @@ def _draw_ids(rng, low: int, high: int, shape, special: list[int] | None):
 
 
 def synthetic_inputs(io: IOSpec, shapes: dict[str, tuple[int, ...]], *, seed: int = 0,
-                     special_ids: dict | None = None) -> dict:
-    """One array per input at the given full shapes (batch first). `special_ids`: {"pad": id, "all": ids}
-    from `special_token_ids`."""
+                     vocabulary: dict | None = None) -> dict:
+    """One array per input at the given full shapes (batch first). `vocabulary` (from `vocabulary_of`): the
+    special ids to leave out, the pad id, and the vocabulary size for ids without a value_range."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    special_ids = special_ids or {}
+    vocabulary = vocabulary or {}
     lengths_by_shape: dict[tuple[int, int], list[int]] = {}
 
     def lengths_for(shape) -> list[int]:
@@ -111,22 +114,22 @@ def synthetic_inputs(io: IOSpec, shapes: dict[str, tuple[int, ...]], *, seed: in
         role = infer_role(tensor)
         if role in text_roles and len(shape) < 2:
             role = "features"  # no sequence axis to pad
-        arrays[tensor.name] = _draw(tensor, role, shape, rng, real_positions, special_ids).astype(tensor.numpy_dtype)
+        arrays[tensor.name] = _draw(tensor, role, shape, rng, real_positions, vocabulary).astype(tensor.numpy_dtype)
     return {t.name: arrays[t.name] for t in io.inputs}
 
 
-def _draw(tensor: TensorSpec, role: str, shape, rng, real_positions, special_ids: dict):
+def _draw(tensor: TensorSpec, role: str, shape, rng, real_positions, vocabulary: dict):
     import numpy as np
 
-    low, high = _range(tensor)
+    low, high = _range(tensor, vocabulary)
     if role == "mask":
         if tensor.value_range is not None and tensor.value_range[0] >= 1:
             return np.ones(shape)
         return real_positions(shape).astype(np.float64)
     if role == "ids":
         low, high = int(low), int(high)
-        values = _draw_ids(rng, low, high, shape, _allowed_ids(low, high, frozenset(special_ids.get("all", ()))))
-        pad = special_ids.get("pad")
+        values = _draw_ids(rng, low, high, shape, _allowed_ids(low, high, frozenset(vocabulary.get("all", ()))))
+        pad = vocabulary.get("pad")
         if pad is not None and low <= pad < high:
             values = np.where(real_positions(shape), values, pad)
         return values
@@ -149,13 +152,13 @@ def _draw(tensor: TensorSpec, role: str, shape, rng, real_positions, special_ids
     return rng.uniform(low, high, size=shape)
 
 
-def drawn_as(io: IOSpec, special_ids: dict | None = None) -> dict[str, str]:
+def drawn_as(io: IOSpec, vocabulary: dict | None = None) -> dict[str, str]:
     """How `synthetic_inputs` draws each input, for the report."""
-    special_ids = special_ids or {}
+    vocabulary = vocabulary or {}
     described = {}
     for tensor in io.inputs:
         role = infer_role(tensor)
-        low, high = _range(tensor)
+        low, high = _range(tensor, vocabulary)
         source = "role from the IO config" if tensor.role else "role inferred from name and dtype"
         if role == "mask" and tensor.value_range is not None and tensor.value_range[0] >= 1:
             text = f"mask: all ones (value_range {list(tensor.value_range)}): no padded position is checked"
@@ -163,11 +166,11 @@ def drawn_as(io: IOSpec, special_ids: dict | None = None) -> dict[str, str]:
             text = ("mask: per-row prefixes of ones, zeros after (one full row, one short row, the rest random "
                     f"lengths); {FULLY_MASKED_ROWS_NOTE}")
         elif role == "ids":
-            left_out = _allowed_ids(int(low), int(high), frozenset(special_ids.get("all", ())))
+            left_out = _allowed_ids(int(low), int(high), frozenset(vocabulary.get("all", ())))
             text = f"ids: uniform over [{int(low)}, {int(high)})"
             text += f" without special ids {left_out}" if left_out else " (no special ids known)"
-            if special_ids.get("pad") is not None:
-                text += f"; padded positions hold the pad id {special_ids['pad']}"
+            if vocabulary.get("pad") is not None:
+                text += f"; padded positions hold the pad id {vocabulary['pad']}"
         elif role == "token_type":
             text = "token_type: 0, with a second segment (1) in every other row"
         elif role == "positions":
@@ -182,13 +185,14 @@ _SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token
                       "unk_token_id", "mask_token_id", "decoder_start_token_id")
 
 
-def special_token_ids(*folders) -> dict:
-    """{"pad": id or None, "all": sorted ids} from the config.json and tokenizer.json found in `folders`."""
+def vocabulary_of(*folders) -> dict:
+    """{"pad": id or None, "all": sorted special ids, "size": vocab_size or None} from the config.json and
+    tokenizer.json found in `folders` (files or folders; None is skipped)."""
     import json
     from pathlib import Path
 
     found: set[int] = set()
-    pad = None
+    pad = size = None
     for folder in folders:
         if folder is None:
             continue
@@ -205,7 +209,9 @@ def special_token_ids(*folders) -> dict:
                 found.add(fields[key])
         if pad is None and isinstance(fields.get("pad_token_id"), int) and fields["pad_token_id"] >= 0:
             pad = fields["pad_token_id"]
+        if size is None and isinstance(fields.get("vocab_size"), int) and fields["vocab_size"] > 0:
+            size = fields["vocab_size"]
         for entry in tokens.get("added_tokens") or []:
             if entry.get("special") and isinstance(entry.get("id"), int):
                 found.add(entry["id"])
-    return {"pad": pad, "all": sorted(found)}
+    return {"pad": pad, "all": sorted(found), "size": size}

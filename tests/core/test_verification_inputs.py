@@ -20,7 +20,7 @@ CAPTION_IO = parse_io_config({  # the original tool's README example: a float ma
 
 def _draw(batch: int, seed: int = 1, special=None) -> dict:
     return synthetic_inputs(CAPTION_IO, {t.name: (batch, 32) for t in CAPTION_IO.inputs}, seed=seed,
-                            special_ids=special)
+                            vocabulary=special)
 
 
 def test_roles_inferred_from_name_and_dtype_or_given():
