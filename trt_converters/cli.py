@@ -69,6 +69,8 @@ ADDED_FLAGS = [
     _option("--hardware-compatibility-level", type=click.Choice(["none", "ampere_plus", "same_compute_capability"])),
     _option("--weak-typing-fp16", is_flag=True, help="TensorRT <= 10 only: let TensorRT pick FP16 layers (BuilderFlag.FP16)."),
     _option("--calib-data", type=click.Path(), help="INT8 calibration: .npz, folder of .npy, text file, or image folder."),
+    _option("--verify-data", type=click.Path(), help="Real samples that verify every graph (formats of "
+            "--calib-data).  [default: synthetic inputs, plus samples held back from --calib-data]"),
     _option("--calib-samples", type=int, help="INT8 calibration with N synthetic samples (not representative)."),
     _option("--calib-method", help="INT8 calibration method: max, entropy, percentile, auto (the smallest measured "
             "error).  [default: max]"),

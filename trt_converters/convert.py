@@ -43,8 +43,8 @@ class RunState:
     engine_onnx: Path | None = None
     engine: Path | None = None
     graph_inputs: list[str] | None = None
-    calibration_check: tuple | None = None
     calibration_data: dict | None = None
+    real_samples: object = None  # verification_data.RealSamples once loaded; False: there are none
     vocabulary: dict | None = None  # the checkpoint's special ids, pad id and vocabulary size (synthetic ids)
 
 
@@ -134,6 +134,10 @@ def _check_required(options: ConvertOptions) -> None:
         from trt_converters.calibration import check_calibration_source
 
         check_calibration_source(options.calib_data, options.model_io_config)
+    if options.verify_data is not None:
+        from trt_converters.verification_data import check_verify_source
+
+        check_verify_source(options.verify_data, options.model_io_config)
     if options.generate_triton_config and options.triton_backend == "tensorrt_plan" and not options.generate_trt \
             and not options.resolved_engine_path().is_file():
         raise UserError(f"--generate-triton-config with --triton-backend tensorrt_plan needs an engine: pass "
@@ -145,7 +149,7 @@ def _check_targets(options: ConvertOptions) -> None:
     --overwrite), and existing artifacts without --overwrite."""
     outputs = _outputs(options)
     inputs = [(f"--{name.replace('_', '-')}", Path(getattr(options, name)))
-              for name in ("ckpt_path", "model_script_path", "calib_data", "tokenizer_path")
+              for name in ("ckpt_path", "model_script_path", "calib_data", "verify_data", "tokenizer_path")
               if getattr(options, name) is not None]
     if not options.generate_onnx:
         inputs.append(("--onnx-path", options.resolved_onnx_path()))
@@ -370,7 +374,8 @@ def _verify(state: RunState, onnx_path: Path, precision: str, label: str, output
     shapes = [{k: list(v.shape) for k, v in s.items()} for s in input_sets]
     summary = {"tolerance": vars(tolerance), "inputs": inputs_used, "input_shapes": shapes,
                "reference_std": reference_std(references),
-               **({"drawn_as": drawn_as(state.io, state.vocabulary)} if input_sets is state.input_sets else {}),
+               **({"drawn_as": drawn_as(state.io, state.vocabulary)}
+                  if state.input_sets and input_sets and input_sets[0] is state.input_sets[0] else {}),
                "outputs": [c.as_dict() for c in comparisons], "seconds": round(time.perf_counter() - started, 3)}
     if not all(c.passed for c in comparisons):
         message = failure_message(label, comparisons, tolerance)
@@ -388,32 +393,31 @@ def _verify(state: RunState, onnx_path: Path, precision: str, label: str, output
     return summary
 
 
-CALIBRATION_SAMPLES_VERIFIED = 8
-
-
 def _verification_data(state: RunState, precision: str) -> tuple[list, list, str]:
-    """Input sets, PyTorch references, and what they are.
+    """Input sets, PyTorch references, and what they are: the synthetic sets (profile min/middle/max shapes) and
+    the real samples of --verify-data or held back from --calib-data (verification_data.py). INT8 is judged on
+    the real samples alone where there are some: its scales are made for data like them (random token ids gave
+    cosine 0.87 on the real all-MiniLM-L6-v2 where real sentences gave 0.97)."""
+    from trt_converters.verification_data import load_real_samples
 
-    Synthetic inputs at the profile's min/middle/max shapes, except for INT8 with real calibration data: INT8
-    scales are judged on samples of the data they were calibrated for (random token ids lie outside that
-    distribution; on the real all-MiniLM-L6-v2 they gave cosine 0.87 where real sentences gave 0.97).
-    """
     options = state.options
-    int8 = precision.startswith("int8") or precision == "ort_int8"
-    if not (int8 and options.calib_data and Path(options.calib_data).exists() and state.model is not None):
-        return state.input_sets, state.references, f"synthetic inputs at {len(state.input_sets)} shape sets"
-    if state.calibration_check is None:
-        from trt_converters.calibration import load_calibration_data
-
-        data = load_calibration_data(state.io, state.profiles, source=options.calib_data, samples=None,
-                                     tokenizer_path=options.tokenizer_path, image_options=options.image_options)
-        state.calibration_data = data  # the INT8 lowering calibrates on it: loaded once
-        sample = {name: array[:CALIBRATION_SAMPLES_VERIFIED] for name, array in data.items()}
-        references = [_run_torch(state.model, state.io, sample, options.device)]
-        _check_finite_references(references, [], f"calibration samples of {options.calib_data}")
-        state.calibration_check = ([sample], references)
-    count = len(next(iter(state.calibration_check[0][0].values())))
-    return (*state.calibration_check, f"the first {count} calibration samples of {options.calib_data}")
+    synthetic = (state.input_sets, state.references, f"synthetic inputs at {len(state.input_sets)} shape sets")
+    if state.model is None:
+        return synthetic
+    if state.real_samples is None:
+        state.real_samples = load_real_samples(
+            state.io, state.profiles, options=options,
+            run=lambda inputs: _run_torch(state.model, state.io, inputs, options.device)) or False
+        if state.real_samples:
+            _check_finite_references(state.real_samples.references, [], state.real_samples.label)
+            if state.real_samples.calibration is not None:
+                state.calibration_data = state.real_samples.calibration  # the lowerings calibrate on the rest
+    real = state.real_samples
+    if not real:
+        return synthetic
+    if precision.startswith("int8") or precision == "ort_int8":
+        return real.input_sets, real.references, real.label
+    return (state.input_sets + real.input_sets, state.references + real.references, f"{synthetic[2]} and {real.label}")
 
 
 def _use_existing_onnx(state: RunState) -> None:

@@ -17,7 +17,7 @@ from trt_converters.errors import UserError
 from trt_converters.spec import IOSpec, describe_validation_error, load_mapping_file, parse_byte_size, parse_io_config
 
 PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
-                "calib_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
+                "calib_data", "verify_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class ConvertOptions(BaseModel):
     hardware_compatibility_level: Optional[Literal["none", "ampere_plus", "same_compute_capability"]] = None
     weak_typing_fp16: bool = False
     calib_data: Optional[Path] = None
+    verify_data: Optional[Path] = None
     calib_samples: Optional[int] = None
     calib_method: str = "max"
     calib_percentile: Optional[float] = None
@@ -151,8 +152,6 @@ class ConvertOptions(BaseModel):
         if isinstance(value, str):
             items = [item.strip() for item in value.split(",") if item.strip()]
             return items
-        if isinstance(value, tuple):  # a repeatable flag
-            return [item.strip() for part in value for item in str(part).split(",") if item.strip()]
         return value
 
     @field_validator("pipeline_instance_count", mode="before")
