@@ -65,7 +65,9 @@ def _padded_check(report: dict, checkpoint: Path, batch: int) -> tuple[float, fl
 def test_original_command_passes_fp16_on_padded_masks(run_cli, caption_checkpoint, tmp_path, batch, with_config):
     result = run_cli(_command(caption_checkpoint, tmp_path, batch, with_config))
     assert result.exit_code == 0, result.stderr
+    assert "WARNING:root" not in result.stderr and "[W]" not in result.stderr + result.stdout, "library lines"
     report = json.loads((tmp_path / "deberta_large" / "report.json").read_text())
+    assert any(line.startswith("root WARNING") for line in report["stages"]["lower_fp16"]["library_log"])
     verify = report["stages"]["lower_fp16"]["verify"]
     assert all(o["passed"] for o in verify["outputs"]) and verify["reference_std"]["output"] > 0
     assert "per-row prefixes of ones" in verify["drawn_as"]["input_mask"]
