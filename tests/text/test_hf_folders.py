@@ -24,8 +24,8 @@ TEXTS = ["I has a apple .", "", "Ünïcödé wörds, émojis 🙂 and 中文 ça
 SERVED = {"bert": "wordpiece", "roberta": "bpe", "deberta-v2": "wordpiece"}
 
 
-def _tokenizer(kind: str):
-    return bpe_tokenizer() if kind == "bpe" else wordpiece_tokenizer()
+def _tokenizer(kind: str, bpe_folder: Path):
+    return bpe_tokenizer(bpe_folder) if kind == "bpe" else wordpiece_tokenizer()
 
 
 def _hf_probabilities(folder: Path, texts: list[str]) -> np.ndarray:
@@ -46,14 +46,15 @@ def _hf_probabilities(folder: Path, texts: list[str]) -> np.ndarray:
 
 @pytest.mark.parametrize("model_type, tokenizer", [("xlm-roberta", "bpe"), ("distilbert", "wordpiece"),
                                                    ("electra", "wordpiece"), ("bert", "wordpiece")])
-def test_script_loads_hf_keys_as_saved_and_matches_transformers(tmp_path, model_type, tokenizer):
+def test_script_loads_hf_keys_as_saved_and_matches_transformers(tmp_path, model_type, tokenizer,
+                                                                roberta_tokenizer_dir):
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
     from trt_converters.loading import load_model
 
-    folder = write_hf_folder(tmp_path / model_type, model_type, _tokenizer(tokenizer))
+    folder = write_hf_folder(tmp_path / model_type, model_type, _tokenizer(tokenizer, roberta_tokenizer_dir))
     config = json.loads((folder / "config.json").read_text())
     model, info = load_model(SCRIPT, "HFSequenceClassifier", folder / "model.safetensors",
                              model_kwargs={"hf_config": config}, input_names=["input_ids", "attention_mask"])
@@ -80,7 +81,7 @@ def test_unsupported_model_type_and_missing_config_are_named(tmp_path, run_cli):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, roberta_tokenizer_dir):
     """Three architectures (BPE and WordPiece tokenizers) converted with the documented command, one server."""
     from click.testing import CliRunner
 
@@ -90,7 +91,8 @@ def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("hf_folders")
     folders = {}
     for index, (model_type, tokenizer) in enumerate(SERVED.items()):
-        folder = write_hf_folder(work / model_type, model_type, _tokenizer(tokenizer), seed=index)
+        folder = write_hf_folder(work / model_type, model_type, _tokenizer(tokenizer, roberta_tokenizer_dir),
+                                 seed=index)
         name = model_type.replace("-", "_")
         result = CliRunner().invoke(main, [str(a) for a in [
             "--config", CONFIG, "--ckpt-path", folder / "model.safetensors", "--generate-onnx",
