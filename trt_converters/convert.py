@@ -19,8 +19,8 @@ from trt_converters import library_logs, progress
 from trt_converters.atomic import Staging, atomic_write_text
 from trt_converters.errors import StageError, UserError
 from trt_converters.options import ConvertOptions
-from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs, verification_shapes
 from trt_converters.reference_check import check_references, reference_std
+from trt_converters.shapes import export_sample_shapes, profiles_for, synthetic_inputs, verification_shapes
 from trt_converters.spec import IOSpec
 from trt_converters.synthetic_inputs import drawn_as, vocabulary_of
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
@@ -417,7 +417,8 @@ def _verification_data(state: RunState, precision: str) -> tuple[list, list, str
         return synthetic
     if precision.startswith("int8") or precision == "ort_int8":
         return real.input_sets, real.references, real.label
-    return (state.input_sets + real.input_sets, state.references + real.references, f"{synthetic[2]} and {real.label}")
+    return (state.input_sets + real.input_sets, state.references + real.references,
+            f"{synthetic[2]} and {real.label}")
 
 
 def _use_existing_onnx(state: RunState) -> None:
