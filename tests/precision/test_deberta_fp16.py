@@ -80,7 +80,7 @@ def test_original_command_passes_fp16_on_padded_masks(run_cli, caption_checkpoin
 
 
 def test_fp16_failure_names_the_first_diverging_tensor(run_cli, caption_checkpoint, tmp_path):
-    result = run_cli(_command(caption_checkpoint, tmp_path, 8, False) + ["--rtol", "0", "--atol", "1e-7"])
+    result = run_cli(_command(caption_checkpoint, tmp_path, 1, False) + ["--rtol", "0", "--atol", "1e-7"])
     assert result.exit_code == 1, result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: fp16 graph does not match the reference") and "first divergence at tensor" in error
