@@ -432,7 +432,8 @@ def _derive_io(layers: dict, values: dict, sources: dict, derived: dict, model_c
     for field, value in by_layer["flag"].items():
         source = next((name for name, below in (("flag", "checkpoint"), ("checkpoint", "yaml"))
                        if by_layer[name].get(field) != by_layer[below].get(field)), "yaml")
-        if _rank(source) < _rank(sources.get("model_io_config", "default")):
+        unset = field.endswith(".value_range") and spec.input(field.split(".")[1]).value_range is None
+        if _rank(source) < _rank(sources.get("model_io_config", "default")) or unset:  # fills, never overrides
             applied[field] = value
             sources[f"model_io_config.{field}"] = source
             derived[f"model_io_config.{field}"] = {"value": value, "from": f"model_kwargs ({source})"}
