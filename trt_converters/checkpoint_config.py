@@ -41,6 +41,28 @@ def read_config_json(ckpt_path: Optional[Path]) -> Optional[tuple[Path, dict]]:
     return path, data
 
 
+def checkpoint_layer(values: dict, sources: dict) -> tuple[type | None, dict]:
+    """The options layer of the checkpoint's config.json for the merged `values` (and their `sources`): the
+    model class (when the checkpoint or a flag needs its hooks) and what the config.json sets."""
+    found = read_config_json(values.get("ckpt_path"))
+    needs_class = found is not None or sources.get("model_kwargs") == "flag"
+    model_class = None
+    if needs_class and values.get("model_script_path") and values.get("model_class_name"):
+        from trt_converters.loading import import_model_class
+
+        model_class = import_model_class(Path(values["model_script_path"]), values["model_class_name"])
+    if found is None:
+        return model_class, {}
+    path, hf_config = found
+    layer: dict = {}
+    if model_class is not None:
+        layer["model_kwargs"] = model_kwargs_from_config(model_class, hf_config, path.parent)
+    pipeline_options = pipeline_options_from_config(values.get("pipeline"), hf_config)
+    if pipeline_options:
+        layer["pipeline_options"] = pipeline_options
+    return model_class, {k: v for k, v in layer.items() if v}
+
+
 def model_kwargs_from_config(model_class, hf_config: dict, config_dir: Path) -> dict:
     hook = getattr(model_class, "hf_config_to_kwargs", None)
     if hook is None:

@@ -53,6 +53,8 @@ ADDED_FLAGS = [
     _option("--opset", type=int, help="ONNX opset.  [default: 18]"),
     _option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="ONNX exporter.  [default: auto]"),
     _option("--skip-verify", is_flag=True, help="Skip the ONNX Runtime comparison with PyTorch."),
+    _option("--allow-constant-output", multiple=True, default=(), help="Output that may be the same for every "
+            "verification sample (repeatable); otherwise such an output fails the check."),
     _option("--atol", type=float, help="Absolute tolerance (overrides the precision's default)."),
     _option("--rtol", type=float, help="Tolerance relative to the largest reference magnitude."),
     _option("--min-cosine", type=float, help="Minimum cosine similarity per output."),
@@ -64,6 +66,8 @@ ADDED_FLAGS = [
     _option("--hardware-compatibility-level", type=click.Choice(["none", "ampere_plus", "same_compute_capability"])),
     _option("--weak-typing-fp16", is_flag=True, help="TensorRT <= 10 only: let TensorRT pick FP16 layers (BuilderFlag.FP16)."),
     _option("--calib-data", type=click.Path(), help="INT8 calibration: .npz, folder of .npy, text file, or image folder."),
+    _option("--verify-data", type=click.Path(), help="Real samples that verify every graph (formats of "
+            "--calib-data).  [default: synthetic inputs, plus samples held back from --calib-data]"),
     _option("--calib-samples", type=int, help="INT8 calibration with N synthetic samples (not representative)."),
     _option("--calib-method", help="INT8 calibration method: max, entropy, percentile, auto (the smallest measured "
             "error).  [default: max]"),

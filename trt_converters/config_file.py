@@ -11,7 +11,7 @@ from trt_converters.errors import UserError
 from trt_converters.spec import load_mapping_file
 
 PATH_OPTIONS = ("ckpt_path", "model_script_path", "onnx_path", "engine_path", "triton_repo", "timing_cache",
-                "calib_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
+                "calib_data", "verify_data", "tokenizer_path", "output_dir", "report_path", "calibration_cache")
 
 
 def read_config_file(path: Path) -> dict:

@@ -100,7 +100,9 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
         served_graph = ort_lowered.graph if ort_lowered is not None else engine_graph
         packaged = package_stage(run, serving, ServedArtifacts(served_graph, built.engine if built else None,
                                                                exported.graph_inputs, openvino))
-    stages = {**({"export": exported.entry} if exported.entry is not None else {}),
+    checked = loaded.reference_check if loaded is not None else None
+    stages = {**({"reference_check": checked} if checked is not None else {}),
+              **({"export": exported.entry} if exported.entry is not None else {}),
               **({"verify_fp32": exported.verification} if exported.verification is not None else {}),
               **(lowered.report_entries() if lowered is not None else {}),
               **(ort_lowered.report_entries() if ort_lowered is not None else {}),

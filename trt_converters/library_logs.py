@@ -2,6 +2,8 @@
 
 ModelOpt reconfigures its loggers (handlers, level INFO) whenever some of its modules are imported or a
 quantization starts, so handlers cannot be relied on; a filter on the logger objects themselves stays.
+The same goes for records sent to the root logger itself (`WARNING:root:3 ops are not supported in
+'float16' ...`) and for ONNX GraphSurgeon's own logger, which prints (`[W] colored module is not installed`).
 """
 
 from __future__ import annotations
@@ -42,9 +44,39 @@ def captured(names=MODELOPT_LOGGERS, *, echo: bool = False):
     for logger in loggers:
         logger.addFilter(collector)
         logger.setLevel(logging.INFO)
+    logging.root.addFilter(collector)  # records logged on the root logger itself; its level is left alone
+    restore = _capture_graphsurgeon(lines, echo)
     try:
         yield lines
     finally:
+        restore()
+        logging.root.removeFilter(collector)
         for logger in loggers:
             logger.removeFilter(collector)
             logger.setLevel(levels[logger])
+
+
+def _capture_graphsurgeon(lines: list[str], echo: bool):
+    """Routes ONNX GraphSurgeon's printed warnings into `lines` (errors still print); returns the undo."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx_graphsurgeon") is None:
+        return lambda: None
+    from onnx_graphsurgeon.logger import G_LOGGER
+
+    printing = G_LOGGER.log
+
+    def log(message, severity, mode=None, stack_depth=2):
+        if severity >= G_LOGGER.ERROR:
+            return printing(message, severity, stack_depth=stack_depth + 1, **({"mode": mode} if mode else {}))
+        if severity < max(G_LOGGER.severity, G_LOGGER.WARNING):
+            return None
+        text = message() if callable(message) else str(message)
+        if len(lines) < MAX_LINES:
+            lines.append(f"onnx_graphsurgeon {'WARNING' if severity < G_LOGGER.ERROR else 'ERROR'}: {text}")
+        if echo:
+            print(f"  [onnx_graphsurgeon] {text}", file=sys.stderr, flush=True)
+        return None
+
+    G_LOGGER.log = log
+    return lambda: vars(G_LOGGER).pop("log", None)

@@ -91,16 +91,25 @@ def read_checkpoint(path: Path) -> dict:
         raise UserError(f"--ckpt-path {exc}") from None
 
 
-def load_weights(model, state_dict: dict, *, strict: bool = True) -> list[str]:
-    """Loads strictly by default; a mismatch raises UserError with a readable key report.
+def load_weights(model, state_dict: dict, *, strict: bool = True, checkpoint_dir: Path | None = None) -> list[str]:
+    """Loads strictly by default; a mismatch raises UserError (bad input: the checkpoint does not fit the class
+    and kwargs given, exit 2) with a readable key report.
 
+    `--no-strict` is suggested only where most tensors would load; otherwise the message says which key prefix
+    maps (`bert.` in the checkpoint where the class has `model.bert.`) and points to the Hugging Face config.
     Returns warnings (non-strict mode's missing/unexpected keys) for the report.
     """
     try:
         return torch_loading.load_weights(model, state_dict, strict=strict)
     except torch_loading.LoadError as exc:
-        raise UserError(f"{exc}. Check --model-class-name and model_kwargs (or --model-kwargs)"
-                        + (", or pass --no-strict to load what matches" if exc.part == "weights_strict" else "")) from None
+        from trt_converters.key_mismatch import mismatch_advice
+
+        adapt = getattr(model, "adapt_state_dict", None)
+        checkpoint_keys = list((adapt(dict(state_dict)) if adapt else state_dict).keys())
+        advice, most_load = mismatch_advice(list(model.state_dict()), checkpoint_keys, checkpoint_dir)
+        hint = ", or pass --no-strict to load what matches" if exc.part == "weights_strict" and most_load else ""
+        raise UserError(f"{exc}. {advice}Check --model-class-name and model_kwargs (or --model-kwargs){hint}") \
+            from None
 
 
 def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None, *, model_kwargs: dict | None = None,
@@ -122,7 +131,7 @@ def load_model(script_path: Path, class_name: str, checkpoint_path: Path | None,
     if checkpoint_path is not None:
         state_dict = read_checkpoint(Path(checkpoint_path))
         non_finite = non_finite_tensors(state_dict)
-        warnings = load_weights(model, state_dict, strict=strict)
+        warnings = load_weights(model, state_dict, strict=strict, checkpoint_dir=Path(checkpoint_path).parent)
     model.eval()
     if device != "cpu":
         model.to(device)

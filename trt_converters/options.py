@@ -53,6 +53,7 @@ class ConvertOptions(BaseModel):
     opset: int = 18
     exporter: Literal["auto", "dynamo", "legacy"] = "auto"
     skip_verify: bool = False
+    allow_constant_output: list[str] = []
     atol: Optional[float] = None
     rtol: Optional[float] = None
     min_cosine: Optional[float] = None
@@ -64,6 +65,7 @@ class ConvertOptions(BaseModel):
     hardware_compatibility_level: Optional[Literal["none", "ampere_plus", "same_compute_capability"]] = None
     weak_typing_fp16: bool = False
     calib_data: Optional[Path] = None
+    verify_data: Optional[Path] = None
     calib_samples: Optional[int] = None
     calib_method: str = "max"
     calib_percentile: Optional[float] = None
@@ -131,7 +133,7 @@ class ConvertOptions(BaseModel):
     def _bytes(cls, value):
         return parse_byte_size(value)
 
-    @field_validator("preferred_batch_sizes", "triton_inputs", mode="before")
+    @field_validator("preferred_batch_sizes", "triton_inputs", "allow_constant_output", mode="before")
     @classmethod
     def _comma_list(cls, value):
         if isinstance(value, str):
@@ -287,7 +289,9 @@ def build_options(config_values: dict, cli_values: dict, *, read_checkpoint: boo
     values, sources = _merge(layers)
     model_class = None
     if read_checkpoint:
-        model_class, layers["checkpoint"] = _checkpoint_layer(values, sources)
+        from trt_converters.checkpoint_config import checkpoint_layer
+
+        model_class, layers["checkpoint"] = checkpoint_layer(values, sources)
         values, sources = _merge(layers)
     derived: dict = {}
     _derive_io(layers, values, sources, derived, model_class)
@@ -350,29 +354,6 @@ def _rank(source: str) -> int:
     return SOURCES.index(source) if source in SOURCES else len(SOURCES)
 
 
-def _checkpoint_layer(values: dict, sources: dict):
-    """The model class (when the checkpoint or a flag needs its hooks) and what the config.json sets."""
-    from trt_converters import checkpoint_config
-
-    found = checkpoint_config.read_config_json(values.get("ckpt_path"))
-    needs_class = found is not None or sources.get("model_kwargs") == "flag"
-    model_class = None
-    if needs_class and values.get("model_script_path") and values.get("model_class_name"):
-        from trt_converters.loading import import_model_class
-
-        model_class = import_model_class(Path(values["model_script_path"]), values["model_class_name"])
-    if found is None:
-        return model_class, {}
-    path, hf_config = found
-    layer: dict = {}
-    if model_class is not None:
-        layer["model_kwargs"] = checkpoint_config.model_kwargs_from_config(model_class, hf_config, path.parent)
-    pipeline_options = checkpoint_config.pipeline_options_from_config(values.get("pipeline"), hf_config)
-    if pipeline_options:
-        layer["pipeline_options"] = pipeline_options
-    return model_class, {k: v for k, v in layer.items() if v}
-
-
 def _derive_io(layers: dict, values: dict, sources: dict, derived: dict, model_class) -> None:
     """IO values the model kwargs fix (token-id range, sequence limit, output widths) replace those of an IO
     spec from a weaker source. A value's source is the strongest layer whose kwargs changed it."""
@@ -392,7 +373,8 @@ def _derive_io(layers: dict, values: dict, sources: dict, derived: dict, model_c
     for field, value in by_layer["flag"].items():
         source = next((name for name, below in (("flag", "checkpoint"), ("checkpoint", "yaml"))
                        if by_layer[name].get(field) != by_layer[below].get(field)), "yaml")
-        if _rank(source) < _rank(sources.get("model_io_config", "default")):
+        unset = field.endswith(".value_range") and spec.input(field.split(".")[1]).value_range is None
+        if _rank(source) < _rank(sources.get("model_io_config", "default")) or unset:  # fills, never overrides
             applied[field] = value
             sources[f"model_io_config.{field}"] = source
             derived[f"model_io_config.{field}"] = {"value": value, "from": f"model_kwargs ({source})"}

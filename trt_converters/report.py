@@ -33,7 +33,7 @@ def render_table(report: dict) -> str:
             outputs = verify["outputs"]
             accuracy = (f"{max(o['max_rel_error'] for o in outputs):.1e} / "
                         f"{min(o['cosine'] for o in outputs):.6f}")
-        if stage == "verify_fp32":
+        if stage in ("verify_fp32", "reference_check"):
             continue
         size = f"{entry['bytes'] / 2**20:.1f} MiB" if "bytes" in entry else ""
         seconds = f"{entry['seconds']:.1f} s" if "seconds" in entry else ""

@@ -100,20 +100,9 @@ def _middle(low: int, high: int, avoid: int) -> int:
     return max(low, min(high, middle))
 
 
-def synthetic_inputs(io: IOSpec, shapes: dict[str, tuple[int, ...]], *, seed: int = 0) -> dict:
-    """Random inputs honouring each input's value_range: [low, high); default [0, 2) for ints, [0, 1) for floats."""
-    import numpy as np
+def synthetic_inputs(io: IOSpec, shapes: dict[str, tuple[int, ...]], *, seed: int = 0,
+                     vocabulary: dict | None = None) -> dict:
+    """Inputs drawn by role (padded masks, ids without special tokens, ...): see synthetic_inputs.py."""
+    from trt_converters import synthetic_inputs as drawing
 
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for tensor in io.inputs:
-        shape = shapes[tensor.name]
-        is_float = tensor.dtype.startswith(("float", "bfloat"))
-        low, high = tensor.value_range or ((0.0, 1.0) if is_float else (0, 2))
-        if tensor.dtype == "bool":
-            arrays[tensor.name] = rng.integers(0, 2, size=shape).astype(bool)
-        elif tensor.dtype.startswith(("int", "uint")):
-            arrays[tensor.name] = rng.integers(int(low), int(high), size=shape).astype(tensor.numpy_dtype)
-        else:
-            arrays[tensor.name] = rng.uniform(low, high, size=shape).astype(tensor.numpy_dtype)
-    return arrays
+    return drawing.synthetic_inputs(io, shapes, seed=seed, vocabulary=vocabulary)

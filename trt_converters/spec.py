@@ -1,7 +1,7 @@
 """The IO spec: what goes in and out of a model, in Triton's terms (shapes without the batch dim).
 
 The original tool's `--model-io-config` JSON (`{"inputs": [{"name", "dtype", "shape"}], "outputs": [...]}`)
-is this same structure; the optional fields add dynamic ranges and synthetic-data ranges.
+is this same structure; the optional fields add dynamic ranges, synthetic-data ranges and roles.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ TRITON_DTYPES: dict[str, str] = {
     "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL",
 }
 DYNAMIC = -1
+Role = Literal["ids", "mask", "token_type", "positions", "image", "features"]
 
 
 class TensorSpec(BaseModel):
@@ -40,6 +41,7 @@ class TensorSpec(BaseModel):
     opt_shape: Optional[list[int]] = None
     max_shape: Optional[list[int]] = None
     value_range: Optional[tuple[float, float]] = None
+    role: Optional[Role] = None  # how synthetic inputs are drawn (synthetic_inputs.py); default: from name and dtype
 
     @field_validator("name")
     @classmethod

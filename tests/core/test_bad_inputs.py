@@ -453,3 +453,22 @@ def test_existing_pipeline_models_are_refused_before_any_work(tmp_path, run_cli,
     args = _text_args(tmp_path, tiny_checkpoints) + ["--pipeline", "classifier"]
     assert_refused(run_cli, args, tmp_path,
                    f"{tmp_path / 'repo' / 'text_classifier_postprocess'} already exists; pass --overwrite")
+
+
+def test_key_mismatch_with_few_matching_tensors_names_the_prefix_and_gives_no_no_strict_hint(tmp_path, run_cli,
+                                                                                            tiny_checkpoints):
+    import json as json_module
+
+    import torch
+
+    state = torch.load(tiny_checkpoints["text"], weights_only=True)
+    wrapped = {"model.encoder_wrapper." + k.removeprefix("module."): v for k, v in state.items()}
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save(wrapped, folder / "model.pt")
+    (folder / "config.json").write_text(json_module.dumps({"architectures": ["BertForSequenceClassification"]}))
+    result = run_cli(_text_args(tmp_path, tiny_checkpoints, **{"--ckpt-path": str(folder / "model.pt")}))
+    assert_one_error_line(result, "Only 0 of the class's")
+    assert "--no-strict" not in result.stderr
+    assert "'model.encoder_wrapper.'" in result.stderr and "as the class's '(no prefix)'" in result.stderr
+    assert "configs/hf_sequence_classification.yaml" in result.stderr

@@ -51,7 +51,7 @@ def test_calibration_from_npz_and_cache_reuse(tmp_path, run_cli, tiny_checkpoint
     first = run_cli(args)
     assert first.exit_code == 0, first.stderr
     assert "warning: synthetic" not in first.stderr
-    assert "on the first 8 calibration samples of" in first.stderr
+    assert "on 8 samples of" in first.stderr and "held back from calibration" in first.stderr
     cache = (tmp_path / "calib.cache").read_text()
     (tmp_path / "calib.npz").unlink()  # a rebuild with the cache must not need the data again
     second = run_cli(args + ["--overwrite"])

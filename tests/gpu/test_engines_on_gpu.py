@@ -47,7 +47,7 @@ FIXTURE_MODELS = {
     "tiny_text": ("TinyTextModel", {
         "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "min_shape": [1], "opt_shape": [16],
                     "max_shape": [32], "value_range": [0, 50]},
-                   {"name": "input_mask", "dtype": "float32", "shape": [-1], "value_range": [1, 2]}],
+                   {"name": "input_mask", "dtype": "float32", "shape": [-1]}],  # padded rows
         "outputs": [{"name": "scores", "dtype": "float32", "shape": [3]}]}),
     "tiny_cnn": ("TinyCNN", {
         "inputs": [{"name": "images", "dtype": "float32", "shape": [3, 32, 32]}],
@@ -95,6 +95,7 @@ def _check_engine_against_pytorch(report_path: Path, script: Path | None = None)
     from trt_converters.loading import load_model
     from trt_converters.shapes import ShapeProfile, synthetic_inputs, verification_shapes
     from trt_converters.spec import parse_io_config
+    from trt_converters.synthetic_inputs import vocabulary_of
     from trt_converters.verify import DEFAULT_TOLERANCES, compare_output_sets
 
     report = json.loads(report_path.read_text())
@@ -112,7 +113,7 @@ def _check_engine_against_pytorch(report_path: Path, script: Path | None = None)
     shapes_sets = verification_shapes(profiles, {n: p.opt for n, p in profiles.items()})
     references, candidates = [], []
     for index, shapes in enumerate(shapes_sets):
-        inputs = synthetic_inputs(io, shapes, seed=200 + index)
+        inputs = synthetic_inputs(io, shapes, seed=200 + index, vocabulary=vocabulary_of(checkpoint))
         with torch.no_grad():
             outputs = model(*[torch.from_numpy(inputs[t.name]).cuda() for t in io.inputs])
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
@@ -215,3 +216,28 @@ def test_triton_serves_tensorrt_plans():
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@requires_gpu
+@pytest.mark.parametrize("batch", [8, 32])
+def test_deberta_caption_fp16_engine_matches_pytorch_on_padded_masks(tmp_path, batch):
+    """NVIDIA's original command on a DeBERTa-v3 caption classifier with realistic weights: the FP16 engine,
+    run on padded masks (a full row, a short row, random lengths), stays within the FP16 budget."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.deberta_caption import write_caption_checkpoint
+
+    checkpoint = write_caption_checkpoint(tmp_path / "ckpt")
+    io = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [128]},
+                     {"name": "input_mask", "dtype": "float32", "shape": [128]},
+                     {"name": "input_token_type_ids", "dtype": "float32", "shape": [128]}],
+          "outputs": [{"name": "output", "dtype": "float32", "shape": [1]}]}
+    script = ROOT / "model_scripts" / "deberta.py"
+    flags = ["--ckpt-path", checkpoint, "--model-script-path", script, "--model-class-name", "DebertaLargeModel",
+             "--model-io-config", json.dumps(io), "--model-name", "deberta_large", "--generate-onnx",
+             "--generate-trt", "--trt-backend", os.environ.get("TRTC_TRT_BACKEND", "auto"), "--device", "cuda",
+             "--input-size", str(batch), "128", "--max-batch-size", str(batch), "--triton-inputs",
+             "input_ids,input_mask", "--use-fp16", "--output-dir", tmp_path / "out"]
+    proc = subprocess.run([sys.executable, "-m", "trt_converters.cli", *map(str, flags)], capture_output=True,
+                          text=True, timeout=1200, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _check_engine_against_pytorch(tmp_path / "out" / "deberta_large" / "report.json", script) == []

@@ -15,7 +15,7 @@ CNN_IO = {"inputs": [{"name": "images", "dtype": "float32", "shape": [3, -1, -1]
           "outputs": [{"name": "logits", "dtype": "float32", "shape": [5]},
                       {"name": "feature_map", "dtype": "float32", "shape": [8, -1, -1]}]}
 TEXT_IO = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "value_range": [0, 50]},
-                      {"name": "input_mask", "dtype": "float32", "shape": [-1], "value_range": [1, 2]}],
+                      {"name": "input_mask", "dtype": "float32", "shape": [-1]}],
            "outputs": [{"name": "output", "dtype": "float32", "shape": [3]}]}
 
 

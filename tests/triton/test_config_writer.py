@@ -96,7 +96,7 @@ def test_warmup_is_generated_from_the_io_spec_at_batch_1_and_the_max_batch():
     ids = np.frombuffer(files[config.model_warmup[0].inputs["input_ids"].input_data_file], dtype=np.int64)
     mask = np.frombuffer(files[config.model_warmup[0].inputs["input_mask"].input_data_file], dtype=np.float32)
     assert ids.size == mask.size == 24 and ids.min() >= 0 and ids.max() < 50  # value_range [0, 50)
-    assert mask.min() >= 1 and mask.max() < 2
+    assert set(np.unique(mask)) <= {0.0, 1.0} and mask[0] == 1 and (np.diff(mask) <= 0).all()  # a padded row
 
 
 def test_text_warmup_is_a_length_prefixed_sentence():

@@ -206,12 +206,6 @@ def runs_openvino(serving, tune: bool) -> bool:
                                                  and serving.backend in BACKEND_RUNTIME)
 
 
-def quantizes(options) -> bool:
-    """Whether an OpenVINO run of these options would make an INT8 IR (it calibrates on --calib-data)."""
-    return options.openvino_precision == "int8" or (options.openvino_precision == "auto" and options.tune
-                                                   and options.cpu_runtime != "onnxruntime")
-
-
 def tune_serving(options, serving, onnx_graph: Path | None, artifacts: OpenVINOArtifacts | None, inputs: dict,
                  log: Callable) -> tuple[dict, dict]:
     """--tune across runtimes: (the ServingChoice fields of the winner, the report's `tune` stage)."""

@@ -94,8 +94,7 @@ def lower_graph(fp32_onnx: Path, out_path: Path, options: "PrecisionOptions", *,
 # Module -> the package that provides it: what ModelOpt's ONNX paths import beyond nvidia-modelopt itself
 # (its [onnx] extra would also pull onnxruntime-gpu and CuPy, which these CPU paths never use).
 REQUIRED_MODULES = {"modelopt": "nvidia-modelopt", "onnx_graphsurgeon": "onnx-graphsurgeon", "onnxslim": "onnxslim",
-                    "onnxscript": "onnxscript", "lief": "lief", "polygraphy": "polygraphy",
-                    "onnxconverter_common": "onnxconverter-common"}
+                    "onnxscript": "onnxscript", "lief": "lief", "polygraphy": "polygraphy"}
 
 
 def _require_precision_packages() -> None:

@@ -82,6 +82,20 @@ class Divergence:
                 f"next: {self.action}")
 
 
+def worst_input_set(references: list[dict], candidates: list[dict]) -> int:
+    """The index of the input set on which the candidate is furthest from the reference (lowest cosine, then the
+    largest relative error): the set to diagnose, since the others may not diverge at all."""
+    from trt_converters.verify import DEFAULT_TOLERANCES, compare_arrays
+
+    def badness(index: int) -> tuple[float, float]:
+        results = [compare_arrays(name, ref, candidates[index][name], DEFAULT_TOLERANCES["fp32"])
+                   for name, ref in references[index].items() if name in candidates[index]]
+        cosine = min((-1.0 if r.cosine != r.cosine else r.cosine for r in results), default=1.0)
+        return (-cosine, max((r.max_rel_error for r in results), default=0.0))
+
+    return max(range(len(references)), key=badness)
+
+
 def first_divergence(fp32_onnx: Path, lowered_onnx: Path, inputs: dict, *, tolerance=None) -> str | None:
     """One line naming the tensor where the lowered graph's error jumps, and what to do; None when nothing jumps."""
     found = diagnose_divergence(fp32_onnx, lowered_onnx, inputs, tolerance=tolerance)

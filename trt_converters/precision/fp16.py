@@ -1,4 +1,9 @@
-"""FP32 ONNX -> mixed FP16 ONNX: ModelOpt AutoCast first, onnxconverter-common as the fallback.
+"""FP32 ONNX -> mixed FP16 ONNX by ModelOpt AutoCast (for recurrent graphs, a second try keeps the recurrent
+layers in FP32).
+
+onnxconverter-common is not a fallback: on DeBERTa (onnxconverter-common 1.16) its graph did not load in
+ONNX Runtime (a Cast left at float32 whose output it typed float16, and after fixing that, a Div binding
+float16 and float32), so it could only ever add a rejected candidate.
 
 Constants are folded first: a folded -3.4e38 attention-mask constant is then one initializer that
 AutoCast's `init_max` check keeps in FP32, instead of a chain that overflows to -inf and then NaN in
@@ -81,14 +86,6 @@ def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None, e
             return convert(False)
 
 
-def converter_fp16(model):
-    """onnxconverter-common's FP16 conversion with the graph's IO types kept and SENSITIVE_OP_TYPES blocked."""
-    from onnxconverter_common import float16
-
-    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(SENSITIVE_OP_TYPES))
-    return float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
-
-
 def ops_kept_in_fp32(model) -> dict[str, int]:
     """Op type -> how many nodes compute in FP32 (a float32 output), Casts and shape plumbing aside."""
     import onnx
@@ -131,8 +128,7 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
         _require_finite(reference[0])
     notes: list[str] = []
     attempts = []
-    converters = [("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs)),
-                  ("onnxconverter-common", lambda: converter_fp16(folded))]
+    converters = [("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs))]
     if any(node.op_type in RECURRENT_OP_TYPES for node in folded.graph.node):
         converters.append(("ModelOpt AutoCast with recurrent layers in FP32", lambda: autocast_fp16(
             folded, work_dir, check_inputs, tuple(RECURRENT_OP_TYPES + RECURRENT_NEIGHBOUR_OP_TYPES))))

@@ -2,7 +2,7 @@
 
     checks.py        refusals before any work (missing options, artifact paths)
     context.py       what every stage of the run shares (options, staging area, IO spec, profiles) and logging
-    references.py    load the model; the PyTorch reference outputs and calibration samples, loaded once
+    references.py    load the model; the PyTorch reference outputs (synthetic and real samples), loaded once
     verification.py  one ONNX graph against the references
     export.py        PyTorch -> verified FP32 ONNX (or an existing --onnx-path)
     lower.py         FP16 / INT8 Q/DQ for TensorRT, and --precision auto

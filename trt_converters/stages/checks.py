@@ -41,6 +41,10 @@ def check_required(options: ConvertOptions, serving: ServingChoice) -> None:
         from trt_converters.calibration import check_calibration_source
 
         check_calibration_source(options.calib_data, options.model_io_config)
+    if options.verify_data is not None:
+        from trt_converters.verification_data import check_verify_source
+
+        check_verify_source(options.verify_data, options.model_io_config)
     if options.generate_triton_config and serving.backend == TENSORRT_PLAN and not options.generate_trt \
             and not options.resolved_engine_path().is_file():
         raise UserError(f"--generate-triton-config with --triton-backend tensorrt_plan needs an engine: pass "
@@ -52,7 +56,7 @@ def check_targets(options: ConvertOptions, serving: ServingChoice) -> None:
     --overwrite), and existing artifacts without --overwrite."""
     outputs = planned_outputs(options, serving)
     inputs = [(f"--{name.replace('_', '-')}", Path(getattr(options, name)))
-              for name in ("ckpt_path", "model_script_path", "calib_data", "tokenizer_path")
+              for name in ("ckpt_path", "model_script_path", "calib_data", "verify_data", "tokenizer_path")
               if getattr(options, name) is not None]
     if not options.generate_onnx:
         inputs.append(("--onnx-path", options.resolved_onnx_path()))

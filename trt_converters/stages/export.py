@@ -31,7 +31,7 @@ def export_graph(run: RunContext, loaded: LoadedModel, verifier: Verifier) -> Ex
     from trt_converters.export import export_onnx
 
     options = run.options
-    sample = synthetic_inputs(run.io, loaded.export_shapes, seed=0)
+    sample = synthetic_inputs(run.io, loaded.export_shapes, seed=0, vocabulary=loaded.vocabulary)
     target = run.staged(options.resolved_onnx_path())
     exporters = ["legacy", "dynamo"] if options.exporter == "auto" else [options.exporter]
     attempts = []

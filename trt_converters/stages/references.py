@@ -1,59 +1,68 @@
 """The model and what every graph is verified against: PyTorch reference outputs on synthetic inputs at the
-profile's shapes and, for INT8 with real calibration data, on the first calibration samples. Loaded once, up
-front, into frozen values."""
+profile's shapes (checked to vary with the inputs: reference_check.py) and on the real samples of --verify-data
+or held back from --calib-data (verification_data.py). Loaded once, up front, into frozen values."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from trt_converters.errors import UserError
 from trt_converters.shapes import export_sample_shapes, synthetic_inputs, verification_shapes
 from trt_converters.spec import IOSpec
 from trt_converters.stages.context import RunContext, file_facts, log, to_device
 
-CALIBRATION_SAMPLES_VERIFIED = 8
-INT8_GRAPHS = ("int8", "int8_fp16", "ort_int8")  # graphs judged on calibration samples where there are some
+INT8_GRAPHS = ("int8", "int8_fp16", "ort_int8")  # graphs judged on the real samples alone where there are some
 
 
 @dataclass(frozen=True)
 class ReferenceSet:
-    """Input sets, the PyTorch outputs on them, and what they are (for the report)."""
+    """Input sets, the PyTorch outputs on them, and what they are (for the report). `drawn_as`: how the
+    synthetic inputs among them were drawn, per input (None: real samples only)."""
 
     input_sets: list
     references: list
     label: str
+    drawn_as: dict | None = None
 
 
 @dataclass(frozen=True)
 class VerificationData:
-    """What graphs are verified against: synthetic inputs at the profile's min/middle/max shapes, and for INT8
-    with real calibration data the first calibration samples (INT8 scales are judged on samples of the data they
-    were calibrated for: on the real all-MiniLM-L6-v2 random token ids gave cosine 0.87 where real sentences gave
-    0.97). `calibration`: every calibration array, which the INT8 lowerings calibrate on."""
+    """What graphs are verified against: synthetic inputs at the profile's min/middle/max shapes, and the real
+    samples of --verify-data or held back from --calib-data, which join every verification. INT8 is judged on the
+    real samples alone where there are some: its scales are made for data like them (random token ids gave cosine
+    0.87 on the real all-MiniLM-L6-v2 where real sentences gave 0.97). `calibration`: the calibration arrays
+    without the held-back samples, which the INT8 lowerings calibrate on (None: they read --calib-data)."""
 
     synthetic: ReferenceSet
-    calibration_samples: ReferenceSet | None = None
+    real: ReferenceSet | None = None
     calibration: dict | None = None
 
     def for_precision(self, precision: str) -> ReferenceSet:
-        if precision in INT8_GRAPHS and self.calibration_samples is not None:
-            return self.calibration_samples
-        return self.synthetic
+        if self.real is None:
+            return self.synthetic
+        if precision in INT8_GRAPHS:
+            return self.real
+        return ReferenceSet(self.synthetic.input_sets + self.real.input_sets,
+                            self.synthetic.references + self.real.references,
+                            f"{self.synthetic.label} and {self.real.label}", self.synthetic.drawn_as)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """The PyTorch model, its report entry, and the data verification runs on."""
+    """The PyTorch model, its report entry, the data verification runs on, the checkpoint's vocabulary (special
+    ids, pad id, size: synthetic token ids) and the report's `reference_check` entry (None: not verified)."""
 
     model: object
     entry: dict
     data: VerificationData
     export_shapes: dict
+    vocabulary: dict
+    reference_check: dict | None = None
 
 
 def load_model_and_references(run: RunContext) -> LoadedModel:
     from trt_converters.loading import load_model
+    from trt_converters.synthetic_inputs import drawn_as, vocabulary_of
 
     options = run.options
     log(f"[load] {options.model_class_name} from {options.model_script_path}, weights {options.ckpt_path}")
@@ -65,36 +74,43 @@ def load_model_and_references(run: RunContext) -> LoadedModel:
                                              for k in load_info["kwargs"]},
              "checkpoint": file_facts(options.ckpt_path)}
     export_shapes = export_sample_shapes(run.profiles, options.input_size)
-    input_sets = [synthetic_inputs(run.io, shapes, seed=i + 1)
+    vocabulary = vocabulary_of(options.tokenizer_path, options.ckpt_path)
+    input_sets = [synthetic_inputs(run.io, shapes, seed=i + 1, vocabulary=vocabulary)
                   for i, shapes in enumerate(verification_shapes(run.profiles, export_shapes))]
     references = [run_torch(model, run.io, inputs, options.device) for inputs in input_sets]
     check_finite_references(references, load_info["non_finite_weights"])
-    synthetic = ReferenceSet(input_sets, references, f"synthetic inputs at {len(input_sets)} shape sets")
-    data = VerificationData(synthetic)
-    if _verifies_int8_on_calibration_data(options):
-        data = _with_calibration_samples(run, model, synthetic)
-    return LoadedModel(model, entry, data, export_shapes)
+    synthetic = ReferenceSet(input_sets, references, f"synthetic inputs at {len(input_sets)} shape sets",
+                             drawn_as(run.io, vocabulary))
+    if options.skip_verify:
+        return LoadedModel(model, entry, VerificationData(synthetic), export_shapes, vocabulary)
+    reference_check = _check_references(run, model, synthetic, vocabulary)
+    return LoadedModel(model, entry, _with_real_samples(run, model, synthetic), export_shapes, vocabulary,
+                       reference_check)
 
 
-def _verifies_int8_on_calibration_data(options) -> bool:
-    from trt_converters.openvino_cpu.stage import quantizes
+def _check_references(run: RunContext, model, synthetic: ReferenceSet, vocabulary: dict) -> dict:
+    """The report's `reference_check` entry; a StageError for an output that does not vary with the inputs."""
+    from trt_converters.reference_check import check_references
 
-    int8 = options.precision_mode in ("int8", "int8_fp16", "auto") or options.onnx_int8 or quantizes(options)
-    return bool(int8 and not options.skip_verify and options.calib_data and Path(options.calib_data).exists())
+    device = run.options.device
+    return check_references(
+        lambda inputs: run_torch(model, run.io, inputs, device), synthetic.input_sets, synthetic.references,
+        redraw=lambda inputs: synthetic_inputs(run.io, {k: v.shape for k, v in inputs.items()}, seed=1000,
+                                               vocabulary=vocabulary),
+        allow_constant=run.options.allow_constant_output)
 
 
-def _with_calibration_samples(run: RunContext, model, synthetic: ReferenceSet) -> VerificationData:
-    from trt_converters.calibration import load_calibration_data
+def _with_real_samples(run: RunContext, model, synthetic: ReferenceSet) -> VerificationData:
+    """The synthetic set, and the real samples with their references where the options name some."""
+    from trt_converters.verification_data import load_real_samples
 
     options = run.options
-    data = load_calibration_data(run.io, run.profiles, source=options.calib_data, samples=None,
-                                 tokenizer_path=options.tokenizer_path, image_options=options.image_options)
-    sample = {name: array[:CALIBRATION_SAMPLES_VERIFIED] for name, array in data.items()}
-    references = [run_torch(model, run.io, sample, options.device)]
-    check_finite_references(references, [], f"calibration samples of {options.calib_data}")
-    count = len(next(iter(sample.values())))
-    label = f"the first {count} calibration samples of {options.calib_data}"
-    return VerificationData(synthetic, ReferenceSet([sample], references, label), data)
+    real = load_real_samples(run.io, run.profiles, options=options,
+                             run=lambda inputs: run_torch(model, run.io, inputs, options.device))
+    if real is None:
+        return VerificationData(synthetic)
+    check_finite_references(real.references, [], real.label)
+    return VerificationData(synthetic, ReferenceSet(real.input_sets, real.references, real.label), real.calibration)
 
 
 def run_torch(model, io: IOSpec, inputs: dict, device: str) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trt_converters.errors import StageError
 from trt_converters.precision.options import PrecisionOptions
+from trt_converters.reference_check import reference_std
 from trt_converters.stages.context import log
 from trt_converters.stages.references import VerificationData
 from trt_converters.verify import DEFAULT_TOLERANCES, Tolerance, compare_output_sets, failure_message
@@ -36,13 +37,16 @@ class Verifier:
         comparisons = compare_output_sets(data.references, candidates, tolerance)
         shapes = [{k: list(v.shape) for k, v in s.items()} for s in data.input_sets]
         summary = {"tolerance": vars(tolerance), "inputs": data.label, "input_shapes": shapes,
+                   "reference_std": reference_std(data.references),
+                   **({"drawn_as": data.drawn_as} if data.drawn_as is not None else {}),
                    "outputs": [c.as_dict() for c in comparisons], "seconds": round(time.perf_counter() - started, 3)}
         if not all(c.passed for c in comparisons):
             message = failure_message(label, comparisons, tolerance)
             if precision != "fp32" and self.fp32_onnx is not None:
-                from trt_converters.precision.diagnose import first_divergence
+                from trt_converters.precision.diagnose import first_divergence, worst_input_set
 
-                divergence = first_divergence(self.fp32_onnx, onnx_path, data.input_sets[0], tolerance=tolerance)
+                worst_set = data.input_sets[worst_input_set(data.references, candidates)]
+                divergence = first_divergence(self.fp32_onnx, onnx_path, worst_set, tolerance=tolerance)
                 if divergence:
                     message += f"; first divergence: {divergence}"
             raise StageError(message)

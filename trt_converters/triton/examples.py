@@ -114,14 +114,16 @@ def _concrete(dims, length: int) -> list[int]:
 
 
 def _tensor_value(spec: InputSpec, length: int = DEFAULT_DYNAMIC):
-    """A valid tensor for one batch row: ones for integers (a token id, a set mask bit), 0.5 for floats."""
+    """A valid tensor for one batch row: ones for integers and masks (a token id, a set mask bit: a float mask of
+    0.5 is cast to 0 by the models that take one, which masks every token), 0.5 for other floats."""
     import numpy as np
 
     shape = _concrete(spec.dims, length)
     dtype = _numpy_dtype(spec.datatype)
     if dtype == bool:
         return np.ones(shape, dtype=bool)
-    return np.full(shape, 1 if np.issubdtype(dtype, np.integer) else 0.5, dtype=dtype)
+    whole = np.issubdtype(dtype, np.integer) or "mask" in spec.name.lower()
+    return np.full(shape, 1 if whole else 0.5, dtype=dtype)
 
 
 def sample_image_png(size: tuple[int, int] = (96, 64)) -> bytes:
