@@ -76,8 +76,12 @@ def test_int8_core_calibrated_on_text_stays_close_to_pytorch(served):
 
     report = served["reports"]["e5_int8"]
     stage = report["stages"]["openvino"]
-    assert stage["chosen"] == "int8" and stage["int8"]["samples"] == len(CALIBRATION_TEXT)
-    assert stage["precisions"]["int8"]["met_budget"] and "calibration samples" in stage["precisions"]["int8"]["inputs"]
+    from trt_converters.verification_data import HELD_BACK
+
+    held_back = min(HELD_BACK, len(CALIBRATION_TEXT) // 4)  # verify INT8 instead of calibrating it
+    assert stage["chosen"] == "int8" and stage["int8"]["samples"] == len(CALIBRATION_TEXT) - held_back
+    assert stage["precisions"]["int8"]["met_budget"]
+    assert "held back from calibration" in stage["precisions"]["int8"]["inputs"]
     assert (served["work"] / "repo" / "e5_int8" / "1" / "model.xml").is_file()
     tokenizer = AutoTokenizer.from_pretrained(str(served["tokenizer"]))
     expected = torch_rows(served["model"], tokenizer, SENTENCES, prefix="query: ")

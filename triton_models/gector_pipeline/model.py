@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.gector_decoding import Decoding, GectorLabels, correct_sentences  # noqa: E402
 from serving_runtime.hf_tokenizer import initialize_text_model  # noqa: E402
-from serving_runtime.triton_io import call_model, error_response, exception_response, parameter  # noqa: E402
+from serving_runtime.triton_io import call_model, exception_response, parameter  # noqa: E402
 from serving_runtime.verb_forms import load_verb_forms  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
@@ -65,17 +65,7 @@ class TritonPythonModel:
         return call_model(self.core_model, inputs, [self.labels_output, self.detect_output])
 
     def execute(self, requests):
-        responses = [None] * len(requests)
-        sentences, owners = [], []
-        for index, request in enumerate(requests):
-            tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
-            if tensor is None:
-                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}",
-                                                  invalid_request=True)
-                continue
-            array = tensor.as_numpy()
-            owners.append((index, len(sentences), array.shape))
-            sentences += triton_io.texts(array)
+        responses, sentences, owners = triton_io.gather_texts(requests, self.text_input, self.model_name)
         if not sentences:
             return responses
         try:

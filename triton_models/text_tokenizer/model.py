@@ -25,7 +25,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_runtime import triton_io  # noqa: E402
 from serving_runtime.hf_tokenizer import initialize_text_model  # noqa: E402
-from serving_runtime.triton_io import error_response, parameter  # noqa: E402
+from serving_runtime.triton_io import parameter  # noqa: E402
 
 # pip packages this model needs besides the python backend (the repository's requirements.txt)
 REQUIRES = ("numpy", "tokenizers", "transformers")
@@ -83,20 +83,11 @@ class TritonPythonModel:
                 "token_type_ids": np.pad(fields["token_type_ids"], extra, constant_values=0)}
 
     def execute(self, requests):
-        responses = [None] * len(requests)
-        texts, owners = [], []
-        for index, request in enumerate(requests):
-            tensor = pb_utils.get_input_tensor_by_name(request, self.text_input)
-            if tensor is None:
-                responses[index] = error_response(f"{self.model_name}: missing input {self.text_input!r}",
-                                                  invalid_request=True)
-                continue
-            batch = triton_io.texts(tensor.as_numpy())
-            owners.append((index, len(texts), len(batch)))
-            texts += batch
+        responses, texts, owners = triton_io.gather_texts(requests, self.text_input, self.model_name)
         if texts:
             fields = self._encode(texts)
-            for index, start, count in owners:
+            for index, start, shape in owners:
+                count = int(np.prod(shape))
                 tensors = [pb_utils.Tensor(name, np.ascontiguousarray(fields[role][start:start + count]).astype(dtype))
                            for name, role, dtype in self.outputs]
                 responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)

@@ -27,6 +27,25 @@ def texts(array) -> list[str]:
     return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
 
 
+def gather_texts(requests, name: str, model_name: str) -> tuple[list, list[str], list[tuple]]:
+    """The texts of every request's TYPE_STRING input `name`, in one list for one batched call.
+
+    Returns (responses: an INVALID_ARG answer where the input is missing, else None; the texts; one
+    (request index, first text's position, the input's shape) per request that sent it)."""
+    import triton_python_backend_utils as pb_utils
+
+    responses, gathered, owners = [None] * len(requests), [], []
+    for index, request in enumerate(requests):
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            responses[index] = error_response(f"{model_name}: missing input {name!r}", invalid_request=True)
+            continue
+        array = tensor.as_numpy()
+        owners.append((index, len(gathered), array.shape))
+        gathered += texts(array)
+    return responses, gathered, owners
+
+
 def optional_input(request, name: str):
     """The named input as numpy, or None when the request does not carry it."""
     import triton_python_backend_utils as pb_utils
