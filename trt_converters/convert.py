@@ -24,7 +24,7 @@ def run_conversion(options: ConvertOptions) -> dict:
         from trt_converters.storage.publish import convert_to_remote
 
         return convert_to_remote(options, run_conversion)
-    from trt_converters.stages.checks import check_required, check_targets
+    from trt_converters.stages.checks import check_memory, check_required, check_targets
     from trt_converters.triton.backends import choose_serving
 
     serving = choose_serving(options)
@@ -32,12 +32,14 @@ def run_conversion(options: ConvertOptions) -> dict:
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
     check_targets(options, serving)
+    memory = check_memory(options, serving)
     for key, derived in options.derived_values().items():
         log(f"[options] {key} = {derived['value']} (from {derived['from']})")
     if options.generate_triton_config:
         _check_serving(options, serving, profiles)
     with Staging() as staging:
         report = _run_stages(RunContext(options, staging, io, profiles), serving)
+        report["memory"].update(memory)
         from trt_converters.report import render_json
 
         atomic_write_text(staging.path_for(options.resolved_report_path()), render_json(report))
@@ -81,6 +83,8 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     verifier = Verifier(loaded.data, budgets) if loaded is not None else None
     with memory.measure("export"):
         exported = export_graph(run, loaded, verifier) if loaded is not None else existing_graph(run, serving)
+    if loaded is not None and not (options.onnx_int8 == "dynamic" and options.ort_fusion):
+        loaded = replace(loaded, model=None)  # the references are taken and the graph exported: freed here
     if verifier is not None and not options.skip_verify:
         verifier = Verifier(verifier.data, budgets, exported.onnx)
     else:
@@ -94,6 +98,7 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     if options.onnx_int8:
         with memory.measure("ort_int8"):
             ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, loaded, verifier)
+        loaded = replace(loaded, model=None) if loaded is not None else None  # its fusable re-export is done
     if runs_openvino(serving, options.tune):
         with memory.measure("openvino"):
             openvino = openvino_stage(run, exported.onnx, loaded, verifier)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+from dataclasses import dataclass
 from pathlib import Path
 
 STATUS = Path("/proc/self/status")
@@ -21,18 +22,32 @@ MB = 2**20
 _child_peaks_mb: list[float] = []  # peaks children reported of themselves (onnx_runner), read by StagePeaks
 
 
-def vmhwm_mb(status_text: str | None = None) -> float | None:
-    """The process's resident high-water mark in MiB from /proc/self/status (None where there is none)."""
+def vmhwm_mb(status_text: str | None = None, field: str = "VmHWM") -> float | None:
+    """The process's resident high-water mark (`field` VmRSS: its resident size now) in MiB from
+    /proc/self/status (None where there is none)."""
     if status_text is None:
         try:
             status_text = STATUS.read_text()
         except OSError:
             return None
     for line in status_text.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             value, unit = line.split()[1:3]
             return int(value) * {"kB": 1024, "mB": MB}.get(unit, 1024) / MB
     return None
+
+
+def release() -> None:
+    """Returns what the stages freed to the system: cycles collected, and glibc's free heap pages trimmed (a
+    stage's garbage would otherwise stay resident through the next stages)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def reset_peak() -> bool:
@@ -59,10 +74,13 @@ class StagePeaks:
 
     def __init__(self) -> None:
         self.peaks: dict[str, float] = {}
+        self.at_start: dict[str, float] = {}  # resident MiB when the stage began (what earlier stages left)
         self.resettable = True
 
     @contextlib.contextmanager
     def measure(self, stage: str):
+        release()
+        self.at_start[stage] = round(vmhwm_mb(field="VmRSS") or 0.0, 1)
         self.resettable = reset_peak() and self.resettable
         children_before, reported_before = children_peak_mb(), len(_child_peaks_mb)
         try:
@@ -81,8 +99,137 @@ class StagePeaks:
 
     def as_report(self) -> dict:
         """The report's `memory` entry: each stage's peak and the run's (the largest)."""
-        report = {"stages_peak_rss_mb": dict(self.peaks),
+        report = {"stages_peak_rss_mb": dict(self.peaks), "stages_start_rss_mb": dict(self.at_start),
                   "process_peak_rss_mb": max(self.peaks.values(), default=0.0)}
         if not self.resettable:
             report["note"] = "VmHWM could not be reset here: each stage's figure is the process's peak so far"
         return report
+
+
+# Each stage's peak resident MiB as INTERCEPT + SLOPE x the FP32 weights' MiB (the checkpoint file), fitted on the
+# peaks report.json recorded (benchmarks/conversion_memory.py) for all-MiniLM-L6-v2 (87 MiB) and RoBERTa-base
+# (476 MiB) at the configs' profiles (batch 8, 128 tokens; INT8 on 32 calibration sentences). Activations at
+# larger profiles are not in it.
+STAGE_COST = {
+    "load": (566.0, 2.2),
+    "export": (463.0, 4.1),
+    "lower_fp16": (833.0, 15.6),
+    "build": (920.0, 7.9),
+}
+TWO_LOWERINGS = ("auto",)  # --precision auto may run the INT8 and the FP16 lowering one after the other
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The run's estimated peak (the largest stage's) and each stage's, in MiB, from `weights_mb`."""
+
+    weights_mb: float
+    stages: dict
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.stages.values(), default=0.0)
+
+    @property
+    def largest(self) -> str:
+        return max(self.stages, key=self.stages.get)
+
+
+def weights_megabytes(options) -> float:
+    """The FP32 weights' MiB: the checkpoint (a file, or a folder's files) with --generate-onnx, else the ONNX
+    graph with its external data."""
+    if options.generate_onnx and options.ckpt_path is not None:
+        path = Path(options.ckpt_path)
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    else:
+        graph = options.resolved_onnx_path()
+        files = [graph, Path(f"{graph}.data")]
+    return sum(p.stat().st_size for p in files if p.is_file()) / MB
+
+
+def stages_asked(options, openvino: bool = False) -> list[str]:
+    """The stages this run's options ask for, by their cost's name (STAGE_COST)."""
+    stages = ["load", "export"] if options.generate_onnx else []
+    if options.precision_mode in ("int8", "int8_fp16", "auto"):
+        stages.append("lower_int8")
+    if options.precision_mode in ("fp16", "auto"):
+        stages.append("lower_fp16")
+    if options.onnx_int8:
+        stages.append(f"ort_int8_{options.onnx_int8}")
+    if openvino:
+        stages.append("openvino")
+    if options.generate_trt:
+        stages.append("build")
+    return stages
+
+
+def estimate_peak(options, openvino: bool = False) -> Estimate:
+    weights = weights_megabytes(options)
+    costs = {stage: STAGE_COST.get(stage, STAGE_COST["export"]) for stage in stages_asked(options, openvino)}
+    return Estimate(round(weights, 1), {stage: round(base + slope * weights, 1)
+                                        for stage, (base, slope) in costs.items()})
+
+
+def available_memory(limit: int | None = None) -> tuple[float, str]:
+    """MiB this process may still use, and where the figure comes from: --memory-limit where given, else the
+    smaller of the cgroup's room (v2 memory.max - memory.current, v1 limit_in_bytes - usage_in_bytes) and
+    MemAvailable."""
+    if limit is not None:
+        return limit / MB, "--memory-limit"
+    found = [(_mem_available(), "MemAvailable")]
+    room = _cgroup_room()
+    if room is not None:
+        found.append((room, "the cgroup's memory limit"))
+    found = [(value, source) for value, source in found if value is not None]
+    if not found:
+        return float("inf"), "unknown"
+    value, source = min(found)
+    return value / MB, source
+
+
+def _mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The limit minus the usage of this process's cgroup (None: no limit, or none readable)."""
+    for limit_name, usage_name in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit, usage = (root / limit_name).read_text().strip(), (root / usage_name).read_text().strip()
+        except OSError:
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:
+            return None
+        return max(0, int(limit) - int(usage))
+    return None
+
+
+# What leaves a stage out of the run (the refusal names it with what the run would need without it)
+SKIPPED_BY = {"lower_fp16": "without --use-fp16", "lower_int8": "without --use-int8",
+              "ort_int8_dynamic": "without --onnx-int8", "ort_int8_static": "without --onnx-int8",
+              "openvino": "without the OpenVINO runtime", "build": "without --generate-trt"}
+
+
+def refusal(estimate: Estimate, available_mb: float, source: str) -> str | None:
+    """The one line that stops a run estimated to need more than is available (None: it fits)."""
+    if estimate.peak_mb <= available_mb:
+        return None
+    gib = lambda mb: f"{mb / 1024:.1f} GiB"  # noqa: E731
+    lower = []
+    stages = dict(estimate.stages)
+    while stages and max(stages.values()) > available_mb and max(stages, key=stages.get) in SKIPPED_BY:
+        largest = max(stages, key=stages.get)
+        lower.append(SKIPPED_BY[largest])
+        del stages[largest]
+        lower[-1] += f" it needs about {gib(max(stages.values(), default=0.0))}"
+    fix = "; ".join(lower) if lower else "the model's weights alone need more"
+    return (f"this conversion needs about {gib(estimate.peak_mb)} of memory at its peak ({estimate.largest} of "
+            f"{estimate.weights_mb:,.0f} MiB of weights) but {gib(available_mb)} is available ({source}); "
+            f"{fix}; convert on a larger machine, or pass --memory-limit SIZE if more is free than {source} says")
