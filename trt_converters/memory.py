@@ -222,14 +222,14 @@ def refusal(estimate: Estimate, available_mb: float, source: str) -> str | None:
     if estimate.peak_mb <= available_mb:
         return None
     gib = lambda mb: f"{mb / 1024:.1f} GiB"  # noqa: E731
-    lower = []
-    stages = dict(estimate.stages)
+    stages, dropped, lower = dict(estimate.stages), [], []
     while stages and max(stages.values()) > available_mb and max(stages, key=stages.get) in SKIPPED_BY:
         largest = max(stages, key=stages.get)
-        lower.append(SKIPPED_BY[largest])
         del stages[largest]
-        lower[-1] += f" it needs about {gib(max(stages.values(), default=0.0))}"
-    fix = "; ".join(lower) if lower else "the model's weights alone need more"
-    return (f"this conversion needs about {gib(estimate.peak_mb)} of memory at its peak ({estimate.largest} of "
-            f"{estimate.weights_mb:,.0f} MiB of weights) but {gib(available_mb)} is available ({source}); "
-            f"{fix}; convert on a larger machine, or pass --memory-limit SIZE if more is free than {source} says")
+        dropped.append(SKIPPED_BY[largest].removeprefix("without "))
+        lower.append(f"without {' and '.join(dropped)} about {gib(max(stages.values(), default=0.0))}")
+    fix = f"it needs {', '.join(lower)}" if lower else "its export alone needs more"
+    override = "" if source == "--memory-limit" else "; --memory-limit SIZE overrides the figure"
+    return (f"this conversion needs about {gib(estimate.peak_mb)} of memory at its peak ({estimate.largest}, "
+            f"{estimate.weights_mb:,.0f} MiB of weights) but {gib(available_mb)} is available ({source}); {fix}; "
+            f"convert on a machine with more free memory{override}")
