@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (DEFAULT_WORK, FAMILIES, ROOT, Family, load_average, machine_line, markdown_table,  # noqa: E402
+from common import (DEFAULT_WORK, FAMILIES, RESULTS, ROOT, Family, load_average, machine_line, markdown_table,  # noqa: E402
                     prepare, write_results)
 from conversion_speed import calibration_flags  # noqa: E402
 
@@ -137,6 +137,9 @@ def markdown(results: list[dict], machine: str) -> str:
                      "yes" if process <= result["bound_mb"] else "**no**"])
     lines.append(markdown_table(["model", "precision", "stage", "peak RSS MiB", "seconds", "bound MiB", "within"],
                                 rows))
+    missing = [model for model in MODELS if model not in {result["model"] for result in results}]
+    if missing:
+        lines += ["", f"Not measured in this run: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +158,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each conversion (seconds vary, memory not)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((RESULTS / "conversion_memory.json").read_text())
+        write_results("conversion_memory", markdown(saved["results"], saved["machine"]), saved)
+        return
     machine = machine_line()
     results = [measure(model, precision, args.work, args.repeats, args.timeout)
                for model in args.models.split(",") for precision in args.precisions.split(",")]
