@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (DEFAULT_WORK, FAMILIES, RESULTS, ROOT, Family, load_average, machine_line, markdown_table,  # noqa: E402
-                    prepare, write_results)
+from common import (DEFAULT_WORK, FAMILIES, RESULTS, ROOT, Family, load_average, machine_line,  # noqa: E402
+                    markdown_table, prepare, write_results)
 from conversion_speed import calibration_flags  # noqa: E402
 
 CALIBRATION_SAMPLES = 32
