@@ -201,10 +201,25 @@ def _mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """The limit minus the usage of this process's cgroup (None: no limit, or none readable)."""
-    for limit_name, usage_name in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+def _cgroup_room(root: Path = Path("/sys/fs/cgroup"), cgroups: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The limit minus the usage of this process's cgroup (None: no limit, or none readable): its own folder
+    where /proc/self/cgroup names one under the mount, else the mount's root (a container's own cgroup)."""
+    own = {"v2": "", "v1": ""}
+    try:
+        for line in cgroups.read_text().splitlines():
+            number, controllers, path = line.split(":", 2)
+            if number == "0" and controllers == "":
+                own["v2"] = path.strip("/")
+            elif "memory" in controllers.split(","):
+                own["v1"] = path.strip("/")
+    except (OSError, ValueError):
+        pass
+    candidates = [(f"{own['v2']}/memory.max", f"{own['v2']}/memory.current"),
+                  (f"memory/{own['v1']}/memory.limit_in_bytes", f"memory/{own['v1']}/memory.usage_in_bytes"),
+                  ("memory.max", "memory.current"),
+                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")]
+    for limit_name, usage_name in candidates:
+        limit_name, usage_name = limit_name.lstrip("/").replace("//", "/"), usage_name.lstrip("/").replace("//", "/")
         try:
             limit, usage = (root / limit_name).read_text().strip(), (root / usage_name).read_text().strip()
         except OSError:

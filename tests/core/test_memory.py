@@ -112,15 +112,21 @@ def test_available_memory_is_the_smallest_known(tmp_path):
     v2.mkdir()
     (v2 / "memory.max").write_text("max\n")
     (v2 / "memory.current").write_text("5\n")
-    assert memory._cgroup_room(v2) is None
+    assert memory._cgroup_room(v2, cgroups=tmp_path / "none") is None
     (v2 / "memory.max").write_text(f"{8 * 2**30}\n")
     (v2 / "memory.current").write_text(f"{2**30}\n")
-    assert memory._cgroup_room(v2) == 7 * 2**30
+    assert memory._cgroup_room(v2, cgroups=tmp_path / "none") == 7 * 2**30
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
     (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{4 * 2**30}\n")
     (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{2**30}\n")
-    assert memory._cgroup_room(v1) == 3 * 2**30
+    assert memory._cgroup_room(v1, cgroups=tmp_path / "none") == 3 * 2**30
+    nested = v2 / "user.slice" / "job"
+    nested.mkdir(parents=True)
+    (nested / "memory.max").write_text(f"{2 * 2**30}\n")
+    (nested / "memory.current").write_text(f"{2**29}\n")
+    (tmp_path / "cgroup").write_text("0::/user.slice/job\n")
+    assert memory._cgroup_room(v2, cgroups=tmp_path / "cgroup") == 3 * 2**29
 
 
 def test_refusal_names_need_availability_and_the_flags_that_lower_it():
