@@ -21,6 +21,8 @@ SECTIONS = [
     ("cpu_models_tiny", "python benchmarks/cpu_models.py --size tiny"),
     ("conversion_cost", "python benchmarks/conversion_cost.py"),
     ("conversion_speed", "python benchmarks/conversion_speed.py (before/after runs, then --table)"),
+    ("conversion_memory", "python benchmarks/conversion_memory.py (--models minilm,roberta-base where DeBERTa-v3-large "
+                          "does not fit)"),
     ("minilm_int8_accuracy", "python benchmarks/minilm_int8_accuracy.py"),
     ("serving_pipelines", "python benchmarks/serving_pipelines.py"),
     ("cpu_serving", "python benchmarks/cpu_serving.py (ONNX Runtime INT8 serving; written by its own script)"),

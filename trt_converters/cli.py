@@ -46,6 +46,8 @@ ORIGINAL_FLAGS = [
 
 ADDED_FLAGS = [
     MODEL_FLAGS["config_path"],
+    _option("--memory-limit", help="Resident memory this run may use: bytes or K/M/G, e.g. 12G; a run estimated to "
+            "need more stops before loading the model.  [default: the cgroup limit or MemAvailable]"),
     MODEL_FLAGS["model_kwargs"],
     _option("--strict/--no-strict", default=None, help="Require checkpoint keys to match exactly.  [default: strict]"),
     _option("--output-dir", type=click.Path(file_okay=False), help="Folder for ONNX, engine and report.  [default: trt_out]"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from trt_converters.atomic import Staging, atomic_write_text
+from trt_converters.memory import StagePeaks
 from trt_converters.options import ConvertOptions
 from trt_converters.shapes import profiles_for
 from trt_converters.stages.context import RunContext, log
@@ -23,7 +24,7 @@ def run_conversion(options: ConvertOptions) -> dict:
         from trt_converters.storage.publish import convert_to_remote
 
         return convert_to_remote(options, run_conversion)
-    from trt_converters.stages.checks import check_required, check_targets
+    from trt_converters.stages.checks import check_memory, check_required, check_targets
     from trt_converters.triton.backends import choose_serving
 
     serving = choose_serving(options)
@@ -31,12 +32,14 @@ def run_conversion(options: ConvertOptions) -> dict:
     io = options.model_io_config
     profiles = profiles_for(io, max_batch_size=options.max_batch_size, input_size=options.input_size)
     check_targets(options, serving)
+    memory = check_memory(options, serving)
     for key, derived in options.derived_values().items():
         log(f"[options] {key} = {derived['value']} (from {derived['from']})")
     if options.generate_triton_config:
         _check_serving(options, serving, profiles)
     with Staging() as staging:
         report = _run_stages(RunContext(options, staging, io, profiles), serving)
+        report["memory"].update(memory)
         from trt_converters.report import render_json
 
         atomic_write_text(staging.path_for(options.resolved_report_path()), render_json(report))
@@ -74,9 +77,14 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     options = run.options
     precision = options.precision_options()
     budgets = Budgets(precision, "ort_int8" if options.onnx_int8 else options.precision_mode)
-    loaded = load_model_and_references(run) if options.generate_onnx else None
+    memory = StagePeaks()
+    with memory.measure("load"):
+        loaded = load_model_and_references(run) if options.generate_onnx else None
     verifier = Verifier(loaded.data, budgets) if loaded is not None else None
-    exported = export_graph(run, loaded, verifier) if loaded is not None else existing_graph(run, serving)
+    with memory.measure("export"):
+        exported = export_graph(run, loaded, verifier) if loaded is not None else existing_graph(run, serving)
+    if loaded is not None and not (options.onnx_int8 == "dynamic" and options.ort_fusion):
+        loaded = replace(loaded, model=None)  # the references are taken and the graph exported: freed here
     if verifier is not None and not options.skip_verify:
         verifier = Verifier(verifier.data, budgets, exported.onnx)
     else:
@@ -85,35 +93,44 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
         log("warning: the lowered graph is not verified: without --generate-onnx there is no PyTorch reference")
     lowered = ort_lowered = openvino = None
     if options.precision_mode != "fp32":
-        lowered = lower_for_tensorrt(run, precision, exported.onnx, budgets, verifier)
+        with memory.measure("lower"):
+            lowered = lower_for_tensorrt(run, precision, exported.onnx, budgets, verifier)
     if options.onnx_int8:
-        ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, loaded, verifier)
+        with memory.measure("ort_int8"):
+            ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, loaded, verifier)
+        loaded = replace(loaded, model=None) if loaded is not None else None  # its fusable re-export is done
     if runs_openvino(serving, options.tune):
-        openvino = openvino_stage(run, exported.onnx, loaded, verifier)
+        with memory.measure("openvino"):
+            openvino = openvino_stage(run, exported.onnx, loaded, verifier)
         if openvino.chosen is not None:
             serving = replace(serving, openvino_precision=openvino.chosen)
     engine_graph = lowered.graph if lowered is not None and lowered.graph is not None else exported.onnx
-    built = build_stage(run, build_options(options), engine_graph, serving if options.generate_triton_config
-                        else None) if options.generate_trt else None
-    packaged = None
+    built = packaged = None
+    if options.generate_trt:
+        with memory.measure("build"):
+            built = build_stage(run, build_options(options), engine_graph,
+                                serving if options.generate_triton_config else None)
     if options.generate_triton_config:
         served_graph = ort_lowered.graph if ort_lowered is not None else engine_graph
-        packaged = package_stage(run, serving, ServedArtifacts(served_graph, built.engine if built else None,
-                                                               exported.graph_inputs, openvino))
+        with memory.measure("package"):
+            packaged = package_stage(run, serving, ServedArtifacts(served_graph, built.engine if built else None,
+                                                                   exported.graph_inputs, openvino))
     checked = loaded.reference_check if loaded is not None else None
-    stages = {**({"reference_check": checked} if checked is not None else {}),
-              **({"export": exported.entry} if exported.entry is not None else {}),
-              **({"verify_fp32": exported.verification} if exported.verification is not None else {}),
-              **(lowered.report_entries() if lowered is not None else {}),
-              **(ort_lowered.report_entries() if ort_lowered is not None else {}),
-              **({"openvino": openvino.entry} if openvino is not None else {}),
-              **({"build": built.entry} if built is not None else {}),
-              **(packaged.report_entries() if packaged is not None else {})}
+    stages = {**memory.marked({"reference_check": checked} if checked is not None else {}, "load"),
+              **memory.marked({"export": exported.entry} if exported.entry is not None else {}, "export"),
+              **memory.marked({"verify_fp32": exported.verification} if exported.verification is not None else {},
+                              "export"),
+              **memory.marked(lowered.report_entries() if lowered is not None else {}, "lower"),
+              **memory.marked(ort_lowered.report_entries() if ort_lowered is not None else {}, "ort_int8"),
+              **memory.marked({"openvino": openvino.entry} if openvino is not None else {}, "openvino"),
+              **memory.marked({"build": built.entry} if built is not None else {}, "build"),
+              **memory.marked(packaged.report_entries() if packaged is not None else {}, "package")}
     report = _report_header(options, run.profiles, stages)
+    report["memory"] = memory.as_report()
     if options.generate_triton_config:
         report["serving"] = (packaged.serving if packaged is not None else serving).as_report()
     if loaded is not None:
-        report["model"] = loaded.entry
+        report["model"] = memory.marked({"model": loaded.entry}, "load")["model"]
     if lowered is not None and lowered.choice is not None:
         report["precision_choice"] = lowered.choice
     return report

@@ -23,6 +23,7 @@ from pathlib import Path
 from trt_converters.errors import StageError
 
 InputSet = dict  # tensor name -> numpy array
+PEAK_KEY = "peak_rss_mb"  # the child's own resident peak, beside its outputs (memory.py)
 
 
 def run_onnx_model(model_path: Path, input_sets: list[InputSet], *, qdq_fusion: bool = True,
@@ -56,6 +57,11 @@ def run_onnx_models(model_paths: list[Path], input_sets: list[InputSet], *, qdq_
         results: list[list[dict]] = [[{} for _ in input_sets] for _ in model_paths]
         with np.load(outputs_file) as saved:
             for key in saved.files:
+                if key == PEAK_KEY:
+                    from trt_converters.memory import note_child_peak
+
+                    note_child_peak(float(saved[key]))
+                    continue
                 model, index, name = key.split("/", 2)
                 results[int(model)][int(index)][name] = saved[key]
     return results
@@ -91,7 +97,9 @@ def _child_main(model_path: str, inputs_file: str, outputs_file: str, *flags: st
             outputs = session.run(output_names, {name: feeds[name] for name in wanted})
             results.update({f"{number}/{index}/{name}": value for name, value in zip(output_names, outputs)})
         del session
-    np.savez(outputs_file, **results)
+    from trt_converters.memory import vmhwm_mb
+
+    np.savez(outputs_file, **results, **{PEAK_KEY: np.float64(vmhwm_mb() or 0.0)})
 
 
 if __name__ == "__main__":

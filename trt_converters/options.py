@@ -41,6 +41,7 @@ class ConvertOptions(BaseModel):
     preferred_batch_sizes: Optional[list[int]] = None
     max_queue_delay: int = DEFAULT_MAX_QUEUE_DELAY_US
     memory_pool_limit: int = 1 << 30
+    memory_limit: Optional[int] = None  # bytes this run may use (memory.py); None: what the machine has free
     dynamic_batching: bool = False
     triton_inputs: Optional[list[str]] = None
     overwrite: bool = False
@@ -128,10 +129,10 @@ class ConvertOptions(BaseModel):
             raise ValueError(problem)
         return value
 
-    @field_validator("memory_pool_limit", mode="before")
+    @field_validator("memory_pool_limit", "memory_limit", mode="before")
     @classmethod
     def _bytes(cls, value):
-        return parse_byte_size(value)
+        return None if value is None else parse_byte_size(value)
 
     @field_validator("preferred_batch_sizes", "triton_inputs", "allow_constant_output", mode="before")
     @classmethod

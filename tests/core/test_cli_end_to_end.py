@@ -48,6 +48,15 @@ def test_every_stage_writes_its_artifact(converted, kind):
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "text"])
+def test_every_stage_reports_its_peak_resident_memory(converted, kind):
+    _, report, _ = converted[kind]
+    assert set(report["stages"]) >= {"export", "verify_fp32", "build", "triton"}
+    assert all(entry["peak_rss_mb"] > 0 for entry in report["stages"].values())
+    assert report["model"]["peak_rss_mb"] > 0
+    assert set(report["memory"]["stages_peak_rss_mb"]) == {"load", "export", "build", "package"}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "text"])
 def test_verification_used_shapes_other_than_the_export_sample(converted, kind):
     _, report, _ = converted[kind]
     shapes = report["stages"]["verify_fp32"]["input_shapes"]

@@ -126,3 +126,18 @@ def entry_models(options: ConvertOptions) -> list[str]:
 
 def input_data_path(options: ConvertOptions, model: str) -> Path:
     return options.resolved_report_path().parent / f"{model}.input_data.json"
+
+
+def check_memory(options: ConvertOptions, serving: ServingChoice) -> dict:
+    """A run whose estimated peak resident memory exceeds what is available stops here, before the model loads;
+    the report's view of the estimate otherwise."""
+    from trt_converters.memory import available_memory, estimate_peak, refusal
+    from trt_converters.openvino_cpu.stage import runs_openvino
+
+    estimate = estimate_peak(options, runs_openvino(serving, options.tune))
+    available, source = available_memory(options.memory_limit)
+    problem = refusal(estimate, available, source)
+    if problem:
+        raise UserError(problem)
+    return {"estimate_mb": estimate.stages, "weights_mb": estimate.weights_mb,
+            "available_mb": round(available, 1) if available != float("inf") else None, "available_from": source}
