@@ -36,11 +36,14 @@ Every table below was produced by a script in `benchmarks/` on the machine it na
 `benchmarks/assemble.py` from `benchmarks/results/*.md` (raw numbers in the matching `.json`). Nothing is
 typed by hand. How to rerun each one: `benchmarks/README.md`.
 
-Read the numbers with their context: this machine has 2 vCPUs, shared with several other jobs while these
-ran (the load average, stated with each table, was often several times the core count), so absolute
-latencies are inflated and spreads are wide. Each script measures its contenders side by side in one run (interleaved or in rotating order,
-same inputs) and reports the ratio to the baseline measured in that same run; the ratios are the
-meaningful part. Models have random weights unless a table says otherwise (the timing does not depend on
+Read the numbers with their context: the machines have 2 vCPUs, and the tables name theirs (an AMD EPYC with
+AVX-512 VNNI/BF16, or an Intel Xeon with AMX INT8/BF16: kernels and the winning runtime differ between them).
+Some tables were taken while other jobs shared the machine (the load average, stated with each table, was
+often several times the core count): their absolute latencies are inflated and their spreads wide. The CPU
+end-to-end and CPU runtime peers tables and the final conversion-speed table ran with nothing else on the machine. Each script
+measures its contenders side by side in one run (interleaved or in rotating order, same inputs) and reports
+the ratio to the baseline measured in that same run; the ratios are the meaningful part. Models have random
+weights unless a table says otherwise (the timing does not depend on
 the weights; accuracy columns are against PyTorch on the same weights).
 """
 

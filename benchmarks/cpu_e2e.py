@@ -450,7 +450,9 @@ def render(args, facts, built, accuracy, served, table, loads, lengths, plotted)
     out += [f"Machine: {facts['cpu']}, {facts['cores']} vCPU; CPU flags relevant here: {', '.join(facts['flags']) or 'none'}; "
             f"INT8 graph made for CPU target `{built['cpu_target']}` ({built['weight_bits']}-bit weights). "
             f"Load average (1 min) before {loads['before']:.1f}, after {loads['after']:.1f}; every cell's load is in the JSON. "
-            f"The machine was shared with other jobs: absolute numbers are inflated, ratios are from the same rounds.",
+            + ("The machine was shared with other jobs: absolute numbers are inflated, ratios are from the same rounds."
+               if loads["before"] > 1.0 else "Nothing else ran on the machine; the load during the cells is the "
+               "server and its clients on the same 2 vCPUs."),
             "",
             f"Corpus: `benchmarks/data/sentences.tsv`, {lengths['count']} sentences, {lengths['words_min']}-"
             f"{lengths['words_max']} words, {lengths['tokens_min']}-{lengths['tokens_max']} tokens (median "
