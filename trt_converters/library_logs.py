@@ -56,27 +56,43 @@ def captured(names=MODELOPT_LOGGERS, *, echo: bool = False):
             logger.setLevel(levels[logger])
 
 
+# ONNX GraphSurgeon prints through its own logger; onnxslim (which ModelOpt's INT8 quantization runs) carries a
+# copy of it. Both print `[W] It looks like this model contains foldable nodes that produce large outputs` with a
+# dictionary of every such tensor, tens of KB on a large model.
+GRAPHSURGEON_LOGGERS = (("onnx_graphsurgeon", "onnx_graphsurgeon.logger"),
+                        ("onnxslim", "onnxslim.third_party.onnx_graphsurgeon.logger"))
+
+
 def _capture_graphsurgeon(lines: list[str], echo: bool):
-    """Routes ONNX GraphSurgeon's printed warnings into `lines` (errors still print); returns the undo."""
+    """Routes the printed warnings of each GraphSurgeon logger into `lines` (errors still print); returns the
+    undo."""
+    undo = [_capture_printing_logger(package, module, lines, echo) for package, module in GRAPHSURGEON_LOGGERS]
+    return lambda: [restore() for restore in reversed(undo)]
+
+
+def _capture_printing_logger(package: str, module: str, lines: list[str], echo: bool):
+    import importlib
     import importlib.util
 
-    if importlib.util.find_spec("onnx_graphsurgeon") is None:
+    if importlib.util.find_spec(package) is None:
         return lambda: None
-    from onnx_graphsurgeon.logger import G_LOGGER
-
-    printing = G_LOGGER.log
+    try:
+        logger = importlib.import_module(module).G_LOGGER
+    except (ImportError, AttributeError):
+        return lambda: None
+    printing = logger.log
 
     def log(message, severity, mode=None, stack_depth=2):
-        if severity >= G_LOGGER.ERROR:
+        if severity >= logger.ERROR:
             return printing(message, severity, stack_depth=stack_depth + 1, **({"mode": mode} if mode else {}))
-        if severity < max(G_LOGGER.severity, G_LOGGER.WARNING):
+        if severity < max(logger.severity, logger.WARNING):
             return None
         text = message() if callable(message) else str(message)
         if len(lines) < MAX_LINES:
-            lines.append(f"onnx_graphsurgeon {'WARNING' if severity < G_LOGGER.ERROR else 'ERROR'}: {text}")
+            lines.append(f"{module.split('.logger')[0]} WARNING: {text}")
         if echo:
-            print(f"  [onnx_graphsurgeon] {text}", file=sys.stderr, flush=True)
+            print(f"  [{package}] {text}", file=sys.stderr, flush=True)
         return None
 
-    G_LOGGER.log = log
-    return lambda: vars(G_LOGGER).pop("log", None)
+    logger.log = log
+    return lambda: vars(logger).pop("log", None)
