@@ -8,6 +8,7 @@ explicitly, so what is verified is what is served.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from trt_converters.errors import UserError
@@ -28,6 +29,14 @@ def openvino_module():
 
 def cpu_features() -> dict:
     """The CPU features that decide the fastest runtime and precision, and what OpenVINO reports."""
+    found, capabilities = _cpu_features()
+    return {"flags": dict(found), "openvino_capabilities": list(capabilities),
+            "amx": found["AMX INT8"] or found["AMX BF16"], "bf16": "BF16" in capabilities}
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_features() -> tuple[dict, tuple]:
+    """Read once per process: the CPU does not change, and each read starts an OpenVINO Core."""
     from trt_converters.onnxruntime_cpu.targets import cpu_flags
 
     flags = cpu_flags()
@@ -37,8 +46,7 @@ def cpu_features() -> dict:
         capabilities = list(openvino_module().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except (UserError, RuntimeError):
         pass
-    return {"flags": found, "openvino_capabilities": capabilities,
-            "amx": found["AMX INT8"] or found["AMX BF16"], "bf16": "BF16" in capabilities}
+    return found, tuple(capabilities)
 
 
 def has_bf16() -> bool:
