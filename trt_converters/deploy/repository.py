@@ -31,10 +31,10 @@ def inspect_repository(uri: str) -> RepositoryFacts:
                         "trt-convert --triton-repo s3://BUCKET/PREFIX and pass that URI")
     s3 = s3_ops.client(location)
     s3_ops.check_access(s3, location)
-    models = sorted(s3_ops.model_folders(s3, location))
+    objects = s3_ops.list_objects(s3, location)
+    models = sorted(s3_ops.models_in(objects))
     if not models:
         raise UserError(f"--repo {location} holds no model (no <model>/config.pbtxt under it)")
-    objects = s3_ops.list_objects(s3, location)
     with tempfile.TemporaryDirectory(prefix="trtc-deploy-") as folder:
         keys = [f"{m}/{s3_ops.CONFIG_FILE}" for m in models] + (["requirements.txt"] if "requirements.txt" in objects
                                                                  else [])

@@ -75,7 +75,11 @@ def list_objects(s3, location: S3Location, folder: str = "") -> dict[str, dict]:
 
 def model_folders(s3, location: S3Location) -> dict[str, set[str]]:
     """Each model of the remote repository (a folder holding config.pbtxt) -> its version folders."""
-    objects = list_objects(s3, location)
+    return models_in(list_objects(s3, location))
+
+
+def models_in(objects: dict[str, dict]) -> dict[str, set[str]]:
+    """`model_folders` of a listing already made (list_objects)."""
     models = {key.split("/")[0] for key in objects if key.count("/") == 1 and key.endswith(f"/{CONFIG_FILE}")}
     versions: dict[str, set[str]] = {name: set() for name in models}
     for key in objects:
