@@ -4,7 +4,9 @@ export).
 The stage that owns the terminal says where the lines go (`reporting`, in convert.py); a call that may run long
 wraps itself in `heartbeat` with an estimate of its seconds. Nothing is shown unless the call is still running
 after FIRST_LINE_S; then a line every EVERY_S (plain lines: logs that are not a terminal stay readable) and one
-when it ends, which says how good the estimate was. Outside `reporting` (library use, tests) nothing is printed.
+when it ends, which says how good the estimate was. On a terminal the running lines replace each other
+(`reporting`'s `running`), so a stage keeps one line there. Outside `reporting` (library use, tests) nothing is
+printed.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import Callable
 FIRST_LINE_S = 10.0
 EVERY_S = 10.0
 
-_reporter: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("progress_reporter",
-                                                                                         default=None)
+_reporter: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("progress_reporter", default=None)
 
 
 @contextlib.contextmanager
-def reporting(log: Callable[[str], None]):
-    """Heartbeats inside the block go to `log` (e.g. convert.log with the stage's `[lower]` prefix)."""
-    token = _reporter.set(log)
+def reporting(log: Callable[[str], None], running: Callable[[str], None] | None = None):
+    """Heartbeats inside the block go to `log` (e.g. convert.log with the stage's `[lower]` prefix); `running`,
+    where given, shows the lines of a call still running instead (a terminal overwrites them in place)."""
+    token = _reporter.set((log, running or log))
     try:
         yield
     finally:
@@ -47,10 +49,11 @@ def heartbeat(label: str, expected_s: float | None = None, *, clock: Callable[[]
     """Shows `progress_line` from a helper thread while the block runs long (see the module docstring)."""
     from trt_converters.threads import beside
 
-    log = _reporter.get()
-    if log is None:
+    reporter = _reporter.get()
+    if reporter is None:
         yield
         return
+    log, running = reporter
     started = clock()
     shown: list[float] = []
 
@@ -59,7 +62,7 @@ def heartbeat(label: str, expected_s: float | None = None, *, clock: Callable[[]
         while not stop.wait(poll_s):
             elapsed = clock() - started
             if elapsed >= due:
-                log(progress_line(label, elapsed, expected_s))
+                running(progress_line(label, elapsed, expected_s))
                 shown.append(elapsed)
                 due = elapsed + every_s
 

@@ -82,9 +82,36 @@ def test_progress_lines_survive_the_exporters_stderr_redirect(capsys):
 
     hidden = io.StringIO()
     with progress_lines("export"), contextlib.redirect_stderr(hidden):  # as export.py does, for every thread
-        progress._reporter.get()("legacy export: 12 s so far, about 2 s left")
+        log, running = progress._reporter.get()
+        running("legacy export: 12 s so far, about 2 s left")
     assert capsys.readouterr().err == "[export] legacy export: 12 s so far, about 2 s left\n"
     assert hidden.getvalue() == ""
+
+
+def test_on_a_terminal_running_lines_replace_each_other_and_the_last_stays(monkeypatch):
+    import io
+
+    from trt_converters.stages import context
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(context.sys, "stderr", terminal)
+    with context.progress_lines("lower"):
+        log, running = progress._reporter.get()
+        running("AutoCast: 10 s so far, about 20 s left")
+        running("AutoCast: 20 s so far, about 10 s left")
+        context.log("warning: something worth a line")
+        running("AutoCast: 30 s so far, about 1 s left")
+        log("AutoCast: done in 31 s (estimated 30 s)")
+    shown = terminal.getvalue()
+    clear = context.CLEAR_LINE
+    assert shown == (f"{clear}[lower] AutoCast: 10 s so far, about 20 s left{clear}[lower] AutoCast: 20 s so far, "
+                     f"about 10 s left{clear}warning: something worth a line\n{clear}[lower] AutoCast: 30 s so far, "
+                     f"about 1 s left{clear}[lower] AutoCast: done in 31 s (estimated 30 s)\n")
+    assert shown.rsplit(clear, 1)[-1] == "[lower] AutoCast: done in 31 s (estimated 30 s)\n"
 
 
 def test_cost_models_reproduce_the_roberta_base_runs_they_were_fitted_on():

@@ -48,38 +48,29 @@ def fold_constants(model):
     return infer_shapes(folded)
 
 
-def autocast_fp16(model, work_dir: Path, reference_inputs: dict | None = None, extra_fp32_ops: tuple = ()):
-    """ModelOpt AutoCast to FP16 with the graph's IO types kept and SENSITIVE_OP_TYPES in FP32.
+def autocast_fp16(load_folded, work_dir: Path, reference_inputs: dict, extra_fp32_ops: tuple = ()):
+    """ModelOpt AutoCast to FP16 with the graph's IO types kept and SENSITIVE_OP_TYPES in FP32, in bounded memory
+    (autocast_bounded.py). `load_folded()` gives the constant-folded FP32 graph (each try consumes one).
 
-    AutoCast runs the FP32 graph to keep nodes with large outputs in FP32; `reference_inputs` (valid ids,
-    0/1 masks from the IO spec) replace its default random inputs in [-1, 1].
+    AutoCast runs the FP32 graph to keep nodes with large values in FP32 on `reference_inputs` (valid ids, masks
+    with padding from the IO spec) instead of its default random inputs in [-1, 1].
     """
     import logging
 
-    import numpy as np
-    from modelopt.onnx.autocast import convert_to_mixed_precision
+    from trt_converters.precision.autocast_bounded import convert_fp16
 
-    source = work_dir / "autocast-input.onnx"
-    save_model(model, source)
-    data = None
-    if reference_inputs:
-        folder = work_dir / "autocast-data"  # a folder of .npz files: one batch each, shapes kept whole
-        folder.mkdir(exist_ok=True)
-        names = [i.name for i in model.graph.input]
-        np.savez(folder / "0.npz", **{name: reference_inputs[name] for name in names})
-        data = str(folder)
     logging.getLogger("modelopt").setLevel(logging.WARNING)
+    folded = [load_folded()]  # handed over whole: convert_fp16 drops the weights this frame would otherwise keep
+    size = (len(folded[0].graph.node), folded[0].ByteSize() / 1e6)
 
     def convert(standalone_types: bool):
-        return convert_to_mixed_precision(str(source), low_precision_type="fp16", keep_io_types=True,
-                                          op_types_to_exclude=list(SENSITIVE_OP_TYPES) + list(extra_fp32_ops),
-                                          providers=["cpu"], calibration_data=data,
-                                          use_standalone_type_inference=standalone_types)
+        return convert_fp16(lambda: folded.pop() if folded else load_folded(), reference_inputs, work_dir=work_dir, standalone_types=standalone_types,
+                            op_types_to_exclude=list(SENSITIVE_OP_TYPES) + list(extra_fp32_ops))
 
-    # AutoCast re-infers types six times; ONNX shape inference serializes the whole graph, weights included, each
-    # time (12 of its 25 s on RoBERTa-base), while its standalone type inference walks only the nodes and gave the
-    # same nodes, casts and initializers there. ONNX inference stays the fallback for graphs the walk cannot type.
-    with heartbeat("FP16 by ModelOpt AutoCast", autocast_seconds(len(model.graph.node), model.ByteSize() / 1e6)):
+    # AutoCast re-infers types several times; ONNX shape inference serializes the whole graph, weights included,
+    # each time, while its standalone type inference walks only the nodes and gave the same nodes, casts and
+    # initializers on RoBERTa-base. ONNX inference stays the fallback for graphs the walk cannot type.
+    with heartbeat("FP16 by ModelOpt AutoCast", autocast_seconds(*size)):
         try:
             return convert(True)
         except Exception:  # noqa: BLE001 - any failure of the fast path is retried the way AutoCast does by default
@@ -120,7 +111,9 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
     from trt_converters.onnx_runner import run_onnx_model
     from trt_converters.precision.diagnose import check_candidate
 
-    folded = fold_constants(onnx.load(str(fp32_onnx)))
+    def load_folded():
+        return fold_constants(onnx.load(str(fp32_onnx)))
+
     if check is not None:
         input_sets, reference, budget = check
     else:
@@ -128,11 +121,14 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
         _require_finite(reference[0])
     notes: list[str] = []
     attempts = []
-    converters = [("ModelOpt AutoCast", lambda: autocast_fp16(folded, work_dir, check_inputs))]
-    if any(node.op_type in RECURRENT_OP_TYPES for node in folded.graph.node):
-        converters.append(("ModelOpt AutoCast with recurrent layers in FP32", lambda: autocast_fp16(
-            folded, work_dir, check_inputs, tuple(RECURRENT_OP_TYPES + RECURRENT_NEIGHBOUR_OP_TYPES))))
-    for name, convert in converters:
+
+    def converters():  # a generator: the second try is looked for only when the first is not kept
+        yield "ModelOpt AutoCast", lambda: autocast_fp16(load_folded, work_dir, check_inputs)
+        if _has_recurrent_layers(fp32_onnx):
+            yield "ModelOpt AutoCast with recurrent layers in FP32", lambda: autocast_fp16(
+                load_folded, work_dir, check_inputs, tuple(RECURRENT_OP_TYPES + RECURRENT_NEIGHBOUR_OP_TYPES))
+
+    for name, convert in converters():
         try:
             candidate = convert()
         except Exception as exc:  # converters raise anything; the fallback decides
@@ -140,21 +136,30 @@ def lower_fp16(fp32_onnx: Path, out_path: Path, *, check_inputs: dict, work_dir:
             continue
         candidate_path = work_dir / f"candidate-{len(attempts)}.onnx"
         save_model(candidate, candidate_path)
+        kept_in_fp32 = ops_kept_in_fp32(candidate)
+        del candidate  # the check runs the saved file in a child process
         verdict = check_candidate(candidate_path, input_sets, reference, budget)
-        attempts.append((name, candidate, verdict, candidate_path))
+        attempts.append((name, kept_in_fp32, verdict, candidate_path))
         if verdict.passed:
             break
         notes.append(f"{name} graph rejected: {verdict.reason}")
     usable = [a for a in attempts if a[2].ran]
     if not usable:
         raise StageError("FP16 lowering failed with every converter: " + "; ".join(notes))
-    name, model, verdict, path = max(usable, key=lambda a: (a[2].passed, a[2].cosine))
+    name, kept_in_fp32, verdict, path = max(usable, key=lambda a: (a[2].passed, a[2].cosine))
     for produced in (path, path.with_name(path.name + ".data")):  # saved for the check already
         if produced.exists():
             shutil.move(str(produced), str(out_path.with_name(out_path.name + produced.name[len(path.name):])))
     notes.insert(0, f"FP16 by {name} (constants folded first)")
-    notes.append(describe_fp32_ops(ops_kept_in_fp32(model)))
+    notes.append(describe_fp32_ops(kept_in_fp32))
     return notes, (verdict.outputs if check is not None else None)
+
+
+def _has_recurrent_layers(fp32_onnx: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(fp32_onnx), load_external_data=False).graph
+    return any(node.op_type in RECURRENT_OP_TYPES for node in graph.node)
 
 
 def _require_finite(outputs: dict) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 SMALL_INITIALIZER_ELEMENTS = 1024
 
 
-def _skeleton(model):
+def weightless_skeleton(model):
     """(skeleton, names of the large initializers it declares as graph inputs)."""
     import numpy as np
     import onnx
@@ -44,7 +44,7 @@ def infer_shapes(model, *, data_prop: bool = False):
     """`model` with its value_info replaced by shape inference's (returned, updated in place)."""
     import onnx
 
-    skeleton, _ = _skeleton(model)
+    skeleton, _ = weightless_skeleton(model)
     inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=data_prop)
     del model.graph.value_info[:]
     model.graph.value_info.extend(inferred.graph.value_info)
@@ -64,7 +64,7 @@ def convert_opset(model, version: int):
     """
     import onnx
 
-    skeleton, stand_ins = _skeleton(model)
+    skeleton, stand_ins = weightless_skeleton(model)
     converted = onnx.version_converter.convert_version(skeleton, version)
     if not stand_ins <= {i.name for i in converted.graph.input}:
         converted = onnx.version_converter.convert_version(model, version)

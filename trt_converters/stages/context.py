@@ -28,14 +28,46 @@ class RunContext:
         return self.staging.path_for(final)
 
 
+# A heartbeat line left open on the terminal (written without its newline, to be overwritten by the next one)
+_open_line: list = []
+CLEAR_LINE = "\r\x1b[K"
+
+
 def log(message: str) -> None:
+    _close_open_line()
     print(message, file=sys.stderr, flush=True)
 
 
 def progress_lines(stage: str):
-    """Long opaque calls inside the block show their progress as `[stage] ...` lines (progress.py)."""
+    """Long opaque calls inside the block show their progress as `[stage] ...` lines (progress.py); on a terminal
+    each replaces the one before and the last (`done in`) stays."""
     stream = sys.stderr  # bound now: the exporters redirect sys.stderr while they run, for every thread
-    return progress.reporting(lambda message: print(f"[{stage}] {message}", file=stream, flush=True))
+
+    def line(message: str) -> None:
+        _close_open_line()
+        print(f"[{stage}] {message}", file=stream, flush=True)
+
+    def running(message: str) -> None:
+        stream.write(f"{CLEAR_LINE}[{stage}] {message}")
+        stream.flush()
+        _open_line[:] = [stream]
+
+    return progress.reporting(line, running if _is_terminal(stream) else None)
+
+
+def _close_open_line() -> None:
+    """Clears a heartbeat line still open, so that the next line starts at the left margin."""
+    if _open_line:
+        stream = _open_line.pop()
+        stream.write(CLEAR_LINE)
+        stream.flush()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
