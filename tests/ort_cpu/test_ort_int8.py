@@ -215,6 +215,32 @@ def test_fused_graph_has_fused_attention_and_matches_pytorch(tiny_roberta, fused
     assert report.passed, report.worst()
 
 
+@pytest.mark.parametrize("small_elements", [None, 16])
+def test_fusion_with_weightless_shape_inference_writes_the_library_s_own_graph(fused_roberta, small_elements,
+                                                                               monkeypatch, tmp_path):
+    """fusion.py runs the optimizer's symbolic shape inference on a weightless skeleton; the fusions decide the same:
+    the graph is byte for byte the one onnxruntime.transformers.optimizer.optimize_model makes with the whole model.
+    At 16 elements every weight and bias of the tiny model is left out of the skeleton, as RoBERTa-base's are."""
+    import onnx
+    from onnxruntime.transformers import optimizer
+
+    from trt_converters.onnxruntime_cpu.fusion import fuse_for_onnxruntime
+    from trt_converters.precision import graph_shapes
+
+    if small_elements is not None:
+        monkeypatch.setattr(graph_shapes, "SMALL_INITIALIZER_ELEMENTS", small_elements)
+    fusable = fused_roberta.path.with_name("fusable.onnx")
+    ours = fuse_for_onnxruntime(fusable, tmp_path / "fused.onnx", num_heads=fused_roberta.num_heads,
+                                hidden_size=fused_roberta.hidden_size)
+    library = optimizer.optimize_model(str(fusable), model_type="bert", num_heads=fused_roberta.num_heads,
+                                       hidden_size=fused_roberta.hidden_size, opt_level=0)
+    assert ours.statistics == {k: v for k, v in library.get_fused_operator_statistics().items() if v}
+    assert ours.statistics.get("Attention") == TINY_LAYERS
+    written = onnx.load(str(ours.path))
+    assert written.graph.SerializeToString() == library.model.graph.SerializeToString()
+    assert written.producer_name == library.model.producer_name == "onnxruntime.transformers"
+
+
 def test_eager_attention_is_restored_after_the_fusable_export(tiny_roberta):
     from trt_converters.onnxruntime_cpu.fusion import eager_attention
 
