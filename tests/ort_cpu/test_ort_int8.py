@@ -241,6 +241,26 @@ def test_fusion_with_weightless_shape_inference_writes_the_library_s_own_graph(f
     assert written.producer_name == library.model.producer_name == "onnxruntime.transformers"
 
 
+def test_dynamic_int8_from_the_external_data_copy_is_quantize_dynamic_s_single_file_graph(tiny_roberta, fused_roberta,
+                                                                                          tmp_path):
+    """quantize_for_onnxruntime hands the quantizer its cleaned copy with the weights as external data (a bounded
+    save); the quantized graph is the one quantize_dynamic makes from a single-file copy."""
+    import onnx
+
+    from trt_converters.onnxruntime_cpu.quantize import _quantize_dynamic, _Quantizer, clean_shape_metadata
+
+    options = OrtInt8Options(mode="dynamic", cpu_target="avx512_vnni")
+    ours = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "ours.onnx", options, io=tiny_roberta.io)
+    single = onnx.load(str(fused_roberta.path))
+    clean_shape_metadata(single)
+    onnx.save_model(single, str(tmp_path / "single.onnx"))
+    _quantize_dynamic(tmp_path / "single.onnx", tmp_path / "reference.onnx",
+                      _Quantizer(options, ort_method="MinMax", reduce_range=False, large=False))
+    reference = onnx.load(str(tmp_path / "reference.onnx"))
+    assert any(node.op_type == "MatMulInteger" for node in reference.graph.node)
+    assert onnx.load(str(ours)).graph.SerializeToString() == reference.graph.SerializeToString()
+
+
 def test_eager_attention_is_restored_after_the_fusable_export(tiny_roberta):
     from trt_converters.onnxruntime_cpu.fusion import eager_attention
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.memory import release
 
 FUSION_KEY = "trt_converters.onnxruntime_fusions"
 EXPORTER = "legacy"
@@ -92,6 +93,8 @@ def fuse_for_onnxruntime(onnx_path: Path, out_path: Path, *, num_heads: int = 0,
         raise StageError(f"ONNX Runtime's transformer optimizer failed on {onnx_path.name}: {first}") from exc
     statistics = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
     model = optimized.model
+    del optimized  # the fusions' objects (reference cycles), freed before the save
+    release()
     if not any(o.domain == "com.microsoft" for o in model.opset_import):  # save_model_to_file adds it too
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     mark_onnxruntime_target(model, "fused-transformer")
@@ -101,6 +104,8 @@ def fuse_for_onnxruntime(onnx_path: Path, out_path: Path, *, num_heads: int = 0,
         staged = Path(tmp) / out_path.name
         onnx.save_model(model, str(staged))
         os.replace(staged, out_path)
+    del model
+    release()
     return FusionResult(out_path, statistics, num_heads, hidden_size)
 
 
