@@ -68,7 +68,7 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     from trt_converters.stages.build import build_options, build_stage
     from trt_converters.stages.export import existing_graph, export_graph
     from trt_converters.stages.lower import lower_for_tensorrt
-    from trt_converters.stages.onnxruntime_int8 import lower_for_onnxruntime
+    from trt_converters.stages.onnxruntime_int8 import export_fusable_graph, lower_for_onnxruntime
     from trt_converters.stages.openvino import openvino_stage
     from trt_converters.stages.package import ServedArtifacts, package_stage
     from trt_converters.stages.references import load_model_and_references
@@ -83,8 +83,10 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
     verifier = Verifier(loaded.data, budgets) if loaded is not None else None
     with memory.measure("export"):
         exported = export_graph(run, loaded, verifier) if loaded is not None else existing_graph(run, serving)
-    if loaded is not None and not (options.onnx_int8 == "dynamic" and options.ort_fusion):
-        loaded = replace(loaded, model=None)  # the references are taken and the graph exported: freed here
+        fusable = (export_fusable_graph(run, loaded) if loaded is not None and options.onnx_int8 == "dynamic"
+                   and options.ort_fusion else None)
+    if loaded is not None:
+        loaded = replace(loaded, model=None)  # the references are taken and the graphs exported: freed here
     if verifier is not None and not options.skip_verify:
         verifier = Verifier(verifier.data, budgets, exported.onnx)
     else:
@@ -97,8 +99,7 @@ def _run_stages(run: RunContext, serving: ServingChoice) -> dict:
             lowered = lower_for_tensorrt(run, precision, exported.onnx, budgets, verifier)
     if options.onnx_int8:
         with memory.measure("ort_int8"):
-            ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, loaded, verifier)
-        loaded = replace(loaded, model=None) if loaded is not None else None  # its fusable re-export is done
+            ort_lowered = lower_for_onnxruntime(run, options.ort_int8_options(), exported.onnx, fusable, verifier)
     if runs_openvino(serving, options.tune):
         with memory.measure("openvino"):
             openvino = openvino_stage(run, exported.onnx, loaded, verifier)

@@ -215,6 +215,52 @@ def test_fused_graph_has_fused_attention_and_matches_pytorch(tiny_roberta, fused
     assert report.passed, report.worst()
 
 
+@pytest.mark.parametrize("small_elements", [None, 16])
+def test_fusion_with_weightless_shape_inference_writes_the_library_s_own_graph(fused_roberta, small_elements,
+                                                                               monkeypatch, tmp_path):
+    """fusion.py runs the optimizer's symbolic shape inference on a weightless skeleton; the fusions decide the same:
+    the graph is byte for byte the one onnxruntime.transformers.optimizer.optimize_model makes with the whole model.
+    At 16 elements every weight and bias of the tiny model is left out of the skeleton, as RoBERTa-base's are."""
+    import onnx
+    from onnxruntime.transformers import optimizer
+
+    from trt_converters.onnxruntime_cpu.fusion import fuse_for_onnxruntime
+    from trt_converters.precision import graph_shapes
+
+    if small_elements is not None:
+        monkeypatch.setattr(graph_shapes, "SMALL_INITIALIZER_ELEMENTS", small_elements)
+    fusable = fused_roberta.path.with_name("fusable.onnx")
+    ours = fuse_for_onnxruntime(fusable, tmp_path / "fused.onnx", num_heads=fused_roberta.num_heads,
+                                hidden_size=fused_roberta.hidden_size)
+    library = optimizer.optimize_model(str(fusable), model_type="bert", num_heads=fused_roberta.num_heads,
+                                       hidden_size=fused_roberta.hidden_size, opt_level=0)
+    assert ours.statistics == {k: v for k, v in library.get_fused_operator_statistics().items() if v}
+    assert ours.statistics.get("Attention") == TINY_LAYERS
+    written = onnx.load(str(ours.path))
+    assert written.graph.SerializeToString() == library.model.graph.SerializeToString()
+    assert written.producer_name == library.model.producer_name == "onnxruntime.transformers"
+
+
+def test_dynamic_int8_from_the_external_data_copy_is_quantize_dynamic_s_single_file_graph(tiny_roberta, fused_roberta,
+                                                                                          tmp_path):
+    """quantize_for_onnxruntime hands the quantizer its cleaned copy with the weights as external data (a bounded
+    save); the quantized graph is the one quantize_dynamic makes from a single-file copy."""
+    import onnx
+
+    from trt_converters.onnxruntime_cpu.quantize import _quantize_dynamic, _Quantizer, clean_shape_metadata
+
+    options = OrtInt8Options(mode="dynamic", cpu_target="avx512_vnni")
+    ours = quantize_for_onnxruntime(fused_roberta.path, tmp_path / "ours.onnx", options, io=tiny_roberta.io)
+    single = onnx.load(str(fused_roberta.path))
+    clean_shape_metadata(single)
+    onnx.save_model(single, str(tmp_path / "single.onnx"))
+    _quantize_dynamic(tmp_path / "single.onnx", tmp_path / "reference.onnx",
+                      _Quantizer(options, ort_method="MinMax", reduce_range=False, large=False))
+    reference = onnx.load(str(tmp_path / "reference.onnx"))
+    assert any(node.op_type == "MatMulInteger" for node in reference.graph.node)
+    assert onnx.load(str(ours)).graph.SerializeToString() == reference.graph.SerializeToString()
+
+
 def test_eager_attention_is_restored_after_the_fusable_export(tiny_roberta):
     from trt_converters.onnxruntime_cpu.fusion import eager_attention
 

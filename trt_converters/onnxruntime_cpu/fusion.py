@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.memory import release
 
 FUSION_KEY = "trt_converters.onnxruntime_fusions"
 EXPORTER = "legacy"
@@ -79,7 +80,6 @@ def fuse_for_onnxruntime(onnx_path: Path, out_path: Path, *, num_heads: int = 0,
     num_heads/hidden_size 0 lets the optimizer read them from the graph's Reshape constants.
     """
     import onnx
-    from onnxruntime.transformers import optimizer
 
     from trt_converters.onnxruntime_cpu.targets import mark_onnxruntime_target, set_metadata
 
@@ -87,13 +87,14 @@ def fuse_for_onnxruntime(onnx_path: Path, out_path: Path, *, num_heads: int = 0,
     if not onnx_path.is_file():
         raise UserError(f"ONNX file {onnx_path} does not exist; pass the path of a .onnx graph")
     try:
-        optimized = optimizer.optimize_model(str(onnx_path), model_type=model_type, num_heads=num_heads,
-                                             hidden_size=hidden_size, opt_level=0)
+        optimized = _optimize_by_fusion(onnx.load(str(onnx_path)), model_type, num_heads, hidden_size)
     except Exception as exc:  # the optimizer raises many types; its message is what helps
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StageError(f"ONNX Runtime's transformer optimizer failed on {onnx_path.name}: {first}") from exc
     statistics = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
     model = optimized.model
+    del optimized  # the fusions' objects (reference cycles), freed before the save
+    release()
     if not any(o.domain == "com.microsoft" for o in model.opset_import):  # save_model_to_file adds it too
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     mark_onnxruntime_target(model, "fused-transformer")
@@ -103,4 +104,64 @@ def fuse_for_onnxruntime(onnx_path: Path, out_path: Path, *, num_heads: int = 0,
         staged = Path(tmp) / out_path.name
         onnx.save_model(model, str(staged))
         os.replace(staged, out_path)
+    del model
+    release()
     return FusionResult(out_path, statistics, num_heads, hidden_size)
+
+
+def _optimize_by_fusion(model, model_type: str, num_heads: int, hidden_size: int):
+    """onnxruntime.transformers.optimizer.optimize_model at opt_level 0 (its Python fusions alone, the steps of its
+    optimize_by_fusion), with symbolic shape inference on a weightless skeleton.
+
+    The library's fusions (Attention, SkipLayerNormalization, ...) call symbolic shape inference several times and
+    each keeps a whole copy of the model: on RoBERTa-base 2.9 GB above the 0.5 GB graph. Shape inference reads the
+    weights' types and dims, and the values only of small tensors, so it gets the skeleton; the fusions themselves
+    run on the real model. optimize_model itself would also load the graph twice (once to look for external data).
+    """
+    import onnxruntime
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.shape_infer_helper import SymbolicShapeInferenceHelper
+
+    base = optimizer.MODEL_TYPES[model_type][0]
+
+    class WeightlessShapes(base):
+        def infer_runtime_shape(self, dynamic_axis_mapping=None, update=False):
+            if self.enable_shape_infer and (self.shape_infer_helper is None or update):
+                self.shape_infer_helper = SymbolicShapeInferenceHelper(weightless(self.model))
+            return super().infer_runtime_shape(dynamic_axis_mapping or {}, update=False)
+
+    fused = WeightlessShapes(model, num_heads, hidden_size)
+    fused.optimize(optimizer.FusionOptions(model_type))
+    fused.topological_sort()
+    fused.model.producer_name = "onnxruntime.transformers"
+    fused.model.producer_version = onnxruntime.__version__
+    return fused
+
+
+def weightless(model):
+    """A copy of `model` without its large initializers' data, for shape inference: those are declared as typed
+    graph inputs instead (as precision/graph_shapes.py does for ONNX's own shape inference), so symbolic shape
+    inference treats them as the values it does not know, which a weight is to it (it reads values only to
+    compute shapes); nodes, value_info and small initializers are kept."""
+    import numpy as np
+    import onnx
+
+    from trt_converters.precision.graph_shapes import SMALL_INITIALIZER_ELEMENTS
+
+    skeleton = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(skeleton, field, getattr(model, field))
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    graph, source = skeleton.graph, model.graph
+    graph.name = source.name
+    for field in ("node", "input", "output", "value_info"):
+        getattr(graph, field).extend(getattr(source, field))
+    declared = {i.name for i in source.input}
+    for initializer in source.initializer:
+        if int(np.prod(initializer.dims, dtype=np.int64)) <= SMALL_INITIALIZER_ELEMENTS:
+            graph.initializer.append(initializer)
+        elif initializer.name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(initializer.name, initializer.data_type,
+                                                                  list(initializer.dims)))
+    return skeleton

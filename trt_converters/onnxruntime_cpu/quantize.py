@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trt_converters.errors import StageError, UserError
+from trt_converters.memory import release
 from trt_converters.onnxruntime_cpu.targets import (
     CPU_TARGET_KEY,
     LOWERING_KEY,
@@ -110,8 +111,11 @@ def quantize_for_onnxruntime(fp32_onnx: Path, out_path: Path, options: OrtInt8Op
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ort-int8-", dir=out_path.parent) as tmp:
         cleaned, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        _save(model, cleaned, large)
+        # Weights as external data: written tensor by tensor, where a single-file save serializes the whole graph
+        # at once (on RoBERTa-base 1.5 GB above the 0.5 GB graph); the quantizer reads it back the same.
+        _save(model, cleaned, external=True)
         del model
+        release()  # the parent's freed heap back to the system before the quantizer's process starts
         if mode == "static":
             calibration = _prepared_calibration(calibration, io, graph_inputs)
         # A fresh process: NVIDIA ModelOpt patches onnxruntime.quantization when it runs (the TensorRT INT8

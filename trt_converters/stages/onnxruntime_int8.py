@@ -31,10 +31,41 @@ class OrtInt8Graph:
         return {**fusion, f"ort_int8_{self.mode}": self.entry}
 
 
-def lower_for_onnxruntime(run: RunContext, ort: OrtInt8Options, fp32_onnx: Path | None, loaded: LoadedModel | None,
-                          verifier: Verifier | None) -> OrtInt8Graph:
-    """`loaded`: the PyTorch model (None without --generate-onnx: no fusable re-export). `verifier` None: the
-    graph is not verified."""
+@dataclass(frozen=True)
+class FusableExport:
+    """The eager-attention legacy export ONNX Runtime's transformer optimizer fuses (`path` None: it failed, `why`
+    says why), taken in the export stage so that the PyTorch model is freed before the lowering."""
+
+    path: Path | None
+    num_heads: int
+    hidden_size: int
+    seconds: float
+    why: str = ""
+
+
+def export_fusable_graph(run: RunContext, loaded: LoadedModel) -> FusableExport:
+    """The PyTorch model re-exported in the form ONNX Runtime's transformer optimizer fuses (a staged scratch file
+    the lowering removes)."""
+    from trt_converters.onnxruntime_cpu.fusion import export_fusable, transformer_dims
+
+    options = run.options
+    started = time.perf_counter()
+    heads, hidden = transformer_dims(loaded.model)
+    sample = synthetic_inputs(run.io, loaded.export_shapes, seed=0)
+    fusable = run.staged(options.artifact_dir() / ".ort-fusable.onnx")
+    log("[fuse] eager-attention legacy export for ONNX Runtime's transformer optimizer")
+    try:
+        export_fusable(loaded.model, run.io, to_device(sample, options.device), run.profiles, fusable)
+    except StageError as exc:
+        log(f"warning: no fusable export ({exc}); INT8 from the plain FP32 graph")
+        return FusableExport(None, heads, hidden, time.perf_counter() - started, why=str(exc))
+    return FusableExport(fusable, heads, hidden, time.perf_counter() - started)
+
+
+def lower_for_onnxruntime(run: RunContext, ort: OrtInt8Options, fp32_onnx: Path | None,
+                          fusable: FusableExport | None, verifier: Verifier | None) -> OrtInt8Graph:
+    """`fusable`: the export_fusable_graph result (None without --generate-onnx: the FP32 graph is fused as it
+    is). `verifier` None: the graph is not verified."""
     from trt_converters.onnxruntime_cpu import quantize_for_onnxruntime
     from trt_converters.onnxruntime_cpu.targets import CPU_TARGET_KEY, WEIGHT_BITS_KEY, read_metadata
 
@@ -46,7 +77,7 @@ def lower_for_onnxruntime(run: RunContext, ort: OrtInt8Options, fp32_onnx: Path 
     # onnxruntime 1.31), so fusion serves the dynamic path.
     source, fusion = fp32_onnx, None
     if options.ort_fusion and ort.mode == "dynamic":
-        source, fusion = _fuse_for_cpu(run, fp32_onnx, loaded, verifier)
+        source, fusion = _fuse_for_cpu(run, fp32_onnx, fusable, verifier)
     log(f"[lower] ONNX Runtime {ort.mode} INT8")
     started = time.perf_counter()
     calibration = _static_calibration(run, verifier) if ort.mode == "static" else None
@@ -75,33 +106,27 @@ def _static_calibration(run: RunContext, verifier: Verifier | None) -> dict:
                                      tokenizer_path=options.tokenizer_path, image_options=options.image_options)
 
 
-def _fuse_for_cpu(run: RunContext, fp32_onnx: Path, loaded: LoadedModel | None,
+def _fuse_for_cpu(run: RunContext, fp32_onnx: Path, fusable: FusableExport | None,
                   verifier: Verifier | None) -> tuple[Path, dict]:
     """The FP32 graph in the form ONNX Runtime's transformer optimizer fuses, fused and verified, with the report's
-    `ort_fusion` entry; the plain FP32 graph when there is no PyTorch model to re-export or the fused graph fails
+    `ort_fusion` entry; the plain FP32 graph when the fusable re-export failed or the fused graph fails
     verification."""
-    from trt_converters.onnxruntime_cpu.fusion import WANTED, export_fusable, fuse_for_onnxruntime, transformer_dims
+    from trt_converters.onnxruntime_cpu.fusion import WANTED, fuse_for_onnxruntime
 
     options = run.options
     final = options.ort_fused_onnx_path()
     started = time.perf_counter()
-    heads, hidden = (0, 0)
-    fusable = fp32_onnx
-    if loaded is not None:
-        heads, hidden = transformer_dims(loaded.model)
-        sample = synthetic_inputs(run.io, loaded.export_shapes, seed=0)
-        fusable = run.staged(options.artifact_dir() / ".ort-fusable.onnx")
-        log("[fuse] eager-attention legacy export for ONNX Runtime's transformer optimizer")
-        try:
-            export_fusable(loaded.model, run.io, to_device(sample, options.device), run.profiles, fusable)
-        except StageError as exc:
-            log(f"warning: no fusable export ({exc}); INT8 from the plain FP32 graph")
-            return fp32_onnx, {"fused": False, "why": str(exc)}
-    result = fuse_for_onnxruntime(fusable, run.staged(final), num_heads=heads, hidden_size=hidden)
-    if fusable != fp32_onnx:
-        fusable.unlink(missing_ok=True)
+    heads, hidden, source, exported_s = 0, 0, fp32_onnx, 0.0
+    if fusable is not None:
+        heads, hidden, exported_s = fusable.num_heads, fusable.hidden_size, fusable.seconds
+        if fusable.path is None:
+            return fp32_onnx, {"fused": False, "why": fusable.why}
+        source = fusable.path
+    result = fuse_for_onnxruntime(source, run.staged(final), num_heads=heads, hidden_size=hidden)
+    if source != fp32_onnx:
+        source.unlink(missing_ok=True)
     entry = {"statistics": result.statistics, "num_heads": heads, "hidden_size": hidden,
-             "seconds": round(time.perf_counter() - started, 3)}
+             "seconds": round(exported_s + time.perf_counter() - started, 3)}
     log("[fuse] " + (", ".join(f"{k} {v}" for k, v in sorted(result.statistics.items())) or "nothing fused"))
     if not any(result.statistics.get(op) for op in WANTED):
         log("[fuse] no transformer layers fused; INT8 from the plain FP32 graph")
