@@ -139,29 +139,9 @@ def _optimize_by_fusion(model, model_type: str, num_heads: int, hidden_size: int
 
 
 def weightless(model):
-    """A copy of `model` without its large initializers' data, for shape inference: those are declared as typed
-    graph inputs instead (as precision/graph_shapes.py does for ONNX's own shape inference), so symbolic shape
-    inference treats them as the values it does not know, which a weight is to it (it reads values only to
-    compute shapes); nodes, value_info and small initializers are kept."""
-    import numpy as np
-    import onnx
+    """A copy of `model` without its large initializers' data, for symbolic shape inference: those are declared as
+    typed graph inputs instead (precision/graph_shapes.py), which it treats as the values it does not know, as a
+    weight is to it (it reads values only to compute shapes); nodes, value_info and small initializers are kept."""
+    from trt_converters.precision.graph_shapes import weightless_skeleton
 
-    from trt_converters.precision.graph_shapes import SMALL_INITIALIZER_ELEMENTS
-
-    skeleton = onnx.ModelProto()
-    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
-        setattr(skeleton, field, getattr(model, field))
-    skeleton.opset_import.extend(model.opset_import)
-    skeleton.functions.extend(model.functions)
-    graph, source = skeleton.graph, model.graph
-    graph.name = source.name
-    for field in ("node", "input", "output", "value_info"):
-        getattr(graph, field).extend(getattr(source, field))
-    declared = {i.name for i in source.input}
-    for initializer in source.initializer:
-        if int(np.prod(initializer.dims, dtype=np.int64)) <= SMALL_INITIALIZER_ELEMENTS:
-            graph.initializer.append(initializer)
-        elif initializer.name not in declared:
-            graph.input.append(onnx.helper.make_tensor_value_info(initializer.name, initializer.data_type,
-                                                                  list(initializer.dims)))
-    return skeleton
+    return weightless_skeleton(model, value_info=True)[0]

@@ -151,8 +151,7 @@ def _weightless_graph_passes():
     def typed(model, use_standalone_type_inference: bool = False, **kwargs):
         if not use_standalone_type_inference or _has_subgraphs(model):
             return infer_types(model, use_standalone_type_inference, **kwargs)
-        skeleton, _ = weightless_skeleton(model)
-        skeleton.graph.value_info.extend(model.graph.value_info)
+        skeleton, _ = weightless_skeleton(model, value_info=True)
         skeleton = infer_types(skeleton, True, **kwargs)
         del model.graph.value_info[:]
         model.graph.value_info.extend(skeleton.graph.value_info)

@@ -12,8 +12,9 @@ from __future__ import annotations
 SMALL_INITIALIZER_ELEMENTS = 1024
 
 
-def weightless_skeleton(model):
-    """(skeleton, names of the large initializers it declares as graph inputs)."""
+def weightless_skeleton(model, *, value_info: bool = False):
+    """(skeleton, names of the large initializers it declares as graph inputs); `value_info`: with the graph's
+    value_info (the shapes and types known so far)."""
     import numpy as np
     import onnx
 
@@ -27,6 +28,8 @@ def weightless_skeleton(model):
     graph.node.extend(model.graph.node)
     graph.input.extend(model.graph.input)
     graph.output.extend(model.graph.output)
+    if value_info:
+        graph.value_info.extend(model.graph.value_info)
     declared = {i.name for i in model.graph.input}
     stand_ins = set()
     for initializer in model.graph.initializer:
